@@ -1,0 +1,339 @@
+//! JWS compact serialization with HMAC (RFC 7515, RFC 7518 §3.2).
+//!
+//! This layer knows signatures, keys and the JOSE header; it knows nothing of
+//! claims. [`KeySet::verify`] returns the payload bytes only after the MAC
+//! has been checked in constant time.
+
+use super::json::{self, Field, Name, Seen};
+use super::{b64, TokenError};
+use hmac::{Hmac, Mac};
+use serde::de::{Deserializer, MapAccess, Visitor};
+use sha2::{Sha256, Sha384, Sha512};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Algorithm {
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        match name {
+            "HS256" => Some(Algorithm::HS256),
+            "HS384" => Some(Algorithm::HS384),
+            "HS512" => Some(Algorithm::HS512),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::HS256 => "HS256",
+            Algorithm::HS384 => "HS384",
+            Algorithm::HS512 => "HS512",
+        }
+    }
+
+    /// The hash output size, which is also the minimum key size (RFC 7518 §3.2).
+    pub fn output_len(self) -> usize {
+        match self {
+            Algorithm::HS256 => 32,
+            Algorithm::HS384 => 48,
+            Algorithm::HS512 => 64,
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    /// RFC 7518 §3.2: a key shorter than the hash output is refused.
+    TooShort { alg: Algorithm, min: usize, got: usize },
+    DuplicateKid(String),
+    /// More than one key and one of them has no `kid`.
+    MissingKid,
+    Empty,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            KeyError::TooShort { alg, min, got } => {
+                write!(f, "{alg} needs a secret of at least {min} bytes, got {got}")
+            }
+            KeyError::DuplicateKid(kid) => write!(f, "kid {kid:?} appears twice"),
+            KeyError::MissingKid => f.write_str("every key needs a kid when there is more than one"),
+            KeyError::Empty => f.write_str("at least one key is required"),
+        }
+    }
+}
+
+/// An HMAC state already keyed: cloning it per token skips re-hashing the
+/// key pads on every request.
+#[derive(Clone)]
+enum Keyed {
+    HS256(Hmac<Sha256>),
+    HS384(Hmac<Sha384>),
+    HS512(Hmac<Sha512>),
+}
+
+/// One signing/verification key. Its secret is never printed.
+#[derive(Clone)]
+pub struct Key {
+    kid: Option<String>,
+    alg: Algorithm,
+    mac: Keyed,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Key {
+    pub fn new(kid: Option<String>, alg: Algorithm, secret: &[u8]) -> Result<Key, KeyError> {
+        if secret.len() < alg.output_len() {
+            return Err(KeyError::TooShort { alg, min: alg.output_len(), got: secret.len() });
+        }
+        // `new_from_slice` accepts any length for HMAC; it cannot fail here.
+        let mac = match alg {
+            Algorithm::HS256 => Hmac::<Sha256>::new_from_slice(secret).map(Keyed::HS256),
+            Algorithm::HS384 => Hmac::<Sha384>::new_from_slice(secret).map(Keyed::HS384),
+            Algorithm::HS512 => Hmac::<Sha512>::new_from_slice(secret).map(Keyed::HS512),
+        }
+        .map_err(|_| KeyError::TooShort { alg, min: alg.output_len(), got: secret.len() })?;
+        Ok(Key { kid, alg, mac })
+    }
+
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    pub fn alg(&self) -> Algorithm {
+        self.alg
+    }
+
+    fn tag(&self, signing_input: &[u8]) -> Vec<u8> {
+        match self.mac.clone() {
+            Keyed::HS256(mut m) => {
+                m.update(signing_input);
+                m.finalize().into_bytes().to_vec()
+            }
+            Keyed::HS384(mut m) => {
+                m.update(signing_input);
+                m.finalize().into_bytes().to_vec()
+            }
+            Keyed::HS512(mut m) => {
+                m.update(signing_input);
+                m.finalize().into_bytes().to_vec()
+            }
+        }
+    }
+
+    /// Constant-time check; a tag of the wrong length fails.
+    fn check(&self, signing_input: &[u8], tag: &[u8]) -> bool {
+        match self.mac.clone() {
+            Keyed::HS256(mut m) => {
+                m.update(signing_input);
+                m.verify_slice(tag).is_ok()
+            }
+            Keyed::HS384(mut m) => {
+                m.update(signing_input);
+                m.verify_slice(tag).is_ok()
+            }
+            Keyed::HS512(mut m) => {
+                m.update(signing_input);
+                m.verify_slice(tag).is_ok()
+            }
+        }
+    }
+
+    /// Signs `payload` (already serialized JSON) as a compact JWS whose header
+    /// carries `alg`, `typ` when given, and this key's `kid`.
+    pub fn sign(&self, typ: Option<&str>, payload: &[u8]) -> String {
+        let mut header = serde_json::Map::new();
+        header.insert("alg".into(), self.alg.name().into());
+        if let Some(typ) = typ {
+            header.insert("typ".into(), typ.into());
+        }
+        if let Some(kid) = &self.kid {
+            header.insert("kid".into(), kid.as_str().into());
+        }
+        let header = serde_json::Value::Object(header).to_string();
+        let mut out = b64::encode(header.as_bytes());
+        out.push('.');
+        out.push_str(&b64::encode(payload));
+        let tag = self.tag(out.as_bytes());
+        out.push('.');
+        out.push_str(&b64::encode(&tag));
+        out
+    }
+}
+
+/// The keys a verifier accepts: usually one, two during a rotation.
+#[derive(Clone, Debug)]
+pub struct KeySet {
+    keys: Vec<Key>,
+}
+
+impl KeySet {
+    pub fn new(keys: Vec<Key>) -> Result<KeySet, KeyError> {
+        if keys.is_empty() {
+            return Err(KeyError::Empty);
+        }
+        if keys.len() > 1 {
+            for (i, k) in keys.iter().enumerate() {
+                let kid = k.kid.as_deref().ok_or(KeyError::MissingKid)?;
+                if keys[..i].iter().any(|o| o.kid.as_deref() == Some(kid)) {
+                    return Err(KeyError::DuplicateKid(kid.to_owned()));
+                }
+            }
+        }
+        Ok(KeySet { keys })
+    }
+
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    /// Checks the compact JWS `token` and returns its header and decoded
+    /// payload. The checks run in this order, cheapest and most decisive
+    /// first: size, shape, header, `alg` (`none` before any MAC work), key
+    /// selection, `alg` against the key, MAC, payload encoding.
+    pub fn verify(&self, token: &[u8], max_len: usize) -> Result<Verified, TokenError> {
+        if token.len() > max_len {
+            return Err(TokenError::TooLarge);
+        }
+        let (header_b64, payload_b64, sig_b64) = split(token)?;
+        let header_bytes = b64::decode(header_b64).ok_or(TokenError::BadEncoding("header"))?;
+        let header = Header::parse(&header_bytes)?;
+        let alg_name = match &header.alg {
+            Some(Field::Valid(a)) => a,
+            Some(Field::Invalid) => return Err(TokenError::AlgorithmNotAllowed),
+            None => return Err(TokenError::AlgorithmMissing),
+        };
+        if alg_name.eq_ignore_ascii_case("none") {
+            return Err(TokenError::AlgorithmNone);
+        }
+        let alg = Algorithm::parse(alg_name).ok_or(TokenError::AlgorithmNotAllowed)?;
+        if header.crit {
+            return Err(TokenError::UnsupportedCritical);
+        }
+        let key = match &header.kid {
+            Some(Field::Valid(kid)) => self.get(kid).ok_or(TokenError::UnknownKeyId)?,
+            Some(Field::Invalid) => return Err(TokenError::UnknownKeyId),
+            None if self.keys.len() == 1 => &self.keys[0],
+            None => return Err(TokenError::KeyIdMissing),
+        };
+        if key.alg != alg {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let tag = b64::decode(sig_b64).ok_or(TokenError::BadEncoding("signature"))?;
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        if !key.check(signing_input, &tag) {
+            return Err(TokenError::SignatureInvalid);
+        }
+        let payload = b64::decode(payload_b64).ok_or(TokenError::BadEncoding("payload"))?;
+        Ok(Verified { header, payload })
+    }
+}
+
+/// A JWS whose MAC checked out.
+#[derive(Debug)]
+pub struct Verified {
+    pub header: Header,
+    pub payload: Vec<u8>,
+}
+
+fn split(token: &[u8]) -> Result<(&[u8], &[u8], &[u8]), TokenError> {
+    let mut parts = token.splitn(4, |&b| b == b'.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(p), Some(s), None) => Ok((h, p, s)),
+        _ => Err(TokenError::Malformed),
+    }
+}
+
+/// The JOSE header members Tollgate reads. Others are ignored (never used to
+/// find a key: no `jwk`, `jku`, `x5u`).
+#[derive(Debug, Default)]
+pub struct Header {
+    pub alg: Option<Field<String>>,
+    pub kid: Option<Field<String>>,
+    pub typ: Option<Field<String>>,
+    /// `crit` was present. Tollgate implements no extension, so any is refused.
+    pub crit: bool,
+}
+
+impl Header {
+    pub fn parse(bytes: &[u8]) -> Result<Header, TokenError> {
+        parse_object(bytes, HeaderVisitor).map_err(|e| match e {
+            ObjectError::Duplicate => TokenError::DuplicateMember("header"),
+            ObjectError::Invalid => TokenError::NotJsonObject("header"),
+        })
+    }
+}
+
+pub(crate) enum ObjectError {
+    Duplicate,
+    Invalid,
+}
+
+/// Parses `bytes` as exactly one JSON object with `visitor`.
+pub(crate) fn parse_object<'de, V: Visitor<'de>>(
+    bytes: &'de [u8],
+    visitor: V,
+) -> Result<V::Value, ObjectError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = de.deserialize_map(visitor).map_err(|e| {
+        if json::is_duplicate_error(&e) {
+            ObjectError::Duplicate
+        } else {
+            ObjectError::Invalid
+        }
+    })?;
+    de.end().map_err(|_| ObjectError::Invalid)?;
+    Ok(value)
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = Header;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
+        let mut h = Header::default();
+        let mut seen = Seen::default();
+        while let Some(Name(name)) = map.next_key()? {
+            match &*name {
+                "alg" => h.alg = Some(json::value(&mut map, json::Str)?),
+                "kid" => h.kid = Some(json::value(&mut map, json::Str)?),
+                "typ" => h.typ = Some(json::value(&mut map, json::Str)?),
+                "crit" => {
+                    h.crit = true;
+                    json::skip(&mut map)?;
+                }
+                _ => json::skip(&mut map)?,
+            }
+            seen.insert::<A::Error>(name)?;
+        }
+        Ok(h)
+    }
+}

@@ -1,0 +1,175 @@
+//! The token codec: everything that turns bytes into a trusted access token,
+//! or a precise reason why not. Shared by the filter and the authority.
+//!
+//! ```text
+//! bytes ─► jws (size, shape, header, alg, key, MAC) ─► claims (types, time, iss, aud, sub, ver)
+//! ```
+
+pub mod b64;
+pub mod claims;
+mod json;
+pub mod jws;
+
+pub use claims::{ClaimRules, Claims, RawClaims, TimeCheck};
+pub use jws::{Algorithm, Key, KeyError, KeySet};
+
+use std::fmt;
+
+/// The `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Why a token was refused. Each variant has a stable, secret-free
+/// `description` (the RFC 6750 `error_description`) and a metric-safe `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    TooLarge,
+    Malformed,
+    /// A segment is not strict base64url: `header`, `payload` or `signature`.
+    BadEncoding(&'static str),
+    NotJsonObject(&'static str),
+    DuplicateMember(&'static str),
+    AlgorithmMissing,
+    AlgorithmNone,
+    AlgorithmNotAllowed,
+    AlgorithmMismatch,
+    KeyIdMissing,
+    UnknownKeyId,
+    UnsupportedCritical,
+    TypeNotAllowed,
+    SignatureInvalid,
+    /// A claim has the wrong JSON type or is out of range.
+    ClaimType(&'static str),
+    Expired,
+    ExpirationMissing,
+    NotYetValid,
+    IssuedInFuture,
+    IssuerMismatch,
+    AudienceMismatch,
+    SubjectMissing,
+    VersionMissing,
+    Revoked,
+}
+
+impl TokenError {
+    pub fn description(self) -> &'static str {
+        use TokenError::*;
+        match self {
+            TooLarge => "token too large",
+            Malformed => "token is not a compact JWS",
+            BadEncoding("header") => "header is not base64url",
+            BadEncoding("payload") => "payload is not base64url",
+            BadEncoding(_) => "signature is not base64url",
+            NotJsonObject("header") => "header is not a JSON object",
+            NotJsonObject(_) => "payload is not a JSON object",
+            DuplicateMember("header") => "duplicate member in header",
+            DuplicateMember(_) => "duplicate member in payload",
+            AlgorithmMissing => "alg missing",
+            AlgorithmNone => "alg none not allowed",
+            AlgorithmNotAllowed => "alg not allowed",
+            AlgorithmMismatch => "alg does not match key",
+            KeyIdMissing => "kid missing",
+            UnknownKeyId => "unknown key id",
+            UnsupportedCritical => "unsupported critical header",
+            TypeNotAllowed => "typ not allowed",
+            SignatureInvalid => "signature invalid",
+            ClaimType("exp") => "exp is not an integer NumericDate",
+            ClaimType("nbf") => "nbf is not an integer NumericDate",
+            ClaimType("iat") => "iat is not an integer NumericDate",
+            ClaimType("ver") => "ver is not a non-negative integer",
+            ClaimType("aud") => "aud is not a string or array of strings",
+            ClaimType("hosts") => "hosts is not an array of strings",
+            ClaimType("iss") => "iss is not a string",
+            ClaimType("sub") => "sub is not a string",
+            ClaimType("sid") => "sid is not a string",
+            ClaimType("jti") => "jti is not a string",
+            ClaimType(_) => "scope is not a string",
+            Expired => "token expired",
+            ExpirationMissing => "exp missing",
+            NotYetValid => "token not yet valid",
+            IssuedInFuture => "token issued in the future",
+            IssuerMismatch => "issuer not accepted",
+            AudienceMismatch => "audience not accepted",
+            SubjectMissing => "sub missing",
+            VersionMissing => "ver missing",
+            Revoked => "token revoked",
+        }
+    }
+
+    /// A short snake_case name for metrics and logs.
+    pub fn code(self) -> &'static str {
+        use TokenError::*;
+        match self {
+            TooLarge => "too_large",
+            Malformed | BadEncoding(_) | NotJsonObject(_) | DuplicateMember(_) => "malformed",
+            AlgorithmMissing | AlgorithmNone | AlgorithmNotAllowed | AlgorithmMismatch => {
+                "bad_alg"
+            }
+            KeyIdMissing | UnknownKeyId => "unknown_kid",
+            UnsupportedCritical | TypeNotAllowed => "bad_header",
+            SignatureInvalid => "bad_signature",
+            ClaimType(_) => "bad_claim",
+            Expired => "expired",
+            ExpirationMissing => "no_exp",
+            NotYetValid | IssuedInFuture => "not_yet_valid",
+            IssuerMismatch => "bad_issuer",
+            AudienceMismatch => "bad_audience",
+            SubjectMissing | VersionMissing => "missing_claim",
+            Revoked => "revoked",
+        }
+    }
+
+    /// Every metric code, for pre-registering counters.
+    pub const CODES: &'static [&'static str] = &[
+        "too_large",
+        "malformed",
+        "bad_alg",
+        "unknown_kid",
+        "bad_header",
+        "bad_signature",
+        "bad_claim",
+        "expired",
+        "no_exp",
+        "not_yet_valid",
+        "bad_issuer",
+        "bad_audience",
+        "missing_claim",
+        "revoked",
+    ];
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+/// Verifies access tokens: a key set, the claim rules, the accepted `typ`s
+/// and a size cap. One per filter configuration; cheap to call per request.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    pub keys: KeySet,
+    pub rules: ClaimRules,
+    pub allowed_typ: Vec<String>,
+    pub max_token_bytes: usize,
+}
+
+impl Verifier {
+    pub fn verify(&self, token: &str, time: TimeCheck) -> Result<Claims, TokenError> {
+        let jws = self.keys.verify(token.as_bytes(), self.max_token_bytes)?;
+        match &jws.header.typ {
+            // RFC 7515 §4.1.9: media type names compare case-insensitively.
+            Some(json::Field::Valid(t)) if self.allowed_typ.iter().any(|a| a.eq_ignore_ascii_case(t)) => {}
+            _ => return Err(TokenError::TypeNotAllowed),
+        }
+        let raw = RawClaims::parse(&jws.payload)?;
+        self.rules.check(raw, time)
+    }
+}
+
+/// Mints an access token with `key` (`typ: at+jwt`). The authority's side of
+/// the same codec.
+pub fn mint(key: &Key, claims: &Claims) -> String {
+    key.sign(Some(ACCESS_TOKEN_TYP), &claims.to_json())
+}
