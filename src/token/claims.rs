@@ -140,10 +140,10 @@ impl ClaimRules {
         let iat = uint(raw.iat, "iat", MAX_NUMERIC_DATE)?;
         let ver = uint(raw.ver, "ver", MAX_VERSION)?;
         let iss = string(raw.iss, "iss")?;
-        let sub = string(raw.sub, "sub")?;
-        let sid = string(raw.sid, "sid")?;
+        let sub = header_safe(string(raw.sub, "sub")?, "sub")?;
+        let sid = header_safe(string(raw.sid, "sid")?, "sid")?;
         let jti = string(raw.jti, "jti")?;
-        let scope = string(raw.scope, "scope")?;
+        let scope = header_safe(string(raw.scope, "scope")?, "scope")?;
         let aud = match raw.aud {
             None => None,
             Some(Field::Valid(a)) => Some(a),
@@ -195,6 +195,13 @@ fn uint(f: Option<Field<u64>>, name: &'static str, max: u64) -> Result<Option<u6
         None => Ok(None),
         Some(Field::Valid(v)) if v <= max => Ok(Some(v)),
         Some(_) => Err(TokenError::ClaimType(name)),
+    }
+}
+
+fn header_safe(v: Option<String>, name: &'static str) -> Result<Option<String>, TokenError> {
+    match v {
+        Some(s) if s.chars().any(char::is_control) => Err(TokenError::ControlCharacter(name)),
+        v => Ok(v),
     }
 }
 

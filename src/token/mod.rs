@@ -39,6 +39,9 @@ pub enum TokenError {
     SignatureInvalid,
     /// A claim has the wrong JSON type or is out of range.
     ClaimType(&'static str),
+    /// `sub`, `sid` or `scope` holds a control character: it could never be
+    /// forwarded safely as an identity header.
+    ControlCharacter(&'static str),
     Expired,
     ExpirationMissing,
     NotYetValid,
@@ -83,6 +86,9 @@ impl TokenError {
             ClaimType("sid") => "sid is not a string",
             ClaimType("jti") => "jti is not a string",
             ClaimType(_) => "scope is not a string",
+            ControlCharacter("sub") => "sub contains a control character",
+            ControlCharacter("sid") => "sid contains a control character",
+            ControlCharacter(_) => "scope contains a control character",
             Expired => "token expired",
             ExpirationMissing => "exp missing",
             NotYetValid => "token not yet valid",
@@ -107,7 +113,7 @@ impl TokenError {
             KeyIdMissing | UnknownKeyId => "unknown_kid",
             UnsupportedCritical | TypeNotAllowed => "bad_header",
             SignatureInvalid => "bad_signature",
-            ClaimType(_) => "bad_claim",
+            ClaimType(_) | ControlCharacter(_) => "bad_claim",
             Expired => "expired",
             ExpirationMissing => "no_exp",
             NotYetValid | IssuedInFuture => "not_yet_valid",

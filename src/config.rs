@@ -1,0 +1,483 @@
+//! The filter's configuration: one JSON document (Envoy `configuration`,
+//! Istio `pluginConfig`, Envoy Gateway `wasm.config`), validated completely
+//! before the filter serves a request. A bad document is refused with a
+//! [`ConfigError`] that names the field. Secrets never appear in errors.
+//!
+//! Every field and its default is documented in `docs/configuration.md`.
+
+use crate::policy::{PathMatch, Policy, Rule};
+use crate::token::{self, Algorithm, ClaimRules, Key, KeySet, Verifier};
+use serde::Deserialize;
+use std::fmt;
+
+/// The upper bound on `clock_skew_seconds`: more would make `exp` meaningless.
+pub const MAX_CLOCK_SKEW: u64 = 300;
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+
+/// A refusal of the configuration, naming the field (`keys[1].secret_env`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "tollgate configuration: {}", self.message)
+        } else {
+            write!(f, "tollgate configuration: field `{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+// ---- the document, as written ------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Document {
+    issuer: String,
+    audiences: Vec<String>,
+    keys: Vec<KeyDoc>,
+    #[serde(default = "default_token_types")]
+    token_types: Vec<String>,
+    #[serde(default = "default_skew")]
+    clock_skew_seconds: u64,
+    #[serde(default = "default_max_token_bytes")]
+    max_token_bytes: usize,
+    #[serde(default)]
+    allow_never_expiring: bool,
+    #[serde(default = "default_realm")]
+    realm: String,
+    #[serde(default = "default_admin_scope")]
+    admin_scope: String,
+    #[serde(default)]
+    sources: SourcesDoc,
+    #[serde(default)]
+    client_address: ClientAddressDoc,
+    #[serde(default)]
+    identity_headers: IdentityHeadersDoc,
+    #[serde(default = "yes")]
+    forward_token: bool,
+    #[serde(default)]
+    rules: Vec<RuleDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyDoc {
+    #[serde(default)]
+    kid: Option<String>,
+    alg: String,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    secret_env: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SourcesDoc {
+    authorization_header: bool,
+    cookie: Option<String>,
+    header_pair: Option<HeaderPairDoc>,
+    query: QueryDoc,
+}
+
+impl Default for SourcesDoc {
+    fn default() -> Self {
+        SourcesDoc {
+            authorization_header: true,
+            cookie: None,
+            header_pair: None,
+            query: QueryDoc::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderPairDoc {
+    token: String,
+    user: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct QueryDoc {
+    enabled: bool,
+    name: String,
+}
+
+impl Default for QueryDoc {
+    fn default() -> Self {
+        QueryDoc { enabled: false, name: "access_token".into() }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct ClientAddressDoc {
+    from: ClientAddressFrom,
+    trusted_hops: u32,
+}
+
+/// Where the client address for the `hosts` claim comes from.
+#[derive(Deserialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAddressFrom {
+    /// Envoy's `source.address`: the peer of the downstream connection.
+    #[default]
+    Peer,
+    /// `x-forwarded-for`, skipping `trusted_hops` entries from the right.
+    XForwardedFor,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct IdentityHeadersDoc {
+    subject: String,
+    scope: String,
+    session: String,
+    version: String,
+}
+
+impl Default for IdentityHeadersDoc {
+    fn default() -> Self {
+        IdentityHeadersDoc {
+            subject: "x-tollgate-sub".into(),
+            scope: "x-tollgate-scope".into(),
+            session: "x-tollgate-sid".into(),
+            version: "x-tollgate-ver".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleDoc {
+    #[serde(default)]
+    name: Option<String>,
+    path: PathDoc,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    anonymous: bool,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default = "yes")]
+    enforce_hosts: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathDoc {
+    #[serde(default)]
+    exact: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    regex: Option<String>,
+}
+
+fn default_token_types() -> Vec<String> {
+    vec![token::ACCESS_TOKEN_TYP.into()]
+}
+fn default_skew() -> u64 {
+    30
+}
+fn default_max_token_bytes() -> usize {
+    DEFAULT_MAX_TOKEN_BYTES
+}
+fn default_realm() -> String {
+    "tollgate".into()
+}
+fn default_admin_scope() -> String {
+    "tollgate:admin".into()
+}
+fn yes() -> bool {
+    true
+}
+
+// ---- the validated configuration -------------------------------------------
+
+/// Where tokens are looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    pub authorization_header: bool,
+    pub cookie: Option<String>,
+    /// `(token header, user header)`, lower-case.
+    pub header_pair: Option<(String, String)>,
+    pub query_enabled: bool,
+    pub query_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pub subject: String,
+    pub scope: String,
+    pub session: String,
+    pub version: String,
+}
+
+impl IdentityHeaders {
+    pub fn all(&self) -> [&str; 4] {
+        [&self.subject, &self.scope, &self.session, &self.version]
+    }
+}
+
+/// A configuration that passed every check; the filter runs on nothing else.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub verifier: Verifier,
+    pub realm: String,
+    pub admin_scope: String,
+    pub sources: Sources,
+    pub client_address: ClientAddressFrom,
+    pub trusted_hops: u32,
+    pub identity_headers: IdentityHeaders,
+    pub forward_token: bool,
+    pub policy: Policy,
+}
+
+impl Config {
+    /// Parses and validates `json`. `env` reads the VM's environment
+    /// (`vm_config.environment_variables`) for `secret_env`.
+    pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let doc: Document = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field == "." { String::new() } else { field };
+            ConfigError::new(field, without_position(&e.inner().to_string()))
+        })?;
+        de.end().map_err(|_| ConfigError::new("", "trailing characters after the document"))?;
+        doc.validate(env)
+    }
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn without_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+impl Document {
+    fn validate(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        if self.issuer.is_empty() {
+            return Err(ConfigError::new("issuer", "must not be empty"));
+        }
+        if self.audiences.is_empty() {
+            return Err(ConfigError::new("audiences", "at least one audience is required"));
+        }
+        if let Some(i) = self.audiences.iter().position(|a| a.is_empty()) {
+            return Err(ConfigError::new(format!("audiences[{i}]"), "must not be empty"));
+        }
+        if self.keys.is_empty() {
+            return Err(ConfigError::new("keys", "at least one key is required"));
+        }
+        let mut keys = Vec::with_capacity(self.keys.len());
+        for (i, k) in self.keys.into_iter().enumerate() {
+            keys.push(k.build(i, env)?);
+        }
+        let keys = KeySet::new(keys).map_err(|e| ConfigError::new("keys", e.to_string()))?;
+        if self.token_types.is_empty() {
+            return Err(ConfigError::new("token_types", "at least one typ is required"));
+        }
+        if self.clock_skew_seconds > MAX_CLOCK_SKEW {
+            return Err(ConfigError::new(
+                "clock_skew_seconds",
+                format!("must be at most {MAX_CLOCK_SKEW}"),
+            ));
+        }
+        if !(256..=65536).contains(&self.max_token_bytes) {
+            return Err(ConfigError::new("max_token_bytes", "must be between 256 and 65536"));
+        }
+        if !is_quoted_string_safe(&self.realm) {
+            return Err(ConfigError::new("realm", "must be printable ASCII without `\"` or `\\`"));
+        }
+        if self.admin_scope.is_empty() || self.admin_scope.contains(' ') {
+            return Err(ConfigError::new("admin_scope", "must be one non-empty scope token"));
+        }
+        let sources = self.sources.build()?;
+        let identity_headers = self.identity_headers.build()?;
+        let mut rules = Vec::with_capacity(self.rules.len());
+        for (i, r) in self.rules.into_iter().enumerate() {
+            rules.push(r.build(i)?);
+        }
+        Ok(Config {
+            verifier: Verifier {
+                keys,
+                rules: ClaimRules {
+                    issuer: self.issuer,
+                    audiences: self.audiences,
+                    clock_skew: self.clock_skew_seconds,
+                    allow_never_expiring: self.allow_never_expiring,
+                },
+                allowed_typ: self.token_types,
+                max_token_bytes: self.max_token_bytes,
+            },
+            realm: self.realm,
+            admin_scope: self.admin_scope,
+            sources,
+            client_address: self.client_address.from,
+            trusted_hops: self.client_address.trusted_hops,
+            identity_headers,
+            forward_token: self.forward_token,
+            policy: Policy::new(rules),
+        })
+    }
+}
+
+impl KeyDoc {
+    fn build(self, i: usize, env: &dyn Fn(&str) -> Option<String>) -> Result<Key, ConfigError> {
+        let field = |name: &str| format!("keys[{i}].{name}");
+        let alg = Algorithm::parse(&self.alg)
+            .ok_or_else(|| ConfigError::new(field("alg"), "must be one of HS256, HS384, HS512"))?;
+        if self.kid.as_deref() == Some("") {
+            return Err(ConfigError::new(field("kid"), "must not be empty"));
+        }
+        let (encoded, from) = match (self.secret, self.secret_env) {
+            (Some(s), None) => (s, field("secret")),
+            (None, Some(var)) => match env(&var) {
+                Some(s) => (s, field("secret_env")),
+                None => {
+                    return Err(ConfigError::new(
+                        field("secret_env"),
+                        format!("environment variable {var} is not set in the VM"),
+                    ))
+                }
+            },
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(field("secret"), "give either secret or secret_env, not both"))
+            }
+            (None, None) => {
+                return Err(ConfigError::new(field("secret"), "one of secret or secret_env is required"))
+            }
+        };
+        let secret = token::b64::decode(encoded.trim().trim_end_matches('=').as_bytes())
+            .ok_or_else(|| ConfigError::new(from.clone(), "is not base64url"))?;
+        Key::new(self.kid, alg, &secret).map_err(|e| ConfigError::new(from, e.to_string()))
+    }
+}
+
+impl SourcesDoc {
+    fn build(self) -> Result<Sources, ConfigError> {
+        if let Some(c) = &self.cookie {
+            if !is_token_char_string(c) {
+                return Err(ConfigError::new("sources.cookie", "is not a valid cookie name"));
+            }
+        }
+        let header_pair = match self.header_pair {
+            Some(p) => {
+                for (name, v) in [("token", &p.token), ("user", &p.user)] {
+                    if !is_header_name(v) {
+                        return Err(ConfigError::new(
+                            format!("sources.header_pair.{name}"),
+                            "is not a valid header name",
+                        ));
+                    }
+                }
+                Some((p.token.to_ascii_lowercase(), p.user.to_ascii_lowercase()))
+            }
+            None => None,
+        };
+        if self.query.name.is_empty() || !is_token_char_string(&self.query.name) {
+            return Err(ConfigError::new("sources.query.name", "is not a valid parameter name"));
+        }
+        if !self.authorization_header && self.cookie.is_none() && header_pair.is_none() && !self.query.enabled {
+            return Err(ConfigError::new("sources", "at least one token source must be enabled"));
+        }
+        Ok(Sources {
+            authorization_header: self.authorization_header,
+            cookie: self.cookie,
+            header_pair,
+            query_enabled: self.query.enabled,
+            query_name: self.query.name,
+        })
+    }
+}
+
+impl IdentityHeadersDoc {
+    fn build(self) -> Result<IdentityHeaders, ConfigError> {
+        let h = IdentityHeaders {
+            subject: self.subject.to_ascii_lowercase(),
+            scope: self.scope.to_ascii_lowercase(),
+            session: self.session.to_ascii_lowercase(),
+            version: self.version.to_ascii_lowercase(),
+        };
+        let names = ["subject", "scope", "session", "version"];
+        for (i, (name, v)) in names.iter().zip(h.all()).enumerate() {
+            if !is_header_name(v) || v.starts_with(':') {
+                return Err(ConfigError::new(format!("identity_headers.{name}"), "is not a valid header name"));
+            }
+            if h.all()[..i].contains(&v) {
+                return Err(ConfigError::new(format!("identity_headers.{name}"), "repeats another identity header"));
+            }
+        }
+        Ok(h)
+    }
+}
+
+impl RuleDoc {
+    fn build(self, i: usize) -> Result<Rule, ConfigError> {
+        let field = |name: &str| format!("rules[{i}].{name}");
+        let path = match (self.path.exact, self.path.prefix, self.path.regex) {
+            (Some(p), None, None) => PathMatch::Exact(p),
+            (None, Some(p), None) => PathMatch::Prefix(p),
+            (None, None, Some(r)) => PathMatch::regex(&r)
+                .map_err(|e| ConfigError::new(field("path.regex"), format!("invalid regex: {e}")))?,
+            _ => return Err(ConfigError::new(field("path"), "give exactly one of exact, prefix, regex")),
+        };
+        let mut methods = Vec::with_capacity(self.methods.len());
+        for (j, m) in self.methods.into_iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return Err(ConfigError::new(format!("rules[{i}].methods[{j}]"), "is not an HTTP method"));
+            }
+            methods.push(m.to_ascii_uppercase());
+        }
+        if self.anonymous && (self.admin || !self.scopes.is_empty()) {
+            return Err(ConfigError::new(
+                field("anonymous"),
+                "an anonymous rule cannot also require scopes or admin",
+            ));
+        }
+        if let Some(j) = self.scopes.iter().position(|s| s.is_empty() || s.contains(' ')) {
+            return Err(ConfigError::new(format!("rules[{i}].scopes[{j}]"), "must be one non-empty scope token"));
+        }
+        Ok(Rule {
+            name: self.name.unwrap_or_else(|| format!("rules[{i}]")),
+            path,
+            methods,
+            anonymous: self.anonymous,
+            scopes: self.scopes,
+            admin: self.admin,
+            enforce_hosts: self.enforce_hosts,
+        })
+    }
+}
+
+/// RFC 7230 token characters: valid in header names and cookie names.
+fn is_token_char_string(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_header_name(s: &str) -> bool {
+    is_token_char_string(s)
+}
+
+fn is_quoted_string_safe(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
