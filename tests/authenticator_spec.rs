@@ -1,0 +1,294 @@
+//! The authenticator as a specification: each case is a request, the
+//! expected status, and the expected reason. Runs natively and on wasm32.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use tollgate::authenticator::{decide, Decision, DenyReason, HeaderOp, Request};
+use tollgate::config::Config;
+use tollgate::extract::ExtractError;
+use tollgate::response;
+use tollgate::token::{mint, Algorithm, Claims, Key, TokenError};
+
+const NOW: u64 = 1_800_000_000;
+const SECRET_B64: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
+
+fn config_with(extra: &str) -> Config {
+    let doc = format!(
+        r#"{{
+        "issuer": "https://auth.test",
+        "audiences": ["api"],
+        "keys": [{{"kid": "k1", "alg": "HS256", "secret": "{SECRET_B64}"}}],
+        "clock_skew_seconds": 0,
+        "realm": "test",
+        "sources": {{"cookie": "tg_access", "header_pair": {{"token": "Token-Code", "user": "Token-User"}}}},
+        "rules": [
+          {{"name": "health", "path": {{"exact": "/healthz"}}, "methods": ["GET"], "anonymous": true}},
+          {{"name": "admin", "path": {{"prefix": "/admin/"}}, "admin": true}},
+          {{"name": "write", "path": {{"prefix": "/items"}}, "methods": ["POST"], "scopes": ["write"]}},
+          {{"name": "lax-hosts", "path": {{"prefix": "/lax/"}}, "enforce_hosts": false}}
+        ]
+        {extra}
+    }}"#
+    );
+    Config::parse(doc.as_bytes(), &|_| None).expect("test config is valid")
+}
+
+fn key() -> Key {
+    let secret = tollgate::token::b64::decode(SECRET_B64.as_bytes()).unwrap();
+    Key::new(Some("k1".into()), Algorithm::HS256, &secret).unwrap()
+}
+
+fn claims() -> Claims {
+    Claims {
+        iss: "https://auth.test".into(),
+        sub: "alice".into(),
+        aud: vec!["api".into()],
+        exp: Some(NOW + 600),
+        nbf: None,
+        iat: Some(NOW - 10),
+        jti: Some("j1".into()),
+        ver: 3,
+        sid: Some("s1".into()),
+        scope: Some("read write".into()),
+        hosts: None,
+    }
+}
+
+fn token(edit: impl FnOnce(&mut Claims)) -> String {
+    let mut c = claims();
+    edit(&mut c);
+    mint(&key(), &c)
+}
+
+struct Req {
+    method: &'static str,
+    path: String,
+    headers: Vec<(String, String)>,
+    peer: Option<&'static str>,
+}
+
+fn get(path: &str) -> Req {
+    Req { method: "GET", path: path.into(), headers: vec![], peer: Some("127.0.0.1") }
+}
+
+impl Req {
+    fn method(mut self, m: &'static str) -> Req {
+        self.method = m;
+        self
+    }
+    fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    fn bearer(self, token: &str) -> Req {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+    fn peer(mut self, peer: Option<&'static str>) -> Req {
+        self.peer = peer;
+        self
+    }
+}
+
+fn run(config: &Config, r: &Req) -> Decision {
+    let request = Request {
+        method: r.method,
+        path: &r.path,
+        headers: &r.headers,
+        peer: r.peer.map(|p| p.parse().unwrap()),
+    };
+    decide(config, &request, NOW)
+}
+
+/// `Ok(subject)` for an allowed request, `Err(reason)` for a denied one.
+fn outcome(d: &Decision) -> Result<Option<String>, DenyReason> {
+    match d {
+        Decision::Allow(a) => Ok(a.subject.clone()),
+        Decision::Deny(d) => Err(d.reason.clone()),
+    }
+}
+
+#[test]
+fn decisions_table() {
+    let config = config_with("");
+    let good = token(|_| {});
+    let alice = Ok(Some("alice".to_string()));
+    use DenyReason::*;
+    let cases: Vec<(&str, Req, Result<Option<String>, DenyReason>)> = vec![
+        ("valid bearer", get("/x").bearer(&good), alice.clone()),
+        ("scheme is case-insensitive", get("/x").header("authorization", &format!("bEaReR {good}")), alice.clone()),
+        ("cookie source", get("/x").header("cookie", &format!("a=b; tg_access={good}; c=d")), alice.clone()),
+        ("header pair with matching user", get("/x").header("token-code", &good).header("token-user", "alice"), alice.clone()),
+        ("header pair with another user", get("/x").header("token-code", &good).header("token-user", "bob"), Err(UserMismatch)),
+        ("header pair without user", get("/x").header("token-code", &good), Err(UserMismatch)),
+        ("no credentials", get("/x"), Err(NoToken)),
+        ("other auth scheme is not a credential", get("/x").header("authorization", "Basic YTpi"), Err(NoToken)),
+        ("bearer without token", get("/x").header("authorization", "Bearer"), Err(InvalidRequest(ExtractError::MalformedAuthorization))),
+        ("bearer with bad characters", get("/x").header("authorization", "Bearer a b"), Err(InvalidRequest(ExtractError::MalformedAuthorization))),
+        ("same token twice is fine", get("/x").bearer(&good).header("cookie", &format!("tg_access={good}")), alice.clone()),
+        ("two different tokens", get("/x").bearer(&good).header("cookie", &format!("tg_access={}", token(|c| c.jti = None))), Err(InvalidRequest(ExtractError::MultipleTokens))),
+        ("two bearer headers", get("/x").bearer(&good).bearer("abc"), Err(InvalidRequest(ExtractError::MultipleTokens))),
+        ("token in query while off", get(&format!("/x?access_token={good}")), Err(InvalidRequest(ExtractError::QueryNotAllowed))),
+        ("empty cookie value", get("/x").header("cookie", "tg_access="), Err(InvalidRequest(ExtractError::EmptyToken))),
+        ("expired", get("/x").bearer(&token(|c| c.exp = Some(NOW))), Err(InvalidToken(TokenError::Expired))),
+        ("header of impossible base64 length", get("/x").bearer("a.def.ghi"), Err(InvalidToken(TokenError::BadEncoding("header")))),
+        ("header not JSON", get("/x").bearer("abc.def.ghi"), Err(InvalidToken(TokenError::NotJsonObject("header")))),
+        ("wrong audience", get("/x").bearer(&token(|c| c.aud = vec!["other".into()])), Err(InvalidToken(TokenError::AudienceMismatch))),
+        ("control character in sub", get("/x").bearer(&token(|c| c.sub = "al\r\nice".into())), Err(InvalidToken(TokenError::ControlCharacter("sub")))),
+        ("anonymous route, no token", get("/healthz"), Ok(None)),
+        ("anonymous route, valid token", get("/healthz").bearer(&good), alice.clone()),
+        ("anonymous route, bad token still refused", get("/healthz").bearer(&token(|c| c.exp = Some(1))), Err(InvalidToken(TokenError::Expired))),
+        ("anonymous rule is per method", get("/healthz").method("POST"), Err(NoToken)),
+        ("admin route without admin scope", get("/admin/users").bearer(&good), Err(AdminRequired("tollgate:admin".into()))),
+        ("admin route with admin scope", get("/admin/users").bearer(&token(|c| c.scope = Some("read tollgate:admin".into()))), alice.clone()),
+        ("scope present", get("/items").method("POST").bearer(&good), alice.clone()),
+        ("scope missing", get("/items").method("POST").bearer(&token(|c| c.scope = Some("read".into()))), Err(MissingScope("write".into()))),
+        ("no scope claim at all", get("/items").method("POST").bearer(&token(|c| c.scope = None)), Err(MissingScope("write".into()))),
+        ("hosts: exact address", get("/x").bearer(&token(|c| c.hosts = Some(vec!["127.0.0.1".into()]))), alice.clone()),
+        ("hosts: CIDR", get("/x").bearer(&token(|c| c.hosts = Some(vec!["10.0.0.0/8".into(), "127.0.0.0/8".into()]))), alice.clone()),
+        ("hosts: star", get("/x").bearer(&token(|c| c.hosts = Some(vec!["*".into()]))).peer(None), alice.clone()),
+        ("hosts: other address", get("/x").bearer(&token(|c| c.hosts = Some(vec!["10.1.2.3".into()]))), Err(HostNotAllowed)),
+        ("hosts: unparseable entry matches nothing", get("/x").bearer(&token(|c| c.hosts = Some(vec!["localhost".into()]))), Err(HostNotAllowed)),
+        ("hosts: empty list allows nobody", get("/x").bearer(&token(|c| c.hosts = Some(vec![]))), Err(HostNotAllowed)),
+        ("hosts: IPv4-mapped peer", get("/x").bearer(&token(|c| c.hosts = Some(vec!["127.0.0.1".into()]))).peer(Some("::ffff:127.0.0.1")), alice.clone()),
+        ("hosts: unknown client address", get("/x").bearer(&token(|c| c.hosts = Some(vec!["127.0.0.1".into()]))).peer(None), Err(ClientAddressUnknown)),
+        ("hosts: rule does not enforce", get("/lax/x").bearer(&token(|c| c.hosts = Some(vec!["10.1.2.3".into()]))), alice.clone()),
+    ];
+    for (name, req, want) in cases {
+        assert_eq!(outcome(&run(&config, &req)), want, "case: {name}");
+    }
+}
+
+#[test]
+fn identity_headers_replace_spoofed_ones() {
+    let config = config_with("");
+    let req = get("/x")
+        .bearer(&token(|_| {}))
+        .header("x-tollgate-sub", "root")
+        .header("x-tollgate-sub", "root2")
+        .header("x-tollgate-ver", "999");
+    let Decision::Allow(allow) = run(&config, &req) else { panic!("allowed") };
+    assert_eq!(
+        allow.header_ops,
+        vec![
+            HeaderOp::Remove("x-tollgate-sub".into()),
+            HeaderOp::Remove("x-tollgate-ver".into()),
+            HeaderOp::Set("x-tollgate-sub".into(), "alice".into()),
+            HeaderOp::Set("x-tollgate-scope".into(), "read write".into()),
+            HeaderOp::Set("x-tollgate-sid".into(), "s1".into()),
+            HeaderOp::Set("x-tollgate-ver".into(), "3".into()),
+        ]
+    );
+    // Anonymous requests lose spoofed identity too.
+    let Decision::Allow(anon) = run(&config, &get("/healthz").header("x-tollgate-sid", "s9")) else {
+        panic!("allowed")
+    };
+    assert_eq!(anon.header_ops, vec![HeaderOp::Remove("x-tollgate-sid".into())]);
+}
+
+#[test]
+fn forward_token_false_strips_the_token_from_its_source() {
+    let config = config_with(r#", "forward_token": false"#);
+    let good = token(|_| {});
+    // (request, the stripping operation expected)
+    let cases = vec![
+        (get("/x").bearer(&good), HeaderOp::Remove("authorization".into())),
+        (get("/x").header("token-code", &good).header("token-user", "alice"), HeaderOp::Remove("token-code".into())),
+        (get("/x").header("cookie", &format!("a=1; tg_access={good}; b=2")), HeaderOp::Set("cookie".into(), "a=1; b=2".into())),
+        (get("/x").header("cookie", &format!("tg_access={good}")), HeaderOp::Remove("cookie".into())),
+    ];
+    for (req, want) in cases {
+        let Decision::Allow(allow) = run(&config, &req) else { panic!("allowed") };
+        assert!(allow.header_ops.contains(&want), "{want:?} in {:?}", allow.header_ops);
+    }
+}
+
+#[test]
+fn query_tokens_when_enabled() {
+    let config = config_with(r#", "forward_token": false"#);
+    let mut doc_config = config.clone();
+    doc_config.sources.query_enabled = true;
+    let good = token(|_| {});
+    let Decision::Allow(allow) = run(&doc_config, &get(&format!("/x?a=1&access_token={good}&b=2"))) else {
+        panic!("allowed")
+    };
+    assert!(allow.header_ops.contains(&HeaderOp::Set(":path".into(), "/x?a=1&b=2".into())));
+}
+
+#[test]
+fn x_forwarded_for_with_trusted_hops() {
+    // (trusted_hops, x-forwarded-for, allowed?)
+    let cases = [
+        (0, "10.9.9.9, 127.0.0.1", true),
+        (0, "127.0.0.1, 10.9.9.9", false),
+        (1, "127.0.0.1, 10.9.9.9", true),
+        (1, "10.9.9.9", false),
+        (2, "127.0.0.1, 10.0.0.1, 10.0.0.2", true),
+    ];
+    for (hops, xff, allowed) in cases {
+        let config = config_with(&format!(
+            r#", "client_address": {{"from": "x_forwarded_for", "trusted_hops": {hops}}}"#
+        ));
+        let req = get("/x")
+            .bearer(&token(|c| c.hosts = Some(vec!["127.0.0.1".into()])))
+            .header("x-forwarded-for", xff)
+            .peer(Some("10.200.0.1"));
+        let d = run(&config, &req);
+        assert_eq!(matches!(d, Decision::Allow(_)), allowed, "hops {hops}, xff {xff:?}: {d:?}");
+    }
+}
+
+#[test]
+fn responses_table() {
+    // (reason, status, WWW-Authenticate, body)
+    let cases = [
+        (DenyReason::NoToken, 401, r#"Bearer realm="test""#, r#"{"error_description":"access token required"}"#),
+        (
+            DenyReason::InvalidToken(TokenError::Expired),
+            401,
+            r#"Bearer realm="test", error="invalid_token", error_description="token expired""#,
+            r#"{"error":"invalid_token","error_description":"token expired"}"#,
+        ),
+        (
+            DenyReason::InvalidRequest(ExtractError::MultipleTokens),
+            400,
+            r#"Bearer realm="test", error="invalid_request", error_description="more than one access token in request""#,
+            r#"{"error":"invalid_request","error_description":"more than one access token in request"}"#,
+        ),
+        (
+            DenyReason::MissingScope("write".into()),
+            403,
+            r#"Bearer realm="test", error="insufficient_scope", error_description="required scope missing", scope="write""#,
+            r#"{"error":"insufficient_scope","error_description":"required scope missing"}"#,
+        ),
+        (
+            DenyReason::HostNotAllowed,
+            403,
+            r#"Bearer realm="test", error="insufficient_scope", error_description="client address not allowed for this token""#,
+            r#"{"error":"insufficient_scope","error_description":"client address not allowed for this token"}"#,
+        ),
+    ];
+    for (reason, status, challenge, body) in cases {
+        let r = response::render("test", &reason);
+        assert_eq!(r.status, status, "{reason:?}");
+        assert_eq!(r.headers[0], ("www-authenticate", challenge.to_string()), "{reason:?}");
+        assert_eq!(r.body, body, "{reason:?}");
+    }
+}
+
+#[test]
+fn every_token_error_has_a_registered_metric_and_a_quotable_description() {
+    use TokenError::*;
+    let all = [
+        TooLarge, Malformed, BadEncoding("header"), BadEncoding("payload"), BadEncoding("signature"),
+        NotJsonObject("header"), NotJsonObject("payload"), DuplicateMember("header"), DuplicateMember("payload"),
+        AlgorithmMissing, AlgorithmNone, AlgorithmNotAllowed, AlgorithmMismatch, KeyIdMissing, UnknownKeyId,
+        UnsupportedCritical, TypeNotAllowed, SignatureInvalid, ClaimType("exp"), ControlCharacter("sub"),
+        Expired, ExpirationMissing, NotYetValid, IssuedInFuture, IssuerMismatch, AudienceMismatch,
+        SubjectMissing, VersionMissing, Revoked,
+    ];
+    for e in all {
+        assert!(TokenError::CODES.contains(&e.code()), "{e:?} has unregistered code {}", e.code());
+        assert!(!e.description().contains('"') && !e.description().contains('\\'), "{e:?}");
+    }
+}
