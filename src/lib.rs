@@ -14,6 +14,7 @@ pub mod config;
 pub mod extract;
 pub mod policy;
 pub mod response;
+pub mod revocation;
 pub mod token;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

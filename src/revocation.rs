@@ -1,0 +1,348 @@
+//! The revocation set: version key → minimum valid version, learned from the
+//! authority's feed (`GET /v1/revocations`, docs/authority-api.md).
+//!
+//! Invariants, each tested below:
+//! - a cached minimum never goes backwards, whatever the feed says later
+//!   (a re-snapshot after a store failover cannot un-revoke a token);
+//! - an entry is dropped only once its `expires_at` has passed here: until
+//!   then a token issued before the bump could still be unexpired;
+//! - "never synced" is its own state: an unlearned version is never read as 0.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+
+/// One feed entry. `expires_at` is `None` for never-expiring API tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub key: String,
+    pub min_ver: u64,
+    pub expires_at: Option<u64>,
+}
+
+/// A feed answer (docs/authority-api.md, "Revocation feed").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FeedPage {
+    /// `snapshot` (the whole live set) or `delta` (changes after the cursor).
+    pub kind: FeedKind,
+    pub entries: Vec<Entry>,
+    /// Pass as `after=` next time.
+    pub cursor: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedKind {
+    Snapshot,
+    Delta,
+}
+
+/// Why a feed answer was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedError {
+    NotJson,
+    TooLarge,
+    BadKey,
+}
+
+/// A feed body's size limit: well above 10k entries, far below Envoy's
+/// buffer limits.
+pub const MAX_FEED_BYTES: usize = 8 << 20;
+
+impl FeedPage {
+    pub fn parse(body: &[u8]) -> Result<FeedPage, FeedError> {
+        if body.len() > MAX_FEED_BYTES {
+            return Err(FeedError::TooLarge);
+        }
+        let page: FeedPage = serde_json::from_slice(body).map_err(|_| FeedError::NotJson)?;
+        if page.entries.iter().any(|e| !(e.key.starts_with("sub:") || e.key.starts_with("sid:"))) {
+            return Err(FeedError::BadKey);
+        }
+        Ok(page)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Min {
+    min_ver: u64,
+    expires_at: Option<u64>,
+}
+
+/// How current the set is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Synced within `max_staleness`.
+    Fresh,
+    /// Last synced this many seconds ago, more than allowed.
+    Stale(u64),
+    /// Never synced since the filter started.
+    NeverSynced,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RevocationSet {
+    entries: HashMap<String, Min>,
+    cursor: Option<String>,
+    synced_at: Option<u64>,
+    /// Bumped on every change; workers compare it to know when to reload.
+    generation: u64,
+}
+
+impl RevocationSet {
+    pub fn new() -> RevocationSet {
+        RevocationSet::default()
+    }
+
+    /// The cursor to ask with next, `None` for a snapshot.
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn synced_at(&self) -> Option<u64> {
+        self.synced_at
+    }
+
+    /// Applies a feed page received at `now`. Snapshots and deltas merge the
+    /// same way: the larger minimum and the later expiry win. A snapshot also
+    /// resets the cursor; entries it lacks stay until they expire here.
+    pub fn apply(&mut self, page: FeedPage, now: u64) {
+        let mut changed = false;
+        for e in page.entries {
+            let incoming = Min { min_ver: e.min_ver, expires_at: e.expires_at };
+            match self.entries.get_mut(&e.key) {
+                Some(m) => {
+                    let merged = Min {
+                        min_ver: m.min_ver.max(incoming.min_ver),
+                        expires_at: match (m.expires_at, incoming.expires_at) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            _ => None,
+                        },
+                    };
+                    if merged != *m {
+                        *m = merged;
+                        changed = true;
+                    }
+                }
+                None => {
+                    self.entries.insert(e.key, incoming);
+                    changed = true;
+                }
+            }
+        }
+        changed |= self.prune(now);
+        if self.cursor.as_deref() != Some(page.cursor.as_str()) {
+            self.cursor = Some(page.cursor);
+            changed = true;
+        }
+        self.synced_at = Some(now);
+        if changed {
+            self.generation += 1;
+        }
+    }
+
+    /// The authority no longer knows our cursor (410): ask for a snapshot
+    /// next, keeping every entry we hold.
+    pub fn forget_cursor(&mut self) {
+        self.cursor = None;
+    }
+
+    /// Drops entries whose `expires_at` has passed. True when any was dropped.
+    pub fn prune(&mut self, now: u64) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|_, m| m.expires_at.is_none_or(|e| e > now));
+        before != self.entries.len()
+    }
+
+    /// The minimum valid version of `key` (`sub:alice`), if one is known.
+    /// `None` means "no bump is live", valid only while the set is fresh.
+    pub fn min_version(&self, key: &str) -> Option<u64> {
+        self.entries.get(key).map(|m| m.min_ver)
+    }
+
+    pub fn freshness(&self, now: u64, max_staleness: u64) -> Freshness {
+        match self.synced_at {
+            None => Freshness::NeverSynced,
+            Some(t) if now.saturating_sub(t) > max_staleness => Freshness::Stale(now - t),
+            Some(_) => Freshness::Fresh,
+        }
+    }
+
+    /// Whether a token of `sub` / `sid` with version `ver` is revoked.
+    pub fn is_revoked(&self, sub: &str, sid: Option<&str>, ver: u64) -> bool {
+        let below = |kind: &str, id: &str| {
+            let mut key = String::with_capacity(4 + id.len());
+            key.push_str(kind);
+            key.push_str(id);
+            self.min_version(&key).is_some_and(|min| ver < min)
+        };
+        below("sub:", sub) || sid.is_some_and(|sid| below("sid:", sid))
+    }
+
+    /// A compact encoding for proxy-wasm shared data, so every worker can
+    /// load the set the polling worker learned.
+    pub fn encode(&self) -> Vec<u8> {
+        let entries: Vec<serde_json::Value> = self
+            .entries
+            .iter()
+            .map(|(k, m)| serde_json::json!([k, m.min_ver, m.expires_at]))
+            .collect();
+        serde_json::json!({
+            "g": self.generation,
+            "c": self.cursor,
+            "t": self.synced_at,
+            "e": entries,
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<RevocationSet> {
+        #[derive(Deserialize)]
+        struct Shared {
+            g: u64,
+            c: Option<String>,
+            t: Option<u64>,
+            e: Vec<(String, u64, Option<u64>)>,
+        }
+        let s: Shared = serde_json::from_slice(bytes).ok()?;
+        Some(RevocationSet {
+            entries: s.e.into_iter().map(|(k, min_ver, expires_at)| (k, Min { min_ver, expires_at })).collect(),
+            cursor: s.c,
+            synced_at: s.t,
+            generation: s.g,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn page(kind: FeedKind, cursor: &str, entries: &[(&str, u64, Option<u64>)]) -> FeedPage {
+        FeedPage {
+            kind,
+            cursor: cursor.into(),
+            entries: entries
+                .iter()
+                .map(|(k, v, e)| Entry { key: k.to_string(), min_ver: *v, expires_at: *e })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_minimum_never_goes_backwards() {
+        let mut set = RevocationSet::new();
+        set.apply(page(FeedKind::Snapshot, "s.1", &[("sub:alice", 5, Some(1000))]), 100);
+        // A later snapshot from a store that lost the bump says 3.
+        set.apply(page(FeedKind::Snapshot, "t.1", &[("sub:alice", 3, Some(900))]), 101);
+        assert_eq!(set.min_version("sub:alice"), Some(5));
+        assert!(set.is_revoked("alice", None, 4));
+        assert!(!set.is_revoked("alice", None, 5));
+    }
+
+    #[test]
+    fn entries_missing_from_a_snapshot_stay_until_they_expire() {
+        let mut set = RevocationSet::new();
+        set.apply(page(FeedKind::Delta, "s.1", &[("sid:s1", 2, Some(200))]), 100);
+        set.apply(page(FeedKind::Snapshot, "s.2", &[]), 150);
+        assert_eq!(set.min_version("sid:s1"), Some(2));
+        set.apply(page(FeedKind::Delta, "s.3", &[]), 200);
+        assert_eq!(set.min_version("sid:s1"), None, "expired at 200");
+    }
+
+    #[test]
+    fn never_expiring_entries_stay() {
+        let mut set = RevocationSet::new();
+        set.apply(page(FeedKind::Snapshot, "s.1", &[("sid:api1", 1, None), ("sid:x", 1, Some(5))]), 1);
+        assert!(set.prune(u64::MAX - 1));
+        assert_eq!(set.min_version("sid:api1"), Some(1));
+        // A later finite expiry does not shorten a never-expiring entry.
+        set.apply(page(FeedKind::Delta, "s.2", &[("sid:api1", 1, Some(10))]), 2);
+        set.prune(11);
+        assert_eq!(set.min_version("sid:api1"), Some(1));
+    }
+
+    #[test]
+    fn revocation_table() {
+        let mut set = RevocationSet::new();
+        set.apply(page(FeedKind::Snapshot, "s.1", &[("sub:alice", 5, None), ("sid:s1", 7, None)]), 0);
+        // (sub, sid, ver, revoked?)
+        let cases = [
+            ("alice", None, 4, true),
+            ("alice", None, 5, false),
+            ("alice", Some("s1"), 6, true),
+            ("alice", Some("s1"), 7, false),
+            ("alice", Some("s2"), 5, false),
+            ("bob", Some("s1"), 0, true),
+            ("bob", None, 0, false),
+            ("bob", Some("s2"), 0, false),
+        ];
+        for (sub, sid, ver, revoked) in cases {
+            assert_eq!(set.is_revoked(sub, sid, ver), revoked, "{sub} {sid:?} {ver}");
+        }
+    }
+
+    #[test]
+    fn freshness_states() {
+        let mut set = RevocationSet::new();
+        assert_eq!(set.freshness(100, 3), Freshness::NeverSynced);
+        set.apply(page(FeedKind::Snapshot, "s.1", &[]), 100);
+        assert_eq!(set.freshness(103, 3), Freshness::Fresh);
+        assert_eq!(set.freshness(104, 3), Freshness::Stale(4));
+    }
+
+    #[test]
+    fn generation_moves_only_on_change() {
+        let mut set = RevocationSet::new();
+        set.apply(page(FeedKind::Snapshot, "s.1", &[("sub:a", 1, None)]), 1);
+        let g = set.generation();
+        set.apply(page(FeedKind::Delta, "s.1", &[("sub:a", 1, None)]), 2);
+        assert_eq!(set.generation(), g, "same content, same cursor");
+        set.apply(page(FeedKind::Delta, "s.2", &[("sub:a", 2, None)]), 3);
+        assert!(set.generation() > g);
+    }
+
+    #[test]
+    fn shared_encoding_round_trips() {
+        let mut set = RevocationSet::new();
+        set.apply(page(FeedKind::Snapshot, "s.9", &[("sub:a", 3, None), ("sid:b", 4, Some(99))]), 7);
+        let back = RevocationSet::decode(&set.encode()).expect("decodes");
+        assert_eq!(back.cursor(), Some("s.9"));
+        assert_eq!(back.synced_at(), Some(7));
+        assert_eq!(back.generation(), set.generation());
+        assert_eq!(back.min_version("sub:a"), Some(3));
+        assert_eq!(back.min_version("sid:b"), Some(4));
+        assert!(RevocationSet::decode(b"garbage").is_none());
+    }
+
+    #[test]
+    fn feed_parsing_refuses_what_it_cannot_use() {
+        let ok = br#"{"kind":"delta","entries":[{"key":"sub:a","min_ver":2,"expires_at":null}],"cursor":"s.3"}"#;
+        assert_eq!(FeedPage::parse(ok).map(|p| p.entries.len()), Ok(1));
+        // (body, error)
+        let cases: [(&[u8], FeedError); 4] = [
+            (b"<html>", FeedError::NotJson),
+            (br#"{"kind":"delta","entries":[{"key":"sub:a","min_ver":-1,"expires_at":null}],"cursor":"c"}"#, FeedError::NotJson),
+            (br#"{"kind":"delta","entries":[{"key":"usr:a","min_ver":1,"expires_at":null}],"cursor":"c"}"#, FeedError::BadKey),
+            (br#"{"kind":"snapshot","entries":[]}"#, FeedError::NotJson),
+        ];
+        for (body, want) in cases {
+            assert_eq!(FeedPage::parse(body), Err(want), "{}", String::from_utf8_lossy(body));
+        }
+    }
+}
