@@ -13,6 +13,7 @@ pub mod authenticator;
 pub mod config;
 pub mod extract;
 pub mod policy;
+pub mod refresh;
 pub mod response;
 pub mod revocation;
 pub mod token;

@@ -1,0 +1,330 @@
+//! The refresh coordinator: at most one refresh callout per refresh token on
+//! a worker, and, through a shared-data slot, per Envoy instance.
+//!
+//! Pure state machines; the glue carries out what they return:
+//! - [`Coordinator`] groups the requests of one worker that wait on the same
+//!   refresh token: the first leads (makes the callout), the rest follow and
+//!   are resumed from the leader's answer. Every group has a deadline, so a
+//!   leader that vanished (client gone, callout lost) never strands them.
+//! - [`Slot`] is what workers share: a claim ("worker N is refreshing this
+//!   token until T") and then the answer, kept for the grace window only.
+//!   Refresh tokens are never stored: groups and slots hold a SHA-256.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// SHA-256 of a refresh token, hex.
+pub type TokenHash = String;
+
+pub fn hash(refresh_token: &str) -> TokenHash {
+    let digest = Sha256::digest(refresh_token.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// A successful token-endpoint answer (RFC 6749 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+}
+
+/// How a refresh ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Refreshed(Tokens),
+    /// `invalid_grant`: the refresh token is dead (expired, reused, revoked).
+    Rejected,
+    /// The authority could not answer: down, timeout, 5xx, garbage.
+    Unavailable,
+}
+
+/// The most a token-endpoint body may be.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 16 << 10;
+
+impl Outcome {
+    /// Reads the authority's answer to `grant_type=refresh_token`.
+    pub fn from_response(status: Option<u16>, body: &[u8]) -> Outcome {
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            error: String,
+        }
+        if body.len() > MAX_TOKEN_RESPONSE_BYTES {
+            return Outcome::Unavailable;
+        }
+        match status {
+            Some(200) => match serde_json::from_slice::<Tokens>(body) {
+                Ok(t) if !t.access_token.is_empty() && !t.refresh_token.is_empty() => Outcome::Refreshed(t),
+                _ => Outcome::Unavailable,
+            },
+            Some(400) | Some(401) => match serde_json::from_slice::<ErrorBody>(body) {
+                Ok(e) if e.error == "invalid_grant" => Outcome::Rejected,
+                _ => Outcome::Unavailable,
+            },
+            _ => Outcome::Unavailable,
+        }
+    }
+}
+
+/// What a request should do about its refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Join {
+    /// Make the callout; others will wait on you.
+    Lead,
+    /// Wait: another request of this worker is refreshing the same token.
+    Follow,
+}
+
+#[derive(Debug)]
+struct Group {
+    leader: Option<u32>,
+    followers: Vec<u32>,
+    deadline_ms: u64,
+}
+
+/// Per-worker grouping of requests waiting on one refresh token.
+#[derive(Debug, Default)]
+pub struct Coordinator {
+    groups: HashMap<TokenHash, Group>,
+}
+
+impl Coordinator {
+    pub fn new() -> Coordinator {
+        Coordinator::default()
+    }
+
+    /// Request `ctx` needs `token` refreshed.
+    pub fn join(&mut self, token: &TokenHash, ctx: u32, now_ms: u64, wait_ms: u64) -> Join {
+        match self.groups.get_mut(token) {
+            Some(g) => {
+                g.followers.push(ctx);
+                Join::Follow
+            }
+            None => {
+                let g = Group { leader: Some(ctx), followers: Vec::new(), deadline_ms: now_ms + wait_ms };
+                self.groups.insert(token.clone(), g);
+                Join::Lead
+            }
+        }
+    }
+
+    /// A request waiting on the group (as a follower, not yet leading) whose
+    /// callout is made elsewhere (another worker's, per the shared slot).
+    pub fn wait_elsewhere(&mut self, token: &TokenHash, ctx: u32, now_ms: u64, wait_ms: u64) {
+        self.groups
+            .entry(token.clone())
+            .or_insert(Group { leader: None, followers: Vec::new(), deadline_ms: now_ms + wait_ms })
+            .followers
+            .push(ctx);
+    }
+
+    /// The refresh of `token` ended: every request of the group, leader first.
+    pub fn finish(&mut self, token: &TokenHash) -> Vec<u32> {
+        match self.groups.remove(token) {
+            Some(g) => g.leader.into_iter().chain(g.followers).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Groups waiting on another worker's refresh: their hashes.
+    pub fn waiting_elsewhere(&self) -> Vec<TokenHash> {
+        self.groups.iter().filter(|(_, g)| g.leader.is_none()).map(|(h, _)| h.clone()).collect()
+    }
+
+    /// Groups past their deadline, removed, with their requests.
+    pub fn overdue(&mut self, now_ms: u64) -> Vec<(TokenHash, Vec<u32>)> {
+        let late: Vec<TokenHash> =
+            self.groups.iter().filter(|(_, g)| now_ms >= g.deadline_ms).map(|(h, _)| h.clone()).collect();
+        late.into_iter().map(|h| { let ids = self.finish(&h); (h, ids) }).collect()
+    }
+
+    /// Request `ctx` is gone (its stream ended). A group that loses its
+    /// leader keeps its followers; its deadline still bounds them.
+    pub fn leave(&mut self, ctx: u32) {
+        self.groups.retain(|_, g| {
+            if g.leader == Some(ctx) {
+                g.leader = None;
+            }
+            g.followers.retain(|&f| f != ctx);
+            g.leader.is_some() || !g.followers.is_empty()
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+/// A worker-shared slot for one refresh token (proxy-wasm shared data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Slot {
+    /// A worker is refreshing until `until_ms`.
+    Claimed { token: TokenHash, until_ms: u64 },
+    /// The answer, reusable until `until_ms` (the grace window).
+    Done { token: TokenHash, outcome: Outcome, until_ms: u64 },
+}
+
+/// What a worker does, given the slot it read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotDecision {
+    /// Write this claim (with the CAS read) and make the callout.
+    Claim(Slot),
+    /// Another worker is on it: wait for its answer.
+    Wait,
+    /// The answer is already there.
+    Use(Outcome),
+}
+
+impl Slot {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Slot> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// Decides from the current slot content (absent, expired or someone
+    /// else's token count as free: slots are reused, never leaked).
+    pub fn decide(current: Option<&Slot>, token: &TokenHash, now_ms: u64, claim_ms: u64) -> SlotDecision {
+        match current {
+            Some(Slot::Done { token: t, outcome, until_ms }) if t == token && now_ms < *until_ms => {
+                SlotDecision::Use(outcome.clone())
+            }
+            Some(Slot::Claimed { token: t, until_ms }) if t == token && now_ms < *until_ms => SlotDecision::Wait,
+            _ => SlotDecision::Claim(Slot::Claimed { token: token.clone(), until_ms: now_ms + claim_ms }),
+        }
+    }
+
+    /// The answer for `token` in this slot, if it holds one.
+    pub fn outcome_for(&self, token: &TokenHash, now_ms: u64) -> Option<&Outcome> {
+        match self {
+            Slot::Done { token: t, outcome, until_ms } if t == token && now_ms < *until_ms => Some(outcome),
+            _ => None,
+        }
+    }
+}
+
+/// The shared-data key of the slot for `token`: a fixed number of slots,
+/// chosen by hash, so memory stays bounded whatever the traffic.
+pub fn slot_key(token: &TokenHash, slots: u32) -> String {
+    let n = u32::from_str_radix(&token[..8.min(token.len())], 16).unwrap_or(0) % slots.max(1);
+    format!("tollgate.refresh.{n}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    fn tokens() -> Tokens {
+        Tokens { access_token: "a2".into(), refresh_token: "r2".into(), expires_in: 900 }
+    }
+
+    #[test]
+    fn one_leader_per_token_per_worker() {
+        let mut c = Coordinator::new();
+        let (a, b) = (hash("r1"), hash("r9"));
+        assert_eq!(c.join(&a, 1, 0, 100), Join::Lead);
+        assert_eq!(c.join(&a, 2, 1, 100), Join::Follow);
+        assert_eq!(c.join(&a, 3, 2, 100), Join::Follow);
+        assert_eq!(c.join(&b, 4, 2, 100), Join::Lead);
+        assert_eq!(c.finish(&a), vec![1, 2, 3]);
+        assert_eq!(c.finish(&a), Vec::<u32>::new(), "finished once");
+        assert_eq!(c.join(&a, 5, 3, 100), Join::Lead, "a later request starts anew");
+    }
+
+    #[test]
+    fn a_vanished_leader_strands_no_one() {
+        let mut c = Coordinator::new();
+        let t = hash("r1");
+        c.join(&t, 1, 0, 100);
+        c.join(&t, 2, 0, 100);
+        c.leave(1);
+        assert!(c.overdue(99).is_empty());
+        assert_eq!(c.overdue(100), vec![(t.clone(), vec![2])]);
+        assert!(c.is_empty());
+        // A group whose every request left disappears at once.
+        c.join(&t, 3, 0, 100);
+        c.leave(3);
+        assert!(c.is_empty());
+    }
+
+    #[test]
+    fn waiting_on_another_worker() {
+        let mut c = Coordinator::new();
+        let t = hash("r1");
+        c.wait_elsewhere(&t, 7, 0, 50);
+        c.wait_elsewhere(&t, 8, 0, 50);
+        assert_eq!(c.waiting_elsewhere(), vec![t.clone()]);
+        assert_eq!(c.join(&t, 9, 0, 50), Join::Follow, "a group exists: follow it");
+        assert_eq!(c.finish(&t), vec![7, 8, 9]);
+    }
+
+    #[test]
+    fn slot_decisions() {
+        let t = hash("r1");
+        let other = hash("r2");
+        let claimed = Slot::Claimed { token: t.clone(), until_ms: 100 };
+        let done = Slot::Done { token: t.clone(), outcome: Outcome::Refreshed(tokens()), until_ms: 200 };
+        let others = Slot::Done { token: other.clone(), outcome: Outcome::Rejected, until_ms: 200 };
+        let claim_at = |now: u64| SlotDecision::Claim(Slot::Claimed { token: t.clone(), until_ms: now + 30 });
+        // (slot, now, decision)
+        let cases = [
+            (None, 0, claim_at(0)),
+            (Some(&claimed), 50, SlotDecision::Wait),
+            (Some(&claimed), 100, claim_at(100)),
+            (Some(&done), 150, SlotDecision::Use(Outcome::Refreshed(tokens()))),
+            (Some(&done), 200, claim_at(200)),
+            (Some(&others), 10, claim_at(10)),
+        ];
+        for (slot, now, want) in cases {
+            assert_eq!(Slot::decide(slot, &t, now, 30), want, "{slot:?} at {now}");
+        }
+    }
+
+    #[test]
+    fn token_endpoint_answers() {
+        let ok = br#"{"access_token":"a2","refresh_token":"r2","expires_in":900,"token_type":"Bearer"}"#;
+        // (status, body, outcome)
+        let cases: Vec<(Option<u16>, &[u8], Outcome)> = vec![
+            (Some(200), ok, Outcome::Refreshed(tokens())),
+            (Some(400), br#"{"error":"invalid_grant"}"#, Outcome::Rejected),
+            (Some(401), br#"{"error":"invalid_client"}"#, Outcome::Unavailable),
+            (Some(400), b"not json", Outcome::Unavailable),
+            (Some(200), b"{}", Outcome::Unavailable),
+            (Some(200), br#"{"access_token":"","refresh_token":"r","expires_in":1}"#, Outcome::Unavailable),
+            (Some(503), ok, Outcome::Unavailable),
+            (None, b"", Outcome::Unavailable),
+        ];
+        for (status, body, want) in cases {
+            assert_eq!(Outcome::from_response(status, body), want, "{status:?} {}", String::from_utf8_lossy(body));
+        }
+        let huge = vec![b' '; MAX_TOKEN_RESPONSE_BYTES + 1];
+        assert_eq!(Outcome::from_response(Some(200), &huge), Outcome::Unavailable);
+    }
+
+    #[test]
+    fn hashes_and_slots() {
+        let h = hash("r1");
+        assert_eq!(h.len(), 64);
+        assert_ne!(h, hash("r2"));
+        assert!(!h.contains("r1"));
+        for t in ["a", "b", "c", "d"] {
+            let k = slot_key(&hash(t), 64);
+            let n: u32 = k.trim_start_matches("tollgate.refresh.").parse().unwrap();
+            assert!(n < 64);
+        }
+        let s = Slot::Done { token: h.clone(), outcome: Outcome::Rejected, until_ms: 5 };
+        assert_eq!(Slot::decode(&s.encode()), Some(s));
+    }
+}
