@@ -1,0 +1,232 @@
+//! Version keys, feed entries and cursors, as plain values and functions.
+//!
+//! A cursor is `<store_id>.<seq>`: the id of the store that issued it and the
+//! sequence number of the last entry it covers. Sequence numbers are assigned
+//! inside the same atomic step as the bump they label, as
+//! `max(high_water + 1, now in µs)`, so they only grow, survive restarts with
+//! the store, and keep growing past a cursor even if a store lost its newest
+//! writes (the edge then gets 410 and re-snapshots rather than skipping).
+
+use serde::Serialize;
+use std::fmt;
+
+/// Longest version key accepted (`sub:` or `sid:` plus the id).
+pub const MAX_KEY_LEN: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VersionKey {
+    Subject(String),
+    Session(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    UnknownKind,
+    Empty,
+    TooLong,
+    BadCharacter,
+}
+
+impl KeyError {
+    pub fn description(self) -> &'static str {
+        match self {
+            KeyError::UnknownKind => "version key must start with sub: or sid:",
+            KeyError::Empty => "version key has an empty id",
+            KeyError::TooLong => "version key too long",
+            KeyError::BadCharacter => "version key contains a control character or space",
+        }
+    }
+}
+
+/// Checks an id used in a version key (a subject, a session id).
+pub fn check_id(id: &str) -> Result<(), KeyError> {
+    if id.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if id.len() + 4 > MAX_KEY_LEN {
+        return Err(KeyError::TooLong);
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(KeyError::BadCharacter);
+    }
+    Ok(())
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl VersionKey {
+    pub fn parse(s: &str) -> Result<VersionKey, KeyError> {
+        let (kind, id) = s.split_once(':').ok_or(KeyError::UnknownKind)?;
+        check_id(id)?;
+        match kind {
+            "sub" => Ok(VersionKey::Subject(id.to_owned())),
+            "sid" => Ok(VersionKey::Session(id.to_owned())),
+            _ => Err(KeyError::UnknownKind),
+        }
+    }
+
+    pub fn subject(sub: &str) -> Result<VersionKey, KeyError> {
+        check_id(sub)?;
+        Ok(VersionKey::Subject(sub.to_owned()))
+    }
+
+    pub fn session(sid: &str) -> Result<VersionKey, KeyError> {
+        check_id(sid)?;
+        Ok(VersionKey::Session(sid.to_owned()))
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            VersionKey::Subject(s) | VersionKey::Session(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for VersionKey {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            VersionKey::Subject(s) => write!(f, "sub:{s}"),
+            VersionKey::Session(s) => write!(f, "sid:{s}"),
+        }
+    }
+}
+
+/// One feed entry: tokens with this key and `ver < min_ver` are revoked.
+/// `expires_at` (seconds) is when no such token can still be unexpired;
+/// `None` (JSON null) for keys of never-expiring API tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    pub key: String,
+    pub min_ver: u64,
+    pub expires_at: Option<u64>,
+}
+
+/// Merges two expiries: never (`None`) wins, otherwise the later one. An
+/// entry's expiry therefore never moves earlier.
+pub fn merge_expiry(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
+}
+
+/// Whether an entry is still listed at `now` (seconds).
+pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
+    expires_at.is_none_or(|e| e > now)
+}
+
+/// The next sequence number: strictly above the high-water mark, and at
+/// least the current time in microseconds.
+pub fn next_seq(high_water: u64, now_us: u64) -> u64 {
+    high_water.saturating_add(1).max(now_us)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub store_id: String,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorError {
+    Malformed,
+    OtherStore,
+    /// Beyond the store's high-water mark: the store lost writes or was reset.
+    Ahead,
+}
+
+impl CursorError {
+    pub fn description(self) -> &'static str {
+        match self {
+            CursorError::Malformed => "cursor is malformed; fetch a new snapshot",
+            CursorError::OtherStore => "cursor is from another store; fetch a new snapshot",
+            CursorError::Ahead => "cursor is ahead of the store; fetch a new snapshot",
+        }
+    }
+}
+
+impl Cursor {
+    pub fn parse(s: &str) -> Result<Cursor, CursorError> {
+        let (id, seq) = s.rsplit_once('.').ok_or(CursorError::Malformed)?;
+        if id.is_empty() || id.len() > 64 || seq.is_empty() || seq.len() > 20 {
+            return Err(CursorError::Malformed);
+        }
+        if !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(CursorError::Malformed);
+        }
+        let seq = seq.parse().map_err(|_| CursorError::Malformed)?;
+        Ok(Cursor { store_id: id.to_owned(), seq })
+    }
+
+    /// Checks a parsed cursor against the store that is asked.
+    pub fn check(&self, store_id: &str, high_water: u64) -> Result<u64, CursorError> {
+        if self.store_id != store_id {
+            return Err(CursorError::OtherStore);
+        }
+        if self.seq > high_water {
+            return Err(CursorError::Ahead);
+        }
+        Ok(self.seq)
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{}.{}", self.store_id, self.seq)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_keys() {
+        let cases: &[(&str, Result<&str, KeyError>)] = &[
+            ("sub:alice", Ok("sub:alice")),
+            ("sid:s_abc", Ok("sid:s_abc")),
+            ("sub:a:b", Ok("sub:a:b")),
+            ("sub:", Err(KeyError::Empty)),
+            ("usr:alice", Err(KeyError::UnknownKind)),
+            ("alice", Err(KeyError::UnknownKind)),
+            ("sub:al ice", Err(KeyError::BadCharacter)),
+            ("sub:al\nice", Err(KeyError::BadCharacter)),
+        ];
+        for (input, want) in cases {
+            let got = VersionKey::parse(input).map(|k| k.to_string());
+            assert_eq!(got.as_deref().map_err(|e| *e), want.as_ref().map(|s| *s).map_err(|e| *e), "{input}");
+        }
+        assert_eq!(VersionKey::parse(&format!("sub:{}", "a".repeat(300))), Err(KeyError::TooLong));
+    }
+
+    #[test]
+    fn cursors() {
+        let c = Cursor { store_id: "st1".into(), seq: 42 };
+        assert_eq!(Cursor::parse(&c.to_string()), Ok(c.clone()));
+        assert_eq!(c.check("st1", 42), Ok(42));
+        assert_eq!(c.check("st1", 41), Err(CursorError::Ahead));
+        assert_eq!(c.check("st2", 100), Err(CursorError::OtherStore));
+        for bad in ["", "st1", "st1.", ".5", "st1.-1", "st1.1e3", "st1.99999999999999999999999"] {
+            assert_eq!(Cursor::parse(bad), Err(CursorError::Malformed), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expiry_merge_and_seq() {
+        assert_eq!(merge_expiry(Some(5), Some(7)), Some(7));
+        assert_eq!(merge_expiry(None, Some(7)), None);
+        assert_eq!(merge_expiry(Some(7), None), None);
+        assert!(is_live(None, u64::MAX));
+        assert!(is_live(Some(10), 9));
+        assert!(!is_live(Some(10), 10));
+        assert_eq!(next_seq(5, 3), 6);
+        assert_eq!(next_seq(5, 100), 100);
+        assert_eq!(next_seq(u64::MAX, 0), u64::MAX);
+    }
+}

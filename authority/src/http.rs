@@ -1,0 +1,460 @@
+//! The HTTP API (axum). Thin: parse and bound the input, call the
+//! [`Authority`], map the outcome to status, headers and a JSON body.
+
+use crate::feed::{CursorError, VersionKey};
+use crate::service::{
+    AdminError, ApiTokenError, ApiTokenRequest, Authority, FeedError, OAuthError, MAX_VERSION_KEYS,
+};
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use serde_json::json;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub const REALM: &str = "tollgate-authority";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth: Arc<Authority>,
+    pub max_body: usize,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/token", post(token))
+        .route("/v1/revoke", post(revoke))
+        .route("/v1/subjects/{sub}/revoke", post(revoke_subject))
+        .route("/v1/sessions/{sid}/revoke", post(revoke_session))
+        .route("/v1/revocations", get(revocations))
+        .route("/v1/versions", get(versions))
+        .route("/v1/api-tokens", post(create_api_token).get(list_api_tokens))
+        .route("/v1/api-tokens/{id}/revoke", post(revoke_api_token))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
+    let mut r = (status, Json(json!({ "error": code, "error_description": description }))).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn oauth_error(e: &OAuthError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = json_error(status, e.code(), e.description());
+    if matches!(e, OAuthError::InvalidClient(_)) {
+        if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    r
+}
+
+fn admin_error(e: &AdminError) -> Response {
+    let (status, code, desc, challenge) = match e {
+        AdminError::Missing => (
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bearer token required".to_string(),
+            format!("Bearer realm=\"{REALM}\""),
+        ),
+        AdminError::InvalidToken(d) => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            d.clone(),
+            format!("Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{d}\""),
+        ),
+        AdminError::Forbidden(d) => (
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            d.clone(),
+            format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", error_description=\"{d}\""),
+        ),
+        AdminError::Unavailable => {
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "token store unavailable")
+        }
+    };
+    let mut r = json_error(status, code, &desc);
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+fn invalid_request(desc: &str) -> Response {
+    json_error(StatusCode::BAD_REQUEST, "invalid_request", desc)
+}
+
+fn store_down() -> Response {
+    json_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "token store unavailable")
+}
+
+/// Reads the body, refusing more than `limit` bytes (413, `invalid_request`).
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Response> {
+    let too_large = || json_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large");
+    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
+        if len.parse::<u64>().map_or(true, |n| n > limit as u64) {
+            return Err(too_large());
+        }
+    }
+    to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|_| too_large())
+}
+
+fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+}
+
+/// Parses `application/x-www-form-urlencoded`: every parameter at most once
+/// (RFC 6749 §3.2), valid UTF-8.
+fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(invalid_request("body is not UTF-8"));
+    }
+    let mut out = HashMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
+            return Err(invalid_request("parameter is not valid percent-encoded UTF-8"));
+        }
+        if k.is_empty() {
+            return Err(invalid_request("malformed form body"));
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(invalid_request(&format!("parameter {k} repeated")));
+        }
+    }
+    Ok(out)
+}
+
+async fn form_request(state: &AppState, headers: &HeaderMap, body: Body) -> Result<HashMap<String, String>, Response> {
+    let body = read_body(headers, body, state.max_body).await?;
+    if !content_type_is(headers, "application/x-www-form-urlencoded") {
+        return Err(invalid_request("content type must be application/x-www-form-urlencoded"));
+    }
+    parse_form(&body)
+}
+
+/// Client credentials from HTTP Basic (RFC 6749 §2.3.1) or the form.
+fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Option<(String, String)>, OAuthError> {
+    let basic = match headers.get(header::AUTHORIZATION) {
+        None => None,
+        Some(v) => {
+            let v = v.to_str().map_err(|_| OAuthError::InvalidClient("malformed authorization header".into()))?;
+            let Some((scheme, creds)) = v.split_once(' ') else {
+                return Err(OAuthError::InvalidClient("malformed authorization header".into()));
+            };
+            if !scheme.eq_ignore_ascii_case("basic") {
+                return Err(OAuthError::InvalidClient("only Basic client authentication is supported".into()));
+            }
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(creds.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
+            let (id, secret) =
+                raw.split_once(':').ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
+            let dec = |s: &str| form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.to_string());
+            match (dec(id), dec(secret)) {
+                (Some(i), Some(s)) => Some((i, s)),
+                _ => return Err(OAuthError::InvalidClient("malformed Basic credentials".into())),
+            }
+        }
+    };
+    let form_creds = match (form.get("client_id"), form.get("client_secret")) {
+        (Some(i), Some(s)) => Some((i.clone(), s.clone())),
+        _ => None,
+    };
+    match (basic, form_creds) {
+        (Some(_), Some(_)) => Err(OAuthError::InvalidRequest("use one client authentication method".into())),
+        (b, f) => Ok(b.or(f)),
+    }
+}
+
+fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, OAuthError> {
+    match form.get(name) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(OAuthError::InvalidRequest(format!("{name} missing"))),
+    }
+}
+
+async fn token(State(state): State<AppState>, headers: HeaderMap, req: Request) -> Response {
+    let form = match form_request(&state, &headers, req.into_body()).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let auth = &state.auth;
+    let result = async {
+        let grant = required(&form, "grant_type")?;
+        let scope = form.get("scope").map(String::as_str);
+        match grant {
+            "password" => {
+                let username = required(&form, "username")?;
+                let password = required(&form, "password")?;
+                if form.contains_key("client_secret") || headers.contains_key(header::AUTHORIZATION) {
+                    return Err(OAuthError::InvalidRequest(
+                        "the password grant is for public clients; send no client secret".into(),
+                    ));
+                }
+                auth.password_grant(username, password, scope, form.get("client_id").map(String::as_str)).await
+            }
+            "client_credentials" => {
+                let Some((id, secret)) = client_auth(&headers, &form)? else {
+                    return Err(OAuthError::InvalidClient("client authentication required".into()));
+                };
+                auth.client_credentials(&id, &secret, scope).await
+            }
+            "refresh_token" => {
+                let rt = required(&form, "refresh_token")?;
+                auth.refresh(rt, scope).await
+            }
+            other => {
+                auth.metrics.grant("unsupported", "unsupported_grant_type");
+                let shown: String = other.chars().take(32).filter(|c| !c.is_control()).collect();
+                Err(OAuthError::UnsupportedGrantType(format!("grant_type {shown:?} not supported")))
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(t) => {
+            let mut r = Json(t).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            r
+        }
+        Err(e) => oauth_error(&e),
+    }
+}
+
+async fn revoke(State(state): State<AppState>, headers: HeaderMap, req: Request) -> Response {
+    let form = match form_request(&state, &headers, req.into_body()).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let token = match required(&form, "token") {
+        Ok(t) => t,
+        Err(e) => return oauth_error(&e),
+    };
+    match state.auth.revoke_token(token).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => oauth_error(&e),
+    }
+}
+
+async fn admin(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Result<(), Response> {
+    let authz = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    state.auth.authorize_admin(authz, peer.ip()).await.map(|claims| {
+        tracing::info!(admin = %claims.sub, "admin request authorized");
+    }).map_err(|e| admin_error(&e))
+}
+
+async fn bump_response(state: &AppState, key: VersionKey) -> Response {
+    match state.auth.revoke_key(&key).await {
+        Ok(b) => Json(b).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "bump failed");
+            store_down()
+        }
+    }
+}
+
+async fn revoke_subject(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers, peer).await {
+        return r;
+    }
+    match VersionKey::subject(&sub) {
+        Ok(k) => bump_response(&state, k).await,
+        Err(e) => invalid_request(e.description()),
+    }
+}
+
+async fn revoke_session(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers, peer).await {
+        return r;
+    }
+    match VersionKey::session(&sid) {
+        Ok(k) => bump_response(&state, k).await,
+        Err(e) => invalid_request(e.description()),
+    }
+}
+
+fn query_pairs(req: &Request) -> Vec<(String, String)> {
+    req.uri()
+        .query()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect())
+        .unwrap_or_default()
+}
+
+async fn revocations(State(state): State<AppState>, req: Request) -> Response {
+    let q = query_pairs(&req);
+    let mut after = None;
+    for (k, v) in &q {
+        match k.as_str() {
+            "after" if after.is_none() => after = Some(v.as_str()),
+            "after" => return invalid_request("parameter after repeated"),
+            _ => return invalid_request(&format!("unknown parameter {:?}", k.chars().take(32).collect::<String>())),
+        }
+    }
+    match state.auth.feed(after.filter(|a| !a.is_empty())).await {
+        Ok(page) => {
+            let mut r = Json(page).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(FeedError::Cursor(e)) => json_error(StatusCode::GONE, "invalid_cursor", e.description()),
+        Err(FeedError::Unavailable) => store_down(),
+    }
+}
+
+async fn versions(State(state): State<AppState>, req: Request) -> Response {
+    let mut keys = Vec::new();
+    for (k, v) in query_pairs(&req) {
+        if k != "key" {
+            return invalid_request("only key parameters are accepted");
+        }
+        match VersionKey::parse(&v) {
+            Ok(key) => keys.push(key),
+            Err(e) => return invalid_request(e.description()),
+        }
+    }
+    if keys.is_empty() || keys.len() > MAX_VERSION_KEYS {
+        return invalid_request(&format!("give 1 to {MAX_VERSION_KEYS} key parameters"));
+    }
+    match state.auth.versions(&keys).await {
+        Ok(mins) => {
+            let map: serde_json::Map<String, serde_json::Value> =
+                keys.iter().zip(mins).map(|(k, m)| (k.to_string(), m.into())).collect();
+            let mut r = Json(json!({ "versions": map })).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(_) => store_down(),
+    }
+}
+
+async fn create_api_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    let body = match read_body(&headers, req.into_body(), state.max_body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = admin(&state, &headers, peer).await {
+        return r;
+    }
+    if !content_type_is(&headers, "application/json") {
+        return invalid_request("content type must be application/json");
+    }
+    let parsed: ApiTokenRequest = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return invalid_request(&format!("body: {e}")),
+    };
+    match state.auth.create_api_token(&parsed).await {
+        Ok(created) => {
+            let mut r = (StatusCode::CREATED, Json(created)).into_response();
+            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(ApiTokenError::Invalid(d)) => invalid_request(&d),
+        Err(ApiTokenError::Unavailable) => store_down(),
+    }
+}
+
+async fn list_api_tokens(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
+    if let Err(r) = admin(&state, &headers, peer).await {
+        return r;
+    }
+    let mut sub = None;
+    for (k, v) in query_pairs(&req) {
+        match k.as_str() {
+            "sub" if sub.is_none() => sub = Some(v),
+            _ => return invalid_request("only one sub parameter is accepted"),
+        }
+    }
+    match state.auth.store.list_api_tokens(sub.as_deref()).await {
+        Ok(list) => Json(json!({ "api_tokens": list })).into_response(),
+        Err(_) => store_down(),
+    }
+}
+
+async fn revoke_api_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = admin(&state, &headers, peer).await {
+        return r;
+    }
+    match state.auth.store.api_token(&id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return json_error(StatusCode::NOT_FOUND, "not_found", "no such API token"),
+        Err(_) => return store_down(),
+    }
+    match VersionKey::session(&id) {
+        Ok(k) => bump_response(&state, k).await,
+        Err(e) => invalid_request(e.description()),
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.auth.store.versions(&[]).await {
+        Ok(_) => Json(json!({ "status": "ok", "store": state.auth.store.kind() })).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "store unavailable" }))).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut r = state.auth.metrics.render().into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r
+}
+
+async fn not_found() -> Response {
+    json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Cursor errors as the edge sees them (documented in docs/authority-api.md).
+pub fn cursor_status(_: CursorError) -> StatusCode {
+    StatusCode::GONE
+}

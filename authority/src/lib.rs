@@ -1,0 +1,22 @@
+//! The Tollgate authority: issues access tokens with the shared codec,
+//! rotates refresh tokens one-time with a replay grace window, and keeps the
+//! revocation versions that edges learn from the feed.
+//!
+//! ```text
+//! http ─► service (Authority) ─► refresh::decide (sans-IO) ─► store (sqlite | redis)
+//! ```
+//!
+//! The decision logic lives in [`refresh`] and [`feed`] as plain functions;
+//! [`store`] only reads state and applies changes atomically (compare and set),
+//! so both stores share one algorithm.
+
+pub mod config;
+pub mod directory;
+pub mod feed;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod refresh;
+pub mod service;
+pub mod store;
+pub mod util;

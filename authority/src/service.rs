@@ -1,0 +1,676 @@
+//! The authority's operations, independent of HTTP: grants, rotation,
+//! revocation, the feed, API tokens, admin checks. Generic over the store;
+//! the refresh decision itself is [`crate::refresh::decide`].
+
+use crate::config::Config;
+use crate::directory::{split_scopes, Directory};
+use crate::feed::{check_id, Cursor, CursorError, Entry, VersionKey};
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::refresh::{
+    self, AccessStamp, Decision, Family, Reject, Rotation, MAX_REFRESH_TOKEN_LEN,
+};
+use crate::store::{ApiToken, BumpRequest, Bumped, Expected, NewFamily, Store, StoreError};
+use crate::util::{now_ms, now_secs, now_us, random_id};
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tollgate::token::{mint, Claims, ClaimRules, TimeCheck, TokenError, Verifier, ACCESS_TOKEN_TYP};
+
+/// Rounds of read–decide–compare-and-set before a refresh gives up. Each
+/// failed round means another request changed the family meanwhile, after
+/// which the token is no longer the head and the next round replays.
+const MAX_REFRESH_ROUNDS: usize = 16;
+/// Most keys in one `GET /v1/versions`.
+pub const MAX_VERSION_KEYS: usize = 64;
+/// Largest API token hosts list.
+const MAX_HOSTS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub issuer: String,
+    pub audience: String,
+    pub admin_scope: String,
+    pub access_ttl_secs: u64,
+    pub refresh_ttl_secs: u64,
+    pub refresh_grace_ms: u64,
+    pub clock_skew_secs: u64,
+    pub api_token_max_days: u64,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> Settings {
+        Settings {
+            issuer: c.issuer.clone(),
+            audience: c.audience.clone(),
+            admin_scope: c.admin_scope.clone(),
+            access_ttl_secs: c.access_ttl_secs,
+            refresh_ttl_secs: c.refresh_ttl_secs,
+            refresh_grace_ms: c.refresh_grace_ms,
+            clock_skew_secs: c.clock_skew_secs,
+            api_token_max_days: c.api_token_max_days,
+        }
+    }
+}
+
+/// RFC 6749 §5.1 success answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub refresh_token: Option<String>,
+    pub scope: String,
+}
+
+/// RFC 6749 §5.2 errors (plus 503 when the store is down).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OAuthError {
+    InvalidRequest(String),
+    InvalidClient(String),
+    InvalidGrant(String),
+    UnauthorizedClient(String),
+    UnsupportedGrantType(String),
+    InvalidScope(String),
+    Unavailable(String),
+}
+
+impl OAuthError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient(_) => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::Unavailable(_) => "temporarily_unavailable",
+        }
+    }
+
+    pub fn description(&self) -> &str {
+        match self {
+            OAuthError::InvalidRequest(d)
+            | OAuthError::InvalidClient(d)
+            | OAuthError::InvalidGrant(d)
+            | OAuthError::UnauthorizedClient(d)
+            | OAuthError::UnsupportedGrantType(d)
+            | OAuthError::InvalidScope(d)
+            | OAuthError::Unavailable(d) => d,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            OAuthError::InvalidClient(_) => 401,
+            OAuthError::Unavailable(_) => 503,
+            _ => 400,
+        }
+    }
+}
+
+fn unavailable(e: StoreError) -> OAuthError {
+    tracing::error!(error = %e, "store operation failed");
+    OAuthError::Unavailable("token store unavailable".into())
+}
+
+/// Why an admin request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminError {
+    /// No bearer token: 401 without an error code.
+    Missing,
+    /// 401 `invalid_token`.
+    InvalidToken(String),
+    /// 403 `insufficient_scope`.
+    Forbidden(String),
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedError {
+    Cursor(CursorError),
+    Unavailable,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeedAnswer {
+    pub cursor: String,
+    pub snapshot: bool,
+    pub entries: Vec<FeedEntry>,
+    /// The authority's clock (seconds), for edges to notice skew.
+    pub now: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub key: String,
+    pub min_ver: u64,
+    pub expires_at: Option<u64>,
+}
+
+impl From<Entry> for FeedEntry {
+    fn from(e: Entry) -> FeedEntry {
+        FeedEntry { key: e.key, min_ver: e.min_ver, expires_at: e.expires_at }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenRequest {
+    pub sub: String,
+    #[serde(default)]
+    pub scope: String,
+    /// CIDRs or addresses the token may be used from; `["*"]` for any.
+    pub hosts: Vec<String>,
+    /// Lifetime in days, or `-1` for never.
+    pub days: i64,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ApiTokenCreated {
+    pub id: String,
+    pub token: String,
+    pub sub: String,
+    pub scope: String,
+    pub hosts: Vec<String>,
+    pub expires_at: Option<u64>,
+    pub ver: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiTokenError {
+    Invalid(String),
+    Unavailable,
+}
+
+pub struct Authority {
+    pub store: Arc<dyn Store>,
+    pub settings: Settings,
+    pub keys: Keys,
+    pub verifier: Verifier,
+    pub directory: Arc<Directory>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// RFC 6749 §3.3 scope-token characters.
+fn valid_scope_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
+}
+
+/// The scopes to grant: the requested ones if all allowed, else all allowed.
+pub fn narrow_scope(requested: Option<&str>, allowed: &[String]) -> Result<String, OAuthError> {
+    let Some(req) = requested.filter(|r| !r.is_empty()) else {
+        return Ok(allowed.join(" "));
+    };
+    let mut out: Vec<&str> = Vec::new();
+    for s in req.split(' ').filter(|s| !s.is_empty()) {
+        if !valid_scope_token(s) {
+            return Err(OAuthError::InvalidScope("scope contains an invalid character".into()));
+        }
+        if !allowed.iter().any(|a| a == s) {
+            return Err(OAuthError::InvalidScope(format!("scope {s:?} not allowed")));
+        }
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    Ok(out.join(" "))
+}
+
+fn valid_host(h: &str) -> bool {
+    h.parse::<ipnet::IpNet>().is_ok() || h.parse::<IpAddr>().is_ok()
+}
+
+/// Whether `peer` is allowed by a `hosts` claim.
+pub fn host_allowed(hosts: &[String], peer: IpAddr) -> bool {
+    hosts.iter().any(|h| {
+        h == "*"
+            || h.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&peer))
+            || h.parse::<IpAddr>().is_ok_and(|a| a == peer)
+    })
+}
+
+impl Authority {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        keys: Keys,
+        directory: Directory,
+    ) -> Authority {
+        let verifier = Verifier {
+            keys: keys.set.clone(),
+            rules: ClaimRules {
+                issuer: settings.issuer.clone(),
+                audiences: vec![settings.audience.clone()],
+                clock_skew: 0,
+                allow_never_expiring: true,
+            },
+            allowed_typ: vec![ACCESS_TOKEN_TYP.into()],
+            max_token_bytes: 8192,
+        };
+        Authority { store, settings, keys, verifier, directory: Arc::new(directory), metrics: Arc::new(Metrics::default()) }
+    }
+
+    async fn timed<T>(
+        &self,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let start = Instant::now();
+        let r = fut.await;
+        self.metrics.store_op(op, start.elapsed(), r.is_ok());
+        r
+    }
+
+    fn claims(&self, sub: &str, scope: &str, iat: u64, exp: Option<u64>, jti: String, ver: u64, sid: Option<String>) -> Claims {
+        Claims {
+            iss: self.settings.issuer.clone(),
+            sub: sub.to_owned(),
+            aud: vec![self.settings.audience.clone()],
+            exp,
+            nbf: None,
+            iat: Some(iat),
+            jti: Some(jti),
+            ver,
+            sid,
+            scope: (!scope.is_empty()).then(|| scope.to_owned()),
+            hosts: None,
+        }
+    }
+
+    fn family_access(&self, family: &Family, stamp: &AccessStamp) -> String {
+        let c = self.claims(&family.sub, &family.scope, stamp.iat, Some(stamp.exp), stamp.jti.clone(), family.ver, Some(family.sid.clone()));
+        mint(&self.keys.signing, &c)
+    }
+
+    /// Starts a refresh family for an authenticated subject.
+    pub async fn login(&self, sub: &str, scope: &str, client_id: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        check_id(sub).map_err(|e| OAuthError::InvalidRequest(format!("subject: {}", e.description())))?;
+        let now = now_secs();
+        let sid = random_id::<16>("s_");
+        let (_, refresh_token) = refresh::new_refresh_token();
+        let fam = NewFamily {
+            sid: sid.clone(),
+            sub: sub.to_owned(),
+            scope: scope.to_owned(),
+            client_id: client_id.map(str::to_owned),
+            created_at: now,
+            expires_at: now + self.settings.refresh_ttl_secs,
+            first_token_hash: refresh::hash_token(&refresh_token),
+        };
+        let ver = self.timed("create_family", self.store.create_family(&fam)).await.map_err(unavailable)?;
+        let exp = now + self.settings.access_ttl_secs;
+        let claims = self.claims(sub, scope, now, Some(exp), random_id::<16>(""), ver, Some(sid.clone()));
+        tracing::info!(sub, sid = %sid, "session started");
+        Ok(TokenResponse {
+            access_token: mint(&self.keys.signing, &claims),
+            token_type: "Bearer".into(),
+            expires_in: self.settings.access_ttl_secs,
+            refresh_token: Some(refresh_token),
+            scope: scope.to_owned(),
+        })
+    }
+
+    pub async fn password_grant(&self, username: &str, password: &str, scope: Option<&str>, client_id: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        let dir = self.directory.clone();
+        let (u, p) = (username.to_owned(), password.to_owned());
+        let granted = tokio::task::spawn_blocking(move || dir.check_user(&u, &p))
+            .await
+            .map_err(|_| OAuthError::Unavailable("password check failed".into()))?;
+        let Some(allowed) = granted else {
+            self.metrics.grant("password", "invalid_grant");
+            tracing::info!(username, "password grant refused");
+            return Err(OAuthError::InvalidGrant("invalid username or password".into()));
+        };
+        let scope = narrow_scope(scope, &allowed)?;
+        let r = self.login(username, &scope, client_id).await;
+        self.metrics.grant("password", if r.is_ok() { "ok" } else { "error" });
+        r
+    }
+
+    pub async fn client_credentials(&self, client_id: &str, secret: &str, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        let dir = self.directory.clone();
+        let (c, s) = (client_id.to_owned(), secret.to_owned());
+        let granted = tokio::task::spawn_blocking(move || dir.check_client(&c, &s))
+            .await
+            .map_err(|_| OAuthError::Unavailable("client check failed".into()))?;
+        let Some(allowed) = granted else {
+            self.metrics.grant("client_credentials", "invalid_client");
+            return Err(OAuthError::InvalidClient("client authentication failed".into()));
+        };
+        let key = VersionKey::subject(client_id).map_err(|_| OAuthError::InvalidClient("client id unusable".into()))?;
+        let scope = narrow_scope(scope, &allowed)?;
+        let ver = self.timed("versions", self.store.versions(&[key])).await.map_err(unavailable)?;
+        let now = now_secs();
+        let exp = now + self.settings.access_ttl_secs;
+        let claims = self.claims(client_id, &scope, now, Some(exp), random_id::<16>(""), ver.first().copied().unwrap_or(0), None);
+        self.metrics.grant("client_credentials", "ok");
+        Ok(TokenResponse {
+            access_token: mint(&self.keys.signing, &claims),
+            token_type: "Bearer".into(),
+            expires_in: self.settings.access_ttl_secs,
+            refresh_token: None,
+            scope,
+        })
+    }
+
+    /// `grant_type=refresh_token`: rotate, replay inside the grace window,
+    /// or detect reuse and revoke the family.
+    pub async fn refresh(&self, presented: &str, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        let r = self.refresh_inner(presented, scope).await;
+        self.metrics.grant("refresh_token", match &r {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        });
+        r
+    }
+
+    async fn refresh_inner(&self, presented: &str, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        let reject = |r: Reject| {
+            self.metrics.refresh_rejected.fetch_add(1, Ordering::Relaxed);
+            OAuthError::InvalidGrant(r.description().into())
+        };
+        if presented.is_empty() || presented.len() > MAX_REFRESH_TOKEN_LEN {
+            return Err(reject(Reject::Unknown));
+        }
+        let hash = refresh::hash_token(presented);
+        for _ in 0..MAX_REFRESH_ROUNDS {
+            let view = self.timed("load_refresh", self.store.load_refresh(&hash)).await.map_err(unavailable)?;
+            let decision = refresh::decide(&view, now_ms(), self.settings.refresh_grace_ms);
+            let (Some(family), Some(_)) = (view.family.clone(), view.record.as_ref()) else {
+                return Err(reject(Reject::Unknown));
+            };
+            if !matches!(decision, Decision::Reject(_) | Decision::Reuse) {
+                // The family's scope is re-issued as is, so a replay is identical.
+                let allowed = split_scopes(&family.scope);
+                narrow_scope(scope, &allowed)?;
+            }
+            match decision {
+                Decision::Reject(r) => return Err(reject(r)),
+                Decision::Replay(rot) => {
+                    let Some(successor) = refresh::open_successor(presented, &rot) else {
+                        tracing::error!(sid = %family.sid, "stored successor does not open");
+                        return Err(OAuthError::Unavailable("token store unavailable".into()));
+                    };
+                    self.metrics.refresh_replayed.fetch_add(1, Ordering::Relaxed);
+                    return Ok(self.answer(&family, &rot.access, successor));
+                }
+                Decision::Reuse => {
+                    let key = VersionKey::Session(family.sid.clone());
+                    // If the minimum moved meanwhile the family is dead already.
+                    let bumped = self.bump(&key, Some(view.min_sid)).await.map_err(unavailable)?;
+                    self.metrics.refresh_reuse_detected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(sid = %family.sid, sub = %family.sub, revoked = bumped.is_some(), "refresh token reuse detected; session revoked");
+                    return Err(OAuthError::InvalidGrant("refresh token reused; session revoked".into()));
+                }
+                Decision::Rotate => {
+                    let now = now_ms();
+                    let (raw, successor) = refresh::new_refresh_token();
+                    let iat = now / 1000;
+                    let rot = Rotation {
+                        at_ms: now,
+                        successor_hash: refresh::hash_token(&successor),
+                        sealed_successor: refresh::seal_successor(presented, &raw),
+                        access: AccessStamp { iat, exp: iat + self.settings.access_ttl_secs, jti: random_id::<16>("") },
+                    };
+                    let expected = Expected { min_sub: view.min_sub, min_sid: view.min_sid };
+                    let applied = self
+                        .timed("apply_rotation", self.store.apply_rotation(&hash, expected, &rot))
+                        .await
+                        .map_err(unavailable)?;
+                    if applied {
+                        self.metrics.refresh_rotated.fetch_add(1, Ordering::Relaxed);
+                        return Ok(self.answer(&family, &rot.access, successor));
+                    }
+                }
+            }
+        }
+        Err(OAuthError::Unavailable("refresh contention; retry".into()))
+    }
+
+    fn answer(&self, family: &Family, stamp: &AccessStamp, refresh_token: String) -> TokenResponse {
+        TokenResponse {
+            access_token: self.family_access(family, stamp),
+            token_type: "Bearer".into(),
+            expires_in: stamp.exp.saturating_sub(now_secs()),
+            refresh_token: Some(refresh_token),
+            scope: family.scope.clone(),
+        }
+    }
+
+    /// Bumps a version key. Entries outlive every access token issued
+    /// before the bump (plus the clock skew).
+    pub async fn bump(&self, key: &VersionKey, only_if_min: Option<u64>) -> Result<Option<Bumped>, StoreError> {
+        let now_s = now_secs();
+        let req = BumpRequest {
+            base_expires_at: now_s + self.settings.access_ttl_secs + self.settings.clock_skew_secs,
+            now_secs: now_s,
+            now_us: now_us(),
+            only_if_min,
+        };
+        let r = self.timed("bump", self.store.bump(key, req)).await?;
+        if let Some(b) = &r {
+            self.metrics.bump(match key {
+                VersionKey::Subject(_) => "sub",
+                VersionKey::Session(_) => "sid",
+            });
+            tracing::info!(key = %b.key, min_ver = b.min_ver, "version bumped");
+        }
+        Ok(r)
+    }
+
+    /// Unconditional bump (admin revocation).
+    pub async fn revoke_key(&self, key: &VersionKey) -> Result<Bumped, StoreError> {
+        self.bump(key, None).await?.ok_or_else(|| StoreError::Backend("unconditional bump not applied".into()))
+    }
+
+    /// RFC 7009. A refresh token revokes its family; an access token of
+    /// this authority with a `sid` revokes that session. Unknown tokens are
+    /// not an error (RFC 7009 §2.2).
+    pub async fn revoke_token(&self, token: &str) -> Result<(), OAuthError> {
+        if token.len() <= MAX_REFRESH_TOKEN_LEN {
+            let view = self
+                .timed("load_refresh", self.store.load_refresh(&refresh::hash_token(token)))
+                .await
+                .map_err(unavailable)?;
+            if let (Some(fam), Some(_)) = (view.family, view.record) {
+                self.revoke_key(&VersionKey::Session(fam.sid)).await.map_err(unavailable)?;
+                return Ok(());
+            }
+        }
+        if let Ok(claims) = self.verifier.verify(token, TimeCheck::At(now_secs())) {
+            if let Some(sid) = claims.sid.filter(|s| check_id(s).is_ok()) {
+                self.revoke_key(&VersionKey::Session(sid)).await.map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn feed(&self, cursor: Option<&str>) -> Result<FeedAnswer, FeedError> {
+        self.metrics.feed_requests.fetch_add(1, Ordering::Relaxed);
+        let parsed = match cursor {
+            None => None,
+            Some(c) => Some(Cursor::parse(c).map_err(|e| {
+                self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
+                FeedError::Cursor(e)
+            })?),
+        };
+        let now = now_secs();
+        let after = parsed.as_ref().filter(|c| c.store_id == self.store.store_id()).map(|c| c.seq);
+        if parsed.is_some() && after.is_none() {
+            self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(FeedError::Cursor(CursorError::OtherStore));
+        }
+        let page = self.timed("feed", self.store.feed(after, now)).await.map_err(|e| {
+            tracing::error!(error = %e, "feed read failed");
+            FeedError::Unavailable
+        })?;
+        if let Some(c) = &parsed {
+            c.check(self.store.store_id(), page.high_water).map_err(|e| {
+                self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
+                FeedError::Cursor(e)
+            })?;
+        }
+        Ok(FeedAnswer {
+            cursor: Cursor { store_id: self.store.store_id().to_owned(), seq: page.high_water }.to_string(),
+            snapshot: parsed.is_none(),
+            entries: page.entries.into_iter().map(FeedEntry::from).collect(),
+            now,
+        })
+    }
+
+    pub async fn versions(&self, keys: &[VersionKey]) -> Result<Vec<u64>, StoreError> {
+        self.timed("versions", self.store.versions(keys)).await
+    }
+
+    /// Mints an access token for `sub` (CLI `mint`), with the current version.
+    pub async fn mint_for(&self, sub: &str, scope: &str, ttl_secs: u64, sid: Option<&str>) -> Result<String, StoreError> {
+        let mut keys = vec![VersionKey::subject(sub).map_err(|e| StoreError::Backend(e.description().into()))?];
+        if let Some(sid) = sid {
+            keys.push(VersionKey::session(sid).map_err(|e| StoreError::Backend(e.description().into()))?);
+        }
+        let ver = self.versions(&keys).await?.into_iter().max().unwrap_or(0);
+        let now = now_secs();
+        let c = self.claims(sub, scope, now, Some(now + ttl_secs), random_id::<16>(""), ver, sid.map(str::to_owned));
+        Ok(mint(&self.keys.signing, &c))
+    }
+
+    pub async fn create_api_token(&self, req: &ApiTokenRequest) -> Result<ApiTokenCreated, ApiTokenError> {
+        let bad = |m: String| Err(ApiTokenError::Invalid(m));
+        if let Err(e) = check_id(&req.sub) {
+            return bad(format!("sub: {}", e.description()));
+        }
+        let scopes = split_scopes(&req.scope);
+        if let Some(s) = scopes.iter().find(|s| !valid_scope_token(s)) {
+            return bad(format!("scope: {s:?} is not a valid scope token"));
+        }
+        if req.hosts.is_empty() || req.hosts.len() > MAX_HOSTS {
+            return bad(format!("hosts: give 1 to {MAX_HOSTS} CIDRs or [\"*\"]"));
+        }
+        let any = req.hosts.iter().any(|h| h == "*");
+        if any && req.hosts.len() > 1 {
+            return bad("hosts: \"*\" must be alone".into());
+        }
+        if let Some(h) = req.hosts.iter().find(|h| *h != "*" && !valid_host(h)) {
+            return bad(format!("hosts: {h:?} is not an address or CIDR"));
+        }
+        if req.name.as_ref().is_some_and(|n| n.len() > 128 || n.chars().any(char::is_control)) {
+            return bad("name: at most 128 printable characters".into());
+        }
+        let now = now_secs();
+        let expires_at = match req.days {
+            -1 => None,
+            d if d >= 1 && (d as u64) <= self.settings.api_token_max_days => Some(now + d as u64 * 86_400),
+            _ => return bad(format!("days: -1 (never) or 1..={}", self.settings.api_token_max_days)),
+        };
+        let scope = scopes.join(" ");
+        let mut record = ApiToken {
+            id: random_id::<12>("api_"),
+            sub: req.sub.clone(),
+            name: req.name.clone(),
+            scope: scope.clone(),
+            hosts: req.hosts.clone(),
+            created_at: now,
+            expires_at,
+            ver: 0,
+            revoked_at: None,
+        };
+        record.ver = self.timed("create_api_token", self.store.create_api_token(&record)).await.map_err(|e| {
+            tracing::error!(error = %e, "api token create failed");
+            ApiTokenError::Unavailable
+        })?;
+        let mut claims = self.claims(&record.sub, &scope, now, expires_at, record.id.clone(), record.ver, Some(record.id.clone()));
+        claims.hosts = (!any).then(|| record.hosts.clone());
+        tracing::info!(id = %record.id, sub = %record.sub, "api token created");
+        Ok(ApiTokenCreated {
+            id: record.id.clone(),
+            token: mint(&self.keys.signing, &claims),
+            sub: record.sub,
+            scope,
+            hosts: record.hosts,
+            expires_at,
+            ver: record.ver,
+        })
+    }
+
+    /// Checks an admin request's `Authorization` header: a valid access
+    /// token of this authority, not revoked (live version check), allowed
+    /// from `peer`, with the admin scope.
+    pub async fn authorize_admin(&self, authorization: Option<&str>, peer: IpAddr) -> Result<Claims, AdminError> {
+        let Some(value) = authorization else { return Err(AdminError::Missing) };
+        let token = match value.split_once(' ') {
+            Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => t.trim(),
+            _ => return Err(AdminError::InvalidToken("authorization is not a bearer token".into())),
+        };
+        let claims = self
+            .verifier
+            .verify(token, TimeCheck::At(now_secs()))
+            .map_err(|e: TokenError| AdminError::InvalidToken(e.description().into()))?;
+        let mut keys = vec![VersionKey::subject(&claims.sub).map_err(|_| AdminError::InvalidToken("sub unusable".into()))?];
+        if let Some(sid) = &claims.sid {
+            keys.push(VersionKey::session(sid).map_err(|_| AdminError::InvalidToken("sid unusable".into()))?);
+        }
+        let mins = self.versions(&keys).await.map_err(|_| AdminError::Unavailable)?;
+        if mins.iter().any(|m| claims.ver < *m) {
+            return Err(AdminError::InvalidToken(TokenError::Revoked.description().into()));
+        }
+        if let Some(hosts) = &claims.hosts {
+            if !host_allowed(hosts, peer) {
+                return Err(AdminError::Forbidden("client host not allowed for this token".into()));
+            }
+        }
+        if !claims.has_scope(&self.settings.admin_scope) {
+            return Err(AdminError::Forbidden(format!("scope {} required", self.settings.admin_scope)));
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_narrowing_table() {
+        let allowed = split_scopes("read write tollgate:admin");
+        let cases: &[(Option<&str>, Result<&str, &str>)] = &[
+            (None, Ok("read write tollgate:admin")),
+            (Some(""), Ok("read write tollgate:admin")),
+            (Some("read"), Ok("read")),
+            (Some("write  read read"), Ok("write read")),
+            (Some("delete"), Err("invalid_scope")),
+            (Some("read \"x"), Err("invalid_scope")),
+        ];
+        for (req, want) in cases {
+            let got = narrow_scope(*req, &allowed);
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, *w, "{req:?}"),
+                (Err(e), Err(w)) => assert_eq!(e.code(), *w, "{req:?}"),
+                (g, w) => panic!("{req:?}: got {g:?}, want {w:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn hosts_table() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let cases: &[(&[&str], &str, bool)] = &[
+            (&["*"], "10.1.2.3", true),
+            (&["10.0.0.0/8"], "10.1.2.3", true),
+            (&["10.0.0.0/8"], "11.1.2.3", false),
+            (&["127.0.0.1"], "127.0.0.1", true),
+            (&["::1/128"], "::1", true),
+            (&["192.168.0.0/16", "127.0.0.0/8"], "127.0.0.1", true),
+            (&["not-an-ip"], "127.0.0.1", false),
+        ];
+        for (hosts, peer, want) in cases {
+            let hosts: Vec<String> = hosts.iter().map(|s| s.to_string()).collect();
+            assert_eq!(host_allowed(&hosts, ip(peer)), *want, "{hosts:?} {peer}");
+        }
+    }
+}

@@ -1,0 +1,590 @@
+//! The Redis store, for several authority instances behind a load balancer.
+//!
+//! Every read-modify-write is one Lua script, which Redis runs atomically, so
+//! rotation, replay reads and bumps never interleave. The feed is a sorted
+//! set of version keys scored by their last sequence number; the sequence is
+//! assigned inside the bump script, and the feed script reads the high-water
+//! mark and the range in the same atomic step, so no bump is skipped.
+//!
+//! All keys share the hash tag in the default prefix `{tollgate}:`, so on a
+//! Redis Cluster they live in one slot and the scripts stay atomic. Numbers
+//! that can exceed 10^14 (sequence numbers) are kept as strings in Lua:
+//! Redis' Lua converts numbers to strings with 14 significant digits.
+
+use super::{
+    ApiToken, BumpRequest, Bumped, Expected, FeedPage, NewFamily, Stats, Store, StoreError,
+    StoreResult,
+};
+use crate::feed::{Entry, VersionKey};
+use crate::refresh::{AccessStamp, Family, RefreshRecord, RefreshState, RefreshView, Rotation};
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{Script, Value};
+use std::collections::HashMap;
+
+pub const DEFAULT_PREFIX: &str = "{tollgate}:";
+
+const LIB: &str = r#"
+local P = ARGV[1]
+local function hash(k)
+  local flat = redis.call('HGETALL', k)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t, flat
+end
+local function min_of(key)
+  return redis.call('HGET', P .. 'v:' .. key, 'min') or '0'
+end
+local function merge(a, b)
+  if a == '' or b == '' then return '' end
+  if tonumber(a) >= tonumber(b) then return a else return b end
+end
+"#;
+
+const CREATE_FAMILY: &str = r#"
+-- ARGV: P sid sub scope client created expires first_hash expires_ms
+local sid, sub = ARGV[2], ARGV[3]
+local ver = math.max(tonumber(min_of('sub:' .. sub)), tonumber(min_of('sid:' .. sid)))
+local fk = P .. 'fam:' .. sid
+redis.call('HSET', fk, 'sub', sub, 'scope', ARGV[4], 'client', ARGV[5], 'ver', string.format('%d', ver),
+  'created', ARGV[6], 'expires', ARGV[7], 'head', ARGV[8])
+redis.call('PEXPIREAT', fk, ARGV[9])
+local rk = P .. 'rt:' .. ARGV[8]
+redis.call('HSET', rk, 'sid', sid)
+redis.call('PEXPIREAT', rk, ARGV[9])
+return ver
+"#;
+
+const LOAD_REFRESH: &str = r#"
+-- ARGV: P hash
+local r, rflat = hash(P .. 'rt:' .. ARGV[2])
+if not r.sid then return {{}, {}, '0', '0'} end
+local f, fflat = hash(P .. 'fam:' .. r.sid)
+local msub = '0'
+if f.sub then msub = min_of('sub:' .. f.sub) end
+return {rflat, fflat, msub, min_of('sid:' .. r.sid)}
+"#;
+
+const APPLY_ROTATION: &str = r#"
+-- ARGV: P hash min_sub min_sid at succ sealed iat exp jti
+local rk = P .. 'rt:' .. ARGV[2]
+local sid = redis.call('HGET', rk, 'sid')
+if not sid then return 0 end
+if redis.call('HEXISTS', rk, 'at') == 1 then return 0 end
+local fk = P .. 'fam:' .. sid
+local sub = redis.call('HGET', fk, 'sub')
+if not sub then return 0 end
+if min_of('sub:' .. sub) ~= ARGV[3] or min_of('sid:' .. sid) ~= ARGV[4] then return 0 end
+redis.call('HSET', rk, 'at', ARGV[5], 'succ', ARGV[6], 'sealed', ARGV[7], 'iat', ARGV[8], 'exp', ARGV[9], 'jti', ARGV[10])
+local nk = P .. 'rt:' .. ARGV[6]
+redis.call('HSET', nk, 'sid', sid)
+local ttl = redis.call('PTTL', fk)
+if ttl > 0 then redis.call('PEXPIRE', nk, ttl) end
+redis.call('HSET', fk, 'head', ARGV[6])
+return 1
+"#;
+
+const BUMP: &str = r#"
+-- ARGV: P key now_us base_exp only_if_min now_s ; returns {min, exp, seq} or {}
+local key = ARGV[2]
+local vk = P .. 'v:' .. key
+local cur = min_of(key)
+if ARGV[5] ~= '' and ARGV[5] ~= cur then return {} end
+local exp = ARGV[4]
+if redis.call('EXISTS', vk) == 1 then exp = merge(exp, redis.call('HGET', vk, 'exp') or '') end
+local kind, id = string.sub(key, 1, 4), string.sub(key, 5)
+if kind == 'sid:' then
+  local ak = P .. 'api:' .. id
+  if redis.call('EXISTS', ak) == 1 then
+    exp = merge(exp, redis.call('HGET', ak, 'exp') or '')
+    if redis.call('HEXISTS', ak, 'revoked') == 0 then
+      redis.call('HSET', ak, 'revoked', ARGV[6])
+      redis.call('HDEL', P .. 'api:bysub:' .. redis.call('HGET', ak, 'sub'), id)
+    end
+  end
+elseif kind == 'sub:' then
+  for _, v in ipairs(redis.call('HVALS', P .. 'api:bysub:' .. id)) do exp = merge(exp, v) end
+end
+local hw = tonumber(redis.call('GET', P .. 'vers') or '0')
+local n = math.max(hw, tonumber(cur)) + 1
+local newmin = string.format('%d', n)
+redis.call('SET', P .. 'vers', newmin)
+redis.call('INCR', P .. 'seq')
+local s = redis.call('GET', P .. 'seq')
+if tonumber(ARGV[3]) > tonumber(s) then
+  redis.call('SET', P .. 'seq', ARGV[3])
+  s = ARGV[3]
+end
+redis.call('HSET', vk, 'min', newmin, 'exp', exp, 'seq', s)
+redis.call('ZADD', P .. 'feed', s, key)
+return {newmin, exp, s}
+"#;
+
+const VERSIONS: &str = r#"
+local out = {}
+for i = 2, #ARGV do out[#out + 1] = min_of(ARGV[i]) end
+return out
+"#;
+
+const FEED: &str = r#"
+-- ARGV: P after('' = snapshot) now_s
+local hw = redis.call('GET', P .. 'seq') or '0'
+local out = {hw}
+if ARGV[2] ~= '' and tonumber(ARGV[2]) >= tonumber(hw) then return out end
+local lo = '-inf'
+if ARGV[2] ~= '' then lo = '(' .. ARGV[2] end
+local now = tonumber(ARGV[3])
+for _, k in ipairs(redis.call('ZRANGEBYSCORE', P .. 'feed', lo, hw)) do
+  local e = redis.call('HMGET', P .. 'v:' .. k, 'min', 'exp')
+  if e[1] and (e[2] == '' or (e[2] and tonumber(e[2]) > now)) then
+    out[#out + 1] = k
+    out[#out + 1] = e[1]
+    out[#out + 1] = e[2] or ''
+  end
+end
+return out
+"#;
+
+const CREATE_API: &str = r#"
+-- ARGV: P id sub name scope hosts created exp
+local id, sub = ARGV[2], ARGV[3]
+local ak = P .. 'api:' .. id
+if redis.call('EXISTS', ak) == 1 then return redis.error_reply('api token id exists') end
+local ver = math.max(tonumber(min_of('sub:' .. sub)), tonumber(min_of('sid:' .. id)))
+redis.call('HSET', ak, 'sub', sub, 'name', ARGV[4], 'scope', ARGV[5], 'hosts', ARGV[6],
+  'created', ARGV[7], 'exp', ARGV[8], 'ver', string.format('%d', ver))
+redis.call('SADD', P .. 'apis', id)
+redis.call('HSET', P .. 'api:bysub:' .. sub, id, ARGV[8])
+return ver
+"#;
+
+const GC: &str = r#"
+-- ARGV: P now_s
+local now = tonumber(ARGV[2])
+local n = 0
+for _, k in ipairs(redis.call('ZRANGE', P .. 'feed', 0, -1)) do
+  local e = redis.call('HGET', P .. 'v:' .. k, 'exp')
+  if e and e ~= '' and tonumber(e) <= now then
+    redis.call('ZREM', P .. 'feed', k)
+    n = n + 1
+  end
+end
+return n
+"#;
+
+struct Scripts {
+    create_family: Script,
+    load_refresh: Script,
+    apply_rotation: Script,
+    bump: Script,
+    versions: Script,
+    feed: Script,
+    create_api: Script,
+    gc: Script,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{LIB}\n{body}"))
+}
+
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+    store_id: String,
+    scripts: Scripts,
+    /// `WAIT` for this many replicas after each write (0: don't).
+    wait_replicas: usize,
+}
+
+fn be(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+fn num(map: &HashMap<String, String>, field: &str) -> StoreResult<u64> {
+    map.get(field).and_then(|v| v.parse().ok()).ok_or_else(|| corrupt(field))
+}
+
+fn pairs(flat: Vec<String>) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut it = flat.into_iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        out.insert(k, v);
+    }
+    out
+}
+
+fn opt_num(s: &str) -> StoreResult<Option<u64>> {
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        s.parse().map(Some).map_err(|_| corrupt("expiry"))
+    }
+}
+
+fn opt_str(v: Option<u64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+impl RedisStore {
+    pub async fn connect(url: &str, prefix: &str, wait_replicas: usize) -> StoreResult<RedisStore> {
+        let client = redis::Client::open(url).map_err(be)?;
+        let mut conn = ConnectionManager::new(client).await.map_err(be)?;
+        let fresh = crate::util::random_id::<12>("");
+        let id_key = format!("{prefix}meta:store_id");
+        let _: bool = redis::cmd("SET")
+            .arg(&id_key)
+            .arg(&fresh)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map(|r| r.is_some())
+            .map_err(be)?;
+        let store_id: String = redis::cmd("GET").arg(&id_key).query_async(&mut conn).await.map_err(be)?;
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.to_owned(),
+            store_id,
+            scripts: Scripts {
+                create_family: script(CREATE_FAMILY),
+                load_refresh: script(LOAD_REFRESH),
+                apply_rotation: script(APPLY_ROTATION),
+                bump: script(BUMP),
+                versions: script(VERSIONS),
+                feed: script(FEED),
+                create_api: script(CREATE_API),
+                gc: script(GC),
+            },
+            wait_replicas,
+        })
+    }
+
+    async fn wait(&self) -> StoreResult<()> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let got: usize = redis::cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .map_err(be)?;
+        if got < self.wait_replicas {
+            return Err(StoreError::NotReplicated { wanted: self.wait_replicas, got });
+        }
+        Ok(())
+    }
+
+    fn api_from(&self, id: &str, m: HashMap<String, String>) -> StoreResult<ApiToken> {
+        let get = |f: &str| m.get(f).cloned().ok_or_else(|| corrupt(f));
+        let name = get("name")?;
+        Ok(ApiToken {
+            id: id.to_owned(),
+            sub: get("sub")?,
+            name: (!name.is_empty()).then_some(name),
+            scope: get("scope")?,
+            hosts: serde_json::from_str(&get("hosts")?).map_err(|_| corrupt("hosts"))?,
+            created_at: num(&m, "created")?,
+            expires_at: opt_num(&get("exp")?)?,
+            ver: num(&m, "ver")?,
+            revoked_at: match m.get("revoked") {
+                Some(v) => Some(v.parse().map_err(|_| corrupt("revoked"))?),
+                None => None,
+            },
+        })
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn store_id(&self) -> &str {
+        &self.store_id
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn create_family(&self, f: &NewFamily) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        let ver: u64 = self
+            .scripts
+            .create_family
+            .arg(&self.prefix)
+            .arg(&f.sid)
+            .arg(&f.sub)
+            .arg(&f.scope)
+            .arg(f.client_id.as_deref().unwrap_or(""))
+            .arg(f.created_at)
+            .arg(f.expires_at)
+            .arg(&f.first_token_hash)
+            .arg(f.expires_at.saturating_mul(1000))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        self.wait().await?;
+        Ok(ver)
+    }
+
+    async fn load_refresh(&self, token_hash: &str) -> StoreResult<RefreshView> {
+        let mut conn = self.conn.clone();
+        let (rflat, fflat, msub, msid): (Vec<String>, Vec<String>, String, String) = self
+            .scripts
+            .load_refresh
+            .arg(&self.prefix)
+            .arg(token_hash)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        let r = pairs(rflat);
+        let Some(sid) = r.get("sid").cloned() else { return Ok(RefreshView::default()) };
+        let state = if r.contains_key("at") {
+            RefreshState::Rotated(Rotation {
+                at_ms: num(&r, "at")?,
+                successor_hash: r.get("succ").cloned().ok_or_else(|| corrupt("succ"))?,
+                sealed_successor: r.get("sealed").cloned().ok_or_else(|| corrupt("sealed"))?,
+                access: AccessStamp {
+                    iat: num(&r, "iat")?,
+                    exp: num(&r, "exp")?,
+                    jti: r.get("jti").cloned().ok_or_else(|| corrupt("jti"))?,
+                },
+            })
+        } else {
+            RefreshState::Active
+        };
+        let f = pairs(fflat);
+        let family = if f.is_empty() {
+            None
+        } else {
+            let client = f.get("client").cloned().unwrap_or_default();
+            Some(Family {
+                sid: sid.clone(),
+                sub: f.get("sub").cloned().ok_or_else(|| corrupt("sub"))?,
+                scope: f.get("scope").cloned().unwrap_or_default(),
+                client_id: (!client.is_empty()).then_some(client),
+                ver: num(&f, "ver")?,
+                created_at: num(&f, "created")?,
+                expires_at: num(&f, "expires")?,
+            })
+        };
+        Ok(RefreshView {
+            record: Some(RefreshRecord { sid, state }),
+            family,
+            min_sub: msub.parse().map_err(|_| corrupt("min"))?,
+            min_sid: msid.parse().map_err(|_| corrupt("min"))?,
+        })
+    }
+
+    async fn apply_rotation(&self, token_hash: &str, expected: Expected, rot: &Rotation) -> StoreResult<bool> {
+        let mut conn = self.conn.clone();
+        let applied: i64 = self
+            .scripts
+            .apply_rotation
+            .arg(&self.prefix)
+            .arg(token_hash)
+            .arg(expected.min_sub.to_string())
+            .arg(expected.min_sid.to_string())
+            .arg(rot.at_ms)
+            .arg(&rot.successor_hash)
+            .arg(&rot.sealed_successor)
+            .arg(rot.access.iat)
+            .arg(rot.access.exp)
+            .arg(&rot.access.jti)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        if applied == 1 {
+            self.wait().await?;
+        }
+        Ok(applied == 1)
+    }
+
+    async fn family(&self, sid: &str) -> StoreResult<Option<Family>> {
+        let mut conn = self.conn.clone();
+        let f: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}fam:{sid}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(be)?;
+        if f.is_empty() {
+            return Ok(None);
+        }
+        let client = f.get("client").cloned().unwrap_or_default();
+        Ok(Some(Family {
+            sid: sid.to_owned(),
+            sub: f.get("sub").cloned().ok_or_else(|| corrupt("sub"))?,
+            scope: f.get("scope").cloned().unwrap_or_default(),
+            client_id: (!client.is_empty()).then_some(client),
+            ver: num(&f, "ver")?,
+            created_at: num(&f, "created")?,
+            expires_at: num(&f, "expires")?,
+        }))
+    }
+
+    async fn family_head(&self, sid: &str) -> StoreResult<Option<String>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HGET")
+            .arg(format!("{}fam:{sid}", self.prefix))
+            .arg("head")
+            .query_async(&mut conn)
+            .await
+            .map_err(be)
+    }
+
+    async fn bump(&self, key: &VersionKey, req: BumpRequest) -> StoreResult<Option<Bumped>> {
+        let mut conn = self.conn.clone();
+        let out: Vec<String> = self
+            .scripts
+            .bump
+            .arg(&self.prefix)
+            .arg(key.to_string())
+            .arg(req.now_us.to_string())
+            .arg(req.base_expires_at.to_string())
+            .arg(req.only_if_min.map(|m| m.to_string()).unwrap_or_default())
+            .arg(req.now_secs.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        let [min, exp, seq] = out.as_slice() else { return Ok(None) };
+        self.wait().await?;
+        Ok(Some(Bumped {
+            key: key.to_string(),
+            min_ver: min.parse().map_err(|_| corrupt("min"))?,
+            expires_at: opt_num(exp)?,
+            seq: seq.parse().map_err(|_| corrupt("seq"))?,
+        }))
+    }
+
+    async fn versions(&self, keys: &[VersionKey]) -> StoreResult<Vec<u64>> {
+        let mut conn = self.conn.clone();
+        let mut inv = self.scripts.versions.arg(&self.prefix);
+        for k in keys {
+            inv.arg(k.to_string());
+        }
+        let out: Vec<String> = inv.invoke_async(&mut conn).await.map_err(be)?;
+        out.iter().map(|v| v.parse().map_err(|_| corrupt("min"))).collect()
+    }
+
+    async fn feed(&self, after: Option<u64>, now_secs: u64) -> StoreResult<FeedPage> {
+        let mut conn = self.conn.clone();
+        let out: Vec<String> = self
+            .scripts
+            .feed
+            .arg(&self.prefix)
+            .arg(opt_str(after))
+            .arg(now_secs.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        let mut it = out.into_iter();
+        let high_water = it.next().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("seq"))?;
+        let mut entries = Vec::new();
+        while let (Some(key), Some(min), Some(exp)) = (it.next(), it.next(), it.next()) {
+            entries.push(Entry {
+                key,
+                min_ver: min.parse().map_err(|_| corrupt("min"))?,
+                expires_at: opt_num(&exp)?,
+            });
+        }
+        Ok(FeedPage { high_water, entries })
+    }
+
+    async fn create_api_token(&self, t: &ApiToken) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        let ver: u64 = self
+            .scripts
+            .create_api
+            .arg(&self.prefix)
+            .arg(&t.id)
+            .arg(&t.sub)
+            .arg(t.name.as_deref().unwrap_or(""))
+            .arg(&t.scope)
+            .arg(serde_json::to_string(&t.hosts).unwrap_or_else(|_| "[]".into()))
+            .arg(t.created_at)
+            .arg(opt_str(t.expires_at))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        self.wait().await?;
+        Ok(ver)
+    }
+
+    async fn api_token(&self, id: &str) -> StoreResult<Option<ApiToken>> {
+        let mut conn = self.conn.clone();
+        let m: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}api:{id}", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(be)?;
+        if m.is_empty() {
+            return Ok(None);
+        }
+        self.api_from(id, m).map(Some)
+    }
+
+    async fn list_api_tokens(&self, sub: Option<&str>) -> StoreResult<Vec<ApiToken>> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}apis", self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(be)?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(t) = self.api_token(&id).await? {
+                if sub.is_none_or(|s| s == t.sub) {
+                    out.push(t);
+                }
+            }
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    async fn stats(&self) -> StoreResult<Stats> {
+        let mut conn = self.conn.clone();
+        let count = |pattern: String| {
+            let mut conn = conn.clone();
+            async move {
+                let mut cursor: u64 = 0;
+                let mut n = 0u64;
+                // SCAN is bounded by the keyspace; stats are for tests and operators.
+                loop {
+                    let (next, keys): (u64, Vec<Value>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(be)?;
+                    n += keys.len() as u64;
+                    if next == 0 {
+                        return Ok::<u64, StoreError>(n);
+                    }
+                    cursor = next;
+                }
+            }
+        };
+        let families = count(format!("{}fam:*", self.prefix)).await?;
+        let refresh_tokens = count(format!("{}rt:*", self.prefix)).await?;
+        let _: () = redis::cmd("PING").query_async(&mut conn).await.map_err(be)?;
+        Ok(Stats { families, refresh_tokens })
+    }
+
+    async fn gc(&self, now_secs: u64) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        self.scripts
+            .gc
+            .arg(&self.prefix)
+            .arg(now_secs.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)
+    }
+}
