@@ -8,7 +8,7 @@ use tollgate::token::{b64, Algorithm, Key, KeyError, KeySet};
 
 /// The demo key's id. The filter's demo configuration uses the same.
 pub const DEMO_KID: &str = "demo-2026";
-/// The demo secret (base64url, 40 bytes). Demo only: anyone can read it here.
+/// The demo secret (base64url of the 41 ASCII bytes `demo-only-secret-do-not-use-in-production`). Demo only: anyone can read it here.
 pub const DEMO_SECRET_B64: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -147,10 +147,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn demo_key_loads_and_is_40_bytes() {
+    fn demo_key_loads_and_is_41_bytes() {
         let keys = Keys::load(&[KeyConfig::demo()]).expect("demo key");
         assert_eq!(keys.signing.kid(), Some(DEMO_KID));
-        assert_eq!(b64::decode(DEMO_SECRET_B64.as_bytes()).map(|s| s.len()), Some(40));
+        assert_eq!(b64::decode(DEMO_SECRET_B64.as_bytes()).map(|s| s.len()), Some(41));
     }
 
     #[test]
