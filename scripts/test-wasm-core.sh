@@ -83,16 +83,6 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$runner"
 # Node, never a browser, and a bound on a hung test binary.
 export WASM_BINDGEN_TEST_ONLY_NODE=1
 export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-120}"
-# proptest is a dev-dependency on every target and pulls in getrandom 0.4,
-# which refuses to compile for wasm32-unknown-unknown without a backend.
-# No test calls it on wasm32 (the proptest tests are native-only), so select
-# getrandom's "unsupported" backend, for this target only.
-getrandom_cfg='--cfg getrandom_backend="unsupported"'
-if [ -n "${RUSTFLAGS:-}" ]; then
-    export RUSTFLAGS="$RUSTFLAGS $getrandom_cfg"
-else
-    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="${CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS:-} $getrandom_cfg"
-fi
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

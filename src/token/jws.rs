@@ -235,11 +235,14 @@ impl KeySet {
         if header.crit {
             return Err(TokenError::UnsupportedCritical);
         }
-        let key = match &header.kid {
-            Some(Field::Valid(kid)) => self.get(kid).ok_or(TokenError::UnknownKeyId)?,
-            Some(Field::Invalid) => return Err(TokenError::UnknownKeyId),
-            None if self.keys.len() == 1 => &self.keys[0],
-            None => return Err(TokenError::KeyIdMissing),
+        let key = match (&self.keys[..], &header.kid) {
+            // One key configured without a kid: it is the only candidate,
+            // whatever kid the token names.
+            ([only], _) if only.kid.is_none() => only,
+            (_, Some(Field::Valid(kid))) => self.get(kid).ok_or(TokenError::UnknownKeyId)?,
+            (_, Some(Field::Invalid)) => return Err(TokenError::UnknownKeyId),
+            ([only], None) => only,
+            (_, None) => return Err(TokenError::KeyIdMissing),
         };
         if key.alg != alg {
             return Err(TokenError::AlgorithmMismatch);

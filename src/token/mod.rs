@@ -11,6 +11,7 @@ mod json;
 pub mod jws;
 
 pub use claims::{ClaimRules, Claims, RawClaims, TimeCheck};
+pub use json::Field;
 pub use jws::{Algorithm, Key, KeyError, KeySet};
 
 use std::fmt;
@@ -165,13 +166,25 @@ impl Verifier {
     pub fn verify(&self, token: &str, time: TimeCheck) -> Result<Claims, TokenError> {
         let jws = self.keys.verify(token.as_bytes(), self.max_token_bytes)?;
         match &jws.header.typ {
-            // RFC 7515 §4.1.9: media type names compare case-insensitively.
-            Some(json::Field::Valid(t)) if self.allowed_typ.iter().any(|a| a.eq_ignore_ascii_case(t)) => {}
+            Some(Field::Valid(t)) if self.allowed_typ.iter().any(|a| same_media_type(a, t)) => {}
             _ => return Err(TokenError::TypeNotAllowed),
         }
         let raw = RawClaims::parse(&jws.payload)?;
         self.rules.check(raw, time)
     }
+}
+
+/// RFC 7515 §4.1.9: media types compare case-insensitively, and a `typ`
+/// without `/` means `application/<typ>` (so RFC 9068's `at+jwt` and
+/// `application/at+jwt` are the same).
+fn same_media_type(a: &str, b: &str) -> bool {
+    fn short(s: &str) -> &str {
+        match s.get(..12) {
+            Some(p) if p.eq_ignore_ascii_case("application/") => &s[12..],
+            _ => s,
+        }
+    }
+    short(a).eq_ignore_ascii_case(short(b))
 }
 
 /// Mints an access token with `key` (`typ: at+jwt`). The authority's side of
