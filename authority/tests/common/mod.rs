@@ -1,0 +1,284 @@
+//! Test fixtures: both stores, a real `redis-server`, the real binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use tollgate::token::{ClaimRules, KeySet, Verifier};
+use tollgate_authority::config::Config;
+use tollgate_authority::directory::Directory;
+use tollgate_authority::keys::{KeyConfig, Keys};
+use tollgate_authority::service::{Authority, Settings};
+use tollgate_authority::store::redis::RedisStore;
+use tollgate_authority::store::sqlite::SqliteStore;
+use tollgate_authority::store::Store;
+
+pub const REDIS_SERVER: &str = "redis-server";
+
+/// A `redis-server` of our own on a free loopback port, in a temp dir, with
+/// the append-only file fsynced on every write. Killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if buf[..n].starts_with(b"+PONG"))
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        let mut dir = tempfile::tempdir().expect("temp dir");
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut server = RedisServer { child: None, port, dir };
+            server.spawn();
+            if server.wait_ready() {
+                return server;
+            }
+            server.kill();
+            dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("temp dir"));
+        }
+        panic!("redis-server did not come up on a loopback port after 5 attempts");
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(REDIS_SERVER)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"])
+            .args(["--protected-mode", "yes", "--loglevel", "warning"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {REDIS_SERVER} ({e}). The Redis conformance tests need Debian's \
+                     redis-server package: apt-get install -y redis-server (make test installs it)"
+                )
+            });
+        self.child = Some(child);
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return false;
+                }
+            }
+            if ping(self.port) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// SIGKILLs the server and starts it again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        assert!(self.wait_ready(), "redis-server did not come back after restart");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One store under test, reopenable (restart).
+pub enum Fixture {
+    Sqlite { dir: TempDir },
+    Redis { server: RedisServer, prefix: String },
+}
+
+impl Fixture {
+    pub fn sqlite() -> Fixture {
+        Fixture::Sqlite { dir: tempfile::tempdir().expect("temp dir") }
+    }
+
+    pub fn redis() -> Fixture {
+        Fixture::Redis { server: RedisServer::start(), prefix: "{tollgate}:".into() }
+    }
+
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Fixture::Sqlite { dir } => Arc::new(SqliteStore::open(dir.path()).expect("sqlite store")),
+            Fixture::Redis { server, prefix } => {
+                Arc::new(RedisStore::connect(&server.url(), prefix, 0).await.expect("redis store"))
+            }
+        }
+    }
+
+    /// Another, empty store of the same kind.
+    pub async fn open_other(&self) -> Arc<dyn Store> {
+        match self {
+            Fixture::Sqlite { dir } => {
+                Arc::new(SqliteStore::open(&dir.path().join("other")).expect("sqlite store"))
+            }
+            Fixture::Redis { server, .. } => {
+                Arc::new(RedisStore::connect(&server.url(), "{other}:", 0).await.expect("redis store"))
+            }
+        }
+    }
+
+    /// Simulates a restart of the store itself (Redis: SIGKILL + AOF replay).
+    pub fn restart_store(&mut self) {
+        if let Fixture::Redis { server, .. } = self {
+            server.restart();
+        }
+    }
+
+    /// Command-line store flags for the real binary.
+    pub fn server_args(&self) -> Vec<String> {
+        match self {
+            Fixture::Sqlite { dir } => {
+                vec!["--store".into(), "sqlite".into(), "--data-dir".into(), dir.path().display().to_string()]
+            }
+            Fixture::Redis { server, .. } => vec!["--store".into(), "redis".into(), "--redis-url".into(), server.url()],
+        }
+    }
+}
+
+pub fn settings(grace_ms: u64) -> Settings {
+    let mut s = Settings::from_config(&Config::default());
+    s.refresh_grace_ms = grace_ms;
+    s
+}
+
+pub fn authority(store: Arc<dyn Store>, settings: Settings) -> Arc<Authority> {
+    let keys = Keys::load(&[KeyConfig::demo()]).expect("demo key");
+    Arc::new(Authority::new(store, settings, keys, Directory::demo()))
+}
+
+/// The edge's view: the filter's own verifier over the demo key.
+pub fn edge_verifier() -> Verifier {
+    let keys = Keys::load(&[KeyConfig::demo()]).expect("demo key");
+    Verifier {
+        keys: KeySet::new(vec![keys.signing]).expect("key set"),
+        rules: ClaimRules {
+            issuer: tollgate_authority::config::DEFAULT_ISSUER.into(),
+            audiences: vec![tollgate_authority::config::DEFAULT_AUDIENCE.into()],
+            clock_skew: 0,
+            allow_never_expiring: true,
+        },
+        allowed_typ: vec!["at+jwt".into()],
+        max_token_bytes: 8192,
+    }
+}
+
+/// Waits, bounded, until `cond` holds.
+pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The real `tollgate-authority serve`, on a free loopback port. Killed
+/// (SIGKILL) on drop.
+pub struct Server {
+    child: Child,
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(store_args: &[String], extra: &[&str]) -> Server {
+        Server::start_with_env(store_args, extra, &[])
+    }
+
+    pub fn start_with_env(store_args: &[String], extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate-authority"));
+        cmd.args(store_args).arg("serve").args(["--listen", "127.0.0.1:0"]).args(extra);
+        cmd.env("TOLLGATE_LOG", "warn").env_remove("TOLLGATE_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn tollgate-authority");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("tollgate-authority did not report its address within 30 s");
+            }
+        };
+        let base = line
+            .strip_prefix("tollgate-authority listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        Server { child, base }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// SIGKILL, no graceful shutdown.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn data_dir(f: &Fixture) -> Option<PathBuf> {
+    match f {
+        Fixture::Sqlite { dir } => Some(dir.path().to_path_buf()),
+        _ => None,
+    }
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}

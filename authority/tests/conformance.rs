@@ -1,0 +1,351 @@
+//! One conformance suite, run against both stores (SQLite and a real
+//! redis-server). Each case is a generic async fn over the store fixture;
+//! the macro at the bottom instantiates every case for both.
+
+mod common;
+
+use common::{authority, edge_verifier, settings, wait_until, Fixture};
+use futures::future::join_all;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tollgate::token::{TimeCheck, TokenError};
+use tollgate_authority::feed::{CursorError, VersionKey};
+use tollgate_authority::refresh::hash_token;
+use tollgate_authority::service::{ApiTokenRequest, Authority, FeedError, OAuthError};
+use tollgate_authority::util::now_secs;
+
+const N: usize = 100;
+
+fn grant_err(r: Result<impl std::fmt::Debug, OAuthError>) -> (String, String) {
+    let e = r.expect_err("expected an OAuth error");
+    (e.code().to_string(), e.description().to_string())
+}
+
+/// Whether the edge would accept `token` given the live minimums.
+async fn edge_accepts(auth: &Authority, token: &str) -> Result<(), String> {
+    let c = edge_verifier().verify(token, TimeCheck::At(now_secs())).map_err(|e| e.description().to_string())?;
+    let mut keys = vec![VersionKey::subject(&c.sub).expect("sub")];
+    if let Some(sid) = &c.sid {
+        keys.push(VersionKey::session(sid).expect("sid"));
+    }
+    let mins = auth.versions(&keys).await.expect("versions");
+    if mins.iter().any(|m| c.ver < *m) {
+        return Err(TokenError::Revoked.description().into());
+    }
+    Ok(())
+}
+
+fn sid_of(token: &str) -> String {
+    edge_verifier().verify(token, TimeCheck::Skip).expect("verifies").sid.expect("sid")
+}
+
+async fn concurrent_refreshes_of_one_token(f: Fixture) {
+    let auth = authority(f.open().await, settings(30_000));
+    let login = auth.login("alice", "read write", None).await.expect("login");
+    let rt = login.refresh_token.clone().expect("refresh token");
+    let answers = join_all((0..N).map(|_| {
+        let (auth, rt) = (auth.clone(), rt.clone());
+        tokio::spawn(async move { auth.refresh(&rt, None).await })
+    }))
+    .await;
+    let pairs: HashSet<(String, Option<String>)> = answers
+        .into_iter()
+        .map(|a| {
+            let t = a.expect("task").expect("every concurrent refresh succeeds");
+            (t.access_token, t.refresh_token)
+        })
+        .collect();
+    assert_eq!(pairs.len(), 1, "all {N} answers carry the identical successor pair");
+    let (access, successor) = pairs.into_iter().next().expect("one pair");
+    let successor = successor.expect("successor refresh token");
+    assert_ne!(successor, rt);
+    let sid = sid_of(&access);
+    assert_eq!(auth.store.family_head(&sid).await.expect("head"), Some(hash_token(&successor)), "one family head: the successor");
+    let stats = auth.store.stats().await.expect("stats");
+    assert_eq!((stats.families, stats.refresh_tokens), (1, 2), "one rotation stored, not {N}");
+    edge_accepts(&auth, &access).await.expect("successor access token valid");
+    let next = auth.refresh(&successor, None).await.expect("the successor rotates");
+    assert_ne!(next.refresh_token.as_deref(), Some(successor.as_str()));
+}
+
+async fn concurrent_refreshes_of_distinct_tokens(f: Fixture) {
+    let auth = authority(f.open().await, settings(30_000));
+    let mut tokens = Vec::new();
+    for i in 0..N {
+        let t = auth.login(&format!("user{i}"), "read", None).await.expect("login");
+        tokens.push(t.refresh_token.expect("rt"));
+    }
+    let answers = join_all(tokens.iter().cloned().map(|rt| {
+        let auth = auth.clone();
+        tokio::spawn(async move { (rt.clone(), auth.refresh(&rt, None).await) })
+    }))
+    .await;
+    let mut successors = HashSet::new();
+    for a in answers {
+        let (old, r) = a.expect("task");
+        let t = r.expect("every refresh succeeds");
+        let succ = t.refresh_token.expect("successor");
+        let sid = sid_of(&t.access_token);
+        assert_eq!(auth.store.family_head(&sid).await.expect("head"), Some(hash_token(&succ)));
+        assert_ne!(succ, old);
+        successors.insert(succ);
+    }
+    assert_eq!(successors.len(), N, "{N} distinct successors");
+    let stats = auth.store.stats().await.expect("stats");
+    assert_eq!((stats.families, stats.refresh_tokens), (N as u64, 2 * N as u64), "no lost update");
+}
+
+async fn reuse_after_grace_revokes_the_family(f: Fixture) {
+    const GRACE_MS: u64 = 300;
+    let auth = authority(f.open().await, settings(GRACE_MS));
+    let login = auth.login("alice", "read", None).await.expect("login");
+    let rt0 = login.refresh_token.expect("rt0");
+    let sid = sid_of(&login.access_token);
+    let first = auth.refresh(&rt0, None).await.expect("rotation");
+    let rt1 = first.refresh_token.clone().expect("rt1");
+    // Inside the window: the same pair again.
+    let replay = auth.refresh(&rt0, None).await.expect("replay inside grace");
+    assert_eq!(replay, TokenResponseEq::from(&first).with_expires(replay.expires_in));
+    let cursor = auth.feed(None).await.expect("snapshot").cursor;
+
+    tokio::time::sleep(Duration::from_millis(GRACE_MS + 150)).await;
+    assert_eq!(
+        grant_err(auth.refresh(&rt0, None).await),
+        ("invalid_grant".into(), "refresh token reused; session revoked".into())
+    );
+    assert_eq!(
+        grant_err(auth.refresh(&rt1, None).await),
+        ("invalid_grant".into(), "refresh token revoked".into()),
+        "the successor is dead too"
+    );
+    assert_eq!(
+        edge_accepts(&auth, &first.access_token).await,
+        Err("token revoked".into()),
+        "the family's access tokens are revoked"
+    );
+    let delta = auth.feed(Some(&cursor)).await.expect("delta");
+    let entry = delta.entries.iter().find(|e| e.key == format!("sid:{sid}")).expect("sid bump in the feed");
+    let ver = edge_verifier().verify(&first.access_token, TimeCheck::Skip).expect("claims").ver;
+    assert!(entry.min_ver > ver);
+    assert!(entry.expires_at.is_some());
+}
+
+/// `TokenResponse` equality up to `expires_in` (which counts down).
+struct TokenResponseEq;
+impl TokenResponseEq {
+    fn from(t: &tollgate_authority::service::TokenResponse) -> Expect {
+        Expect(t.clone())
+    }
+}
+struct Expect(tollgate_authority::service::TokenResponse);
+impl Expect {
+    fn with_expires(mut self, e: u64) -> tollgate_authority::service::TokenResponse {
+        self.0.expires_in = e;
+        self.0
+    }
+}
+
+async fn subject_bump_revokes_tokens_and_refresh_families(f: Fixture) {
+    let auth = authority(f.open().await, settings(30_000));
+    // Versions come from one counter, so a bump of either key revokes
+    // whichever key set a token's ver.
+    auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    let a = auth.login("alice", "read", None).await.expect("login");
+    let b = auth.login("alice", "read", None).await.expect("login");
+    edge_accepts(&auth, &a.access_token).await.expect("new token carries the current version");
+    auth.revoke_key(&VersionKey::session(&sid_of(&a.access_token)).expect("key")).await.expect("sid bump");
+    assert_eq!(edge_accepts(&auth, &a.access_token).await, Err("token revoked".into()), "sid bump beats a ver set by sub");
+    edge_accepts(&auth, &b.access_token).await.expect("other session unaffected");
+    assert_eq!(grant_err(auth.refresh(a.refresh_token.as_deref().expect("rt"), None).await).0, "invalid_grant");
+
+    auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    assert_eq!(edge_accepts(&auth, &b.access_token).await, Err("token revoked".into()));
+    assert_eq!(
+        grant_err(auth.refresh(b.refresh_token.as_deref().expect("rt"), None).await),
+        ("invalid_grant".into(), "refresh token revoked".into()),
+        "log out everywhere ends refresh families"
+    );
+    let c = auth.login("alice", "read", None).await.expect("login after bump");
+    edge_accepts(&auth, &c.access_token).await.expect("tokens issued after the bump pass");
+    // RFC 7009 revocation of a refresh token ends its family.
+    auth.revoke_token(c.refresh_token.as_deref().expect("rt")).await.expect("revoke");
+    assert_eq!(grant_err(auth.refresh(c.refresh_token.as_deref().expect("rt"), None).await).0, "invalid_grant");
+    assert_eq!(edge_accepts(&auth, &c.access_token).await, Err("token revoked".into()));
+}
+
+async fn feed_deltas_converge_under_concurrent_bumps(f: Fixture) {
+    let auth = authority(f.open().await, settings(30_000));
+    let start = auth.feed(None).await.expect("snapshot");
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (auth, done) = (auth.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut state: BTreeMap<String, u64> = BTreeMap::new();
+            let mut cursor = start.cursor;
+            for e in start.entries {
+                state.insert(e.key, e.min_ver);
+            }
+            let mut polls = 0;
+            loop {
+                let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = auth.feed(Some(&cursor)).await.expect("delta");
+                assert!(!page.snapshot);
+                for e in page.entries {
+                    let m = state.entry(e.key).or_insert(0);
+                    *m = (*m).max(e.min_ver);
+                }
+                cursor = page.cursor;
+                polls += 1;
+                if finished || polls > 100_000 {
+                    return (state, polls);
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let bumpers = (0..4).map(|w| {
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0..40 {
+                let key = if (i + w) % 2 == 0 {
+                    VersionKey::subject(&format!("u{}", (i * 7 + w) % 20)).expect("key")
+                } else {
+                    VersionKey::session(&format!("s{}", (i * 3 + w) % 20)).expect("key")
+                };
+                let b = auth.revoke_key(&key).await.expect("bump");
+                acked.push((b.key, b.min_ver));
+            }
+            acked
+        })
+    });
+    let acked: Vec<(String, u64)> = join_all(bumpers).await.into_iter().flat_map(|r| r.expect("task")).collect();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (state, polls) = poller.await.expect("poller");
+    assert!(polls >= 1);
+    let fresh: BTreeMap<String, u64> =
+        auth.feed(None).await.expect("snapshot").entries.into_iter().map(|e| (e.key, e.min_ver)).collect();
+    assert_eq!(state, fresh, "snapshot + deltas == fresh snapshot");
+    for (k, m) in acked {
+        assert!(state.get(&k).is_some_and(|s| *s >= m), "acknowledged bump {k}={m} seen by the edge");
+    }
+}
+
+async fn feed_entries_expire_but_minimums_stay(f: Fixture) {
+    let mut s = settings(30_000);
+    s.access_ttl_secs = 1;
+    s.clock_skew_secs = 0;
+    let auth = authority(f.open().await, s);
+    let sid = VersionKey::session("short").expect("key");
+    let b = auth.revoke_key(&sid).await.expect("bump");
+    let expires = b.expires_at.expect("a session entry expires");
+    assert!(expires <= now_secs() + 2);
+    // API tokens: a never-expiring one keeps its entries forever.
+    let api = auth
+        .create_api_token(&ApiTokenRequest { sub: "bob".into(), scope: "read".into(), hosts: vec!["*".into()], days: -1, name: None })
+        .await
+        .expect("api token");
+    edge_accepts(&auth, &api.token).await.expect("api token valid");
+    let sub_bump = auth.revoke_key(&VersionKey::subject("bob").expect("key")).await.expect("bump");
+    assert_eq!(sub_bump.expires_at, None, "subject with a never-expiring API token: entry never expires");
+    assert_eq!(edge_accepts(&auth, &api.token).await, Err("token revoked".into()));
+    let api2 = auth
+        .create_api_token(&ApiTokenRequest { sub: "carol".into(), scope: "read".into(), hosts: vec!["10.0.0.0/8".into()], days: -1, name: Some("ci".into()) })
+        .await
+        .expect("api token");
+    let api_bump = auth.revoke_key(&VersionKey::session(&api2.id).expect("key")).await.expect("bump");
+    assert_eq!(api_bump.expires_at, None);
+    let listed = auth.store.list_api_tokens(Some("carol")).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].revoked_at.is_some());
+
+    let keys = |page: &tollgate_authority::service::FeedAnswer| page.entries.iter().map(|e| e.key.clone()).collect::<HashSet<_>>();
+    let before = auth.feed(None).await.expect("snapshot");
+    assert!(keys(&before).contains("sid:short"));
+    wait_until("the entry to expire", Duration::from_secs(5), || now_secs() >= expires).await;
+    let after = auth.feed(None).await.expect("snapshot");
+    assert!(!keys(&after).contains("sid:short"), "expired entries leave the feed");
+    assert!(keys(&after).contains("sub:bob") && keys(&after).contains(&format!("sid:{}", api2.id)), "never-expiring stay");
+    let delta = auth.feed(Some(&before.cursor)).await.expect("delta");
+    assert!(delta.entries.is_empty());
+    auth.store.gc(now_secs()).await.expect("gc");
+    assert_eq!(auth.versions(&[sid]).await.expect("versions"), vec![b.min_ver], "the minimum itself is kept");
+}
+
+async fn cursor_survives_restart_and_is_store_bound(mut f: Fixture) {
+    let auth = authority(f.open().await, settings(30_000));
+    let b1 = auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    let page = auth.feed(None).await.expect("snapshot");
+    assert!(page.snapshot);
+    assert_eq!(page.entries.len(), 1);
+    let cursor = page.cursor;
+    drop(auth);
+    f.restart_store();
+    let auth = authority(f.open().await, settings(30_000));
+    let same = auth.feed(Some(&cursor)).await.expect("cursor accepted after restart");
+    assert!(same.entries.is_empty());
+    assert_eq!(same.cursor, cursor);
+    let b2 = auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    assert!(b2.min_ver > b1.min_ver && b2.seq > b1.seq, "versions and sequence keep growing across restarts");
+    let delta = auth.feed(Some(&cursor)).await.expect("delta");
+    assert_eq!(delta.entries.len(), 1);
+    assert_eq!((delta.entries[0].key.as_str(), delta.entries[0].min_ver), ("sub:alice", b2.min_ver));
+
+    let other = authority(f.open_other().await, settings(30_000));
+    let (id, seq) = cursor.rsplit_once('.').expect("cursor shape");
+    let ahead = format!("{id}.{}", seq.parse::<u64>().expect("seq") + 10_000_000_000);
+    let cases: &[(&str, &str, FeedError)] = &[
+        ("other store", &cursor, FeedError::Cursor(CursorError::OtherStore)),
+        ("garbage", "not-a-cursor", FeedError::Cursor(CursorError::Malformed)),
+    ];
+    for (name, c, want) in cases {
+        assert_eq!(other.feed(Some(c)).await.expect_err(name), *want, "{name}");
+    }
+    assert_eq!(auth.feed(Some(&ahead)).await.expect_err("ahead"), FeedError::Cursor(CursorError::Ahead));
+}
+
+async fn replayed_successor_survives_restart(mut f: Fixture) {
+    let auth = authority(f.open().await, settings(60_000));
+    let login = auth.login("alice", "read", None).await.expect("login");
+    let rt0 = login.refresh_token.expect("rt");
+    let first = auth.refresh(&rt0, None).await.expect("rotate");
+    drop(auth);
+    f.restart_store();
+    let auth = authority(f.open().await, settings(60_000));
+    let again = auth.refresh(&rt0, None).await.expect("replay after restart");
+    assert_eq!((again.access_token, again.refresh_token), (first.access_token, first.refresh_token));
+}
+
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::Fixture::sqlite()).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::Fixture::redis()).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    concurrent_refreshes_of_one_token,
+    concurrent_refreshes_of_distinct_tokens,
+    reuse_after_grace_revokes_the_family,
+    subject_bump_revokes_tokens_and_refresh_families,
+    feed_deltas_converge_under_concurrent_bumps,
+    feed_entries_expire_but_minimums_stay,
+    cursor_survives_restart_and_is_store_bound,
+    replayed_successor_survives_restart,
+);
