@@ -2,9 +2,10 @@
 //! decision per request. Pure: it reads a [`Request`] and the clock and
 //! returns a [`Decision`] for the glue to carry out.
 
-use crate::config::{ClientAddressFrom, Config};
+use crate::config::{ClientAddressFrom, Config, OnStale};
 use crate::extract::{self, Credential, ExtractError, Source};
 use crate::policy::Rule;
+use crate::revocation::{self, Freshness, LiveVersions, RevocationSet};
 use crate::token::{Claims, TimeCheck, TokenError};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +22,17 @@ pub struct Request<'r> {
     pub peer: Option<IpAddr>,
 }
 
+/// What the edge knows besides the request: the clock and what it learned
+/// from the authority.
+#[derive(Debug, Clone, Copy)]
+pub struct Knowledge<'k> {
+    pub now_ms: u64,
+    /// The synced revocation set (used when `revocation` is configured).
+    pub revocations: &'k RevocationSet,
+    /// Live answers for `fresh` rules.
+    pub live: &'k LiveVersions,
+}
+
 /// What to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -28,6 +40,20 @@ pub enum Decision {
     Allow(Allow),
     /// Answer locally.
     Deny(Denial),
+    /// Pause; ask the authority for these version keys (`GET /v1/versions`),
+    /// record the answer and decide again.
+    CheckVersions(Vec<String>),
+    /// Pause; refresh (`POST /v1/token`, `grant_type=refresh_token`), then
+    /// continue with [`decide_refreshed`] or [`refresh_failed`].
+    Refresh(RefreshNeed),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshNeed {
+    pub refresh_token: String,
+    /// The access token is still valid (inside `refresh_before_seconds`): if
+    /// the authority cannot answer, the request goes on with it.
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,13 +90,20 @@ pub enum DenyReason {
     ClientAddressUnknown,
     /// 403: the user header of a header pair differs from `sub`.
     UserMismatch,
+    /// 401 `invalid_token`: the authority refused the refresh token; the
+    /// refresh cookies are cleared.
+    RefreshRejected,
+    /// 503: the authority is needed and cannot be reached, or the revocation
+    /// set is older than allowed (`on_stale: deny`).
+    Unavailable(&'static str),
 }
 
 impl DenyReason {
     pub fn status(&self) -> u16 {
         match self {
-            DenyReason::NoToken | DenyReason::InvalidToken(_) => 401,
+            DenyReason::NoToken | DenyReason::InvalidToken(_) | DenyReason::RefreshRejected => 401,
             DenyReason::InvalidRequest(_) => 400,
+            DenyReason::Unavailable(_) => 503,
             _ => 403,
         }
     }
@@ -80,7 +113,8 @@ impl DenyReason {
         match self {
             DenyReason::NoToken => None,
             DenyReason::InvalidRequest(_) => Some("invalid_request"),
-            DenyReason::InvalidToken(_) => Some("invalid_token"),
+            DenyReason::InvalidToken(_) | DenyReason::RefreshRejected => Some("invalid_token"),
+            DenyReason::Unavailable(_) => Some("temporarily_unavailable"),
             _ => Some("insufficient_scope"),
         }
     }
@@ -95,6 +129,8 @@ impl DenyReason {
             DenyReason::HostNotAllowed => "client address not allowed for this token",
             DenyReason::ClientAddressUnknown => "client address unknown",
             DenyReason::UserMismatch => "token user does not match",
+            DenyReason::RefreshRejected => "token expired and refresh token rejected",
+            DenyReason::Unavailable(why) => why,
         }
     }
 
@@ -108,6 +144,8 @@ impl DenyReason {
             DenyReason::AdminRequired(_) => "admin_required",
             DenyReason::HostNotAllowed | DenyReason::ClientAddressUnknown => "host_not_allowed",
             DenyReason::UserMismatch => "user_mismatch",
+            DenyReason::RefreshRejected => "refresh_rejected",
+            DenyReason::Unavailable(_) => "unavailable",
         }
     }
 
@@ -119,6 +157,8 @@ impl DenyReason {
         "admin_required",
         "host_not_allowed",
         "user_mismatch",
+        "refresh_rejected",
+        "unavailable",
     ];
 }
 
@@ -128,32 +168,179 @@ pub struct Denial {
     pub reason: DenyReason,
 }
 
-/// Decides `req` at time `now` (seconds since the epoch).
-pub fn decide(config: &Config, req: &Request<'_>, now: u64) -> Decision {
+/// Decides `req` with what the edge knows.
+pub fn decide(config: &Config, req: &Request<'_>, k: &Knowledge<'_>) -> Decision {
+    decide_with(config, req, k, None)
+}
+
+/// Decides again after a refresh, with the new access token in place of the
+/// one the request carried. It is forwarded upstream in the old one's place.
+pub fn decide_refreshed(config: &Config, req: &Request<'_>, k: &Knowledge<'_>, access_token: &str) -> Decision {
+    decide_with(config, req, k, Some(access_token))
+}
+
+/// The refresh did not happen. `Rejected`: 401 (and the glue clears the
+/// cookies). `Unavailable`: an optional refresh goes on with the current,
+/// still valid token; a needed one is a 503.
+pub fn refresh_failed(config: &Config, req: &Request<'_>, k: &Knowledge<'_>, need: &RefreshNeed, rejected: bool) -> Decision {
+    match (rejected, need.optional) {
+        (true, _) => deny(DenyReason::RefreshRejected),
+        (false, true) => decide_with_refresh(config, req, k, None, false),
+        (false, false) => deny(DenyReason::Unavailable("authority unavailable for refresh")),
+    }
+}
+
+fn decide_with(config: &Config, req: &Request<'_>, k: &Knowledge<'_>, replacement: Option<&str>) -> Decision {
+    decide_with_refresh(config, req, k, replacement, replacement.is_none())
+}
+
+fn decide_with_refresh(
+    config: &Config,
+    req: &Request<'_>,
+    k: &Knowledge<'_>,
+    replacement: Option<&str>,
+    may_refresh: bool,
+) -> Decision {
+    let now = k.now_ms / 1000;
     let rule = config.policy.rule_for(req.method, req.path);
-    let credential = match extract::extract(&config.sources, req.headers, req.path) {
+    let extracted = match extract::extract(&config.sources, req.headers, req.path) {
         Ok(c) => c,
         Err(e) => return deny(DenyReason::InvalidRequest(e)),
     };
-    let Some(credential) = credential else {
-        if rule.anonymous {
-            return Decision::Allow(Allow { subject: None, header_ops: scrub(config, req) });
+    let refresh_token = if may_refresh { refresh_token(config, req) } else { None };
+    let credential = match (replacement, extracted) {
+        (Some(token), found) => Credential {
+            token,
+            source: found.as_ref().map_or(Source::Cookie, |c| c.source),
+            claimed_user: found.and_then(|c| c.claimed_user),
+        },
+        (None, Some(c)) => c,
+        (None, None) => {
+            if let Some(refresh_token) = refresh_token {
+                // The browser dropped the expired access cookie; the refresh
+                // cookie is still there.
+                return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), optional: false });
+            }
+            if rule.anonymous {
+                return Decision::Allow(Allow { subject: None, header_ops: scrub(config, req) });
+            }
+            return deny(DenyReason::NoToken);
         }
-        return deny(DenyReason::NoToken);
     };
     let claims = match config.verifier.verify(credential.token, TimeCheck::At(now)) {
         Ok(c) => c,
+        Err(TokenError::Expired) if refresh_token.is_some() => {
+            let refresh_token = refresh_token.unwrap_or_default().to_owned();
+            return Decision::Refresh(RefreshNeed { refresh_token, optional: false });
+        }
         Err(e) => return deny(DenyReason::InvalidToken(e)),
     };
+    if let Err(reason) = check_versions(config, rule, &claims, k) {
+        return match reason {
+            Versions::Deny(r) => deny(r),
+            Versions::Ask(keys) => Decision::CheckVersions(keys),
+        };
+    }
+    if let (Some(policy), Some(refresh_token), Some(exp)) = (&config.refresh, refresh_token, claims.exp) {
+        if exp.saturating_sub(now) <= policy.refresh_before_seconds {
+            return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), optional: true });
+        }
+    }
     if let Err(reason) = authorize(config, rule, req, &credential, &claims) {
         return deny(reason);
     }
     let mut header_ops = scrub(config, req);
-    if !config.forward_token {
-        header_ops.extend(strip_token(config, req, &credential));
+    match (config.forward_token, replacement) {
+        (false, _) => header_ops.extend(strip_token(config, req, &credential)),
+        (true, Some(new_token)) => header_ops.extend(forward_replacement(config, req, &credential, new_token)),
+        (true, None) => {}
     }
     header_ops.extend(identity(config, &claims));
     Decision::Allow(Allow { subject: Some(claims.sub), header_ops })
+}
+
+/// The refresh token the request carries, when refresh is configured.
+fn refresh_token<'r>(config: &Config, req: &Request<'r>) -> Option<&'r str> {
+    let policy = config.refresh.as_ref()?;
+    let from_cookie = policy.cookie.as_deref().and_then(|name| {
+        req.headers
+            .iter()
+            .filter(|(n, _)| n == "cookie")
+            .find_map(|(_, v)| extract::cookie_values(v, name).find(|t| !t.is_empty()))
+    });
+    let from_header = policy.header.as_ref().and_then(|h| {
+        req.headers.iter().find(|(n, _)| *n == h.request).map(|(_, v)| v.trim()).filter(|t| !t.is_empty())
+    });
+    from_cookie.or(from_header)
+}
+
+enum Versions {
+    Deny(DenyReason),
+    Ask(Vec<String>),
+}
+
+/// Revocation: the synced set (under the staleness policy), then, for
+/// `fresh` rules, a live answer no older than the rule allows.
+fn check_versions(config: &Config, rule: &Rule, claims: &Claims, k: &Knowledge<'_>) -> Result<(), Versions> {
+    if let Some(policy) = &config.revocation {
+        match k.revocations.freshness(k.now_ms, policy.max_staleness_ms) {
+            Freshness::Fresh => {}
+            _ if policy.on_stale == OnStale::Allow => {}
+            Freshness::NeverSynced => {
+                return Err(Versions::Deny(DenyReason::Unavailable("revocation state not yet known")))
+            }
+            Freshness::Stale(_) => return Err(Versions::Deny(DenyReason::Unavailable("revocation state stale"))),
+        }
+        if k.revocations.is_revoked(&claims.sub, claims.sid.as_deref(), claims.ver) {
+            return Err(Versions::Deny(DenyReason::InvalidToken(TokenError::Revoked)));
+        }
+    }
+    if rule.fresh {
+        let keys = revocation::version_keys(&claims.sub, claims.sid.as_deref());
+        let mut missing = Vec::new();
+        for key in keys {
+            match k.live.get(&key, k.now_ms, rule.max_staleness_ms) {
+                Some(min) if claims.ver < min => {
+                    return Err(Versions::Deny(DenyReason::InvalidToken(TokenError::Revoked)))
+                }
+                Some(_) => {}
+                None => missing.push(key),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(Versions::Ask(missing));
+        }
+    }
+    Ok(())
+}
+
+/// After a refresh, the upstream sees the new access token where the old
+/// one was (or in the access cookie when the browser had dropped it).
+fn forward_replacement(config: &Config, req: &Request<'_>, credential: &Credential<'_>, token: &str) -> Vec<HeaderOp> {
+    match credential.source {
+        Source::Cookie => {
+            let Some(access) = &config.sources.cookie else { return vec![] };
+            let refresh_cookie = config.refresh.as_ref().and_then(|r| r.cookie.as_deref());
+            let joined = joined_cookies(req);
+            let mut rest = extract::cookie_header_without(&joined, access).unwrap_or_default();
+            if let Some(rc) = refresh_cookie {
+                rest = extract::cookie_header_without(&rest, rc).unwrap_or_default();
+            }
+            let value = if rest.is_empty() { format!("{access}={token}") } else { format!("{rest}; {access}={token}") };
+            vec![HeaderOp::Set("cookie".into(), value)]
+        }
+        Source::AuthorizationHeader | Source::Query | Source::HeaderPair => {
+            let mut ops = vec![HeaderOp::Set("authorization".into(), format!("Bearer {token}"))];
+            if let Some(h) = config.refresh.as_ref().and_then(|r| r.header.as_ref()) {
+                ops.push(HeaderOp::Remove(h.request.clone()));
+            }
+            ops
+        }
+    }
+}
+
+fn joined_cookies(req: &Request<'_>) -> String {
+    req.headers.iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("; ")
 }
 
 fn deny(reason: DenyReason) -> Decision {
@@ -269,14 +456,7 @@ fn strip_token(config: &Config, req: &Request<'_>, credential: &Credential<'_>) 
         },
         Source::Cookie => {
             let Some(name) = &config.sources.cookie else { return vec![] };
-            let joined = req
-                .headers
-                .iter()
-                .filter(|(n, _)| n == "cookie")
-                .map(|(_, v)| v.as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
-            match extract::cookie_header_without(&joined, name) {
+            match extract::cookie_header_without(&joined_cookies(req), name) {
                 Some(rest) => vec![HeaderOp::Set("cookie".into(), rest)],
                 None => vec![HeaderOp::Remove("cookie".into())],
             }

@@ -69,6 +69,112 @@ struct Document {
     forward_token: bool,
     #[serde(default)]
     rules: Vec<RuleDoc>,
+    #[serde(default)]
+    authority: Option<AuthorityDoc>,
+    #[serde(default)]
+    revocation: Option<RevocationDoc>,
+    #[serde(default)]
+    refresh: Option<RefreshDoc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthorityDoc {
+    cluster: String,
+    #[serde(default = "default_authority_host")]
+    host: String,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevocationDoc {
+    #[serde(default = "default_sync_interval_ms")]
+    sync_interval_ms: u64,
+    #[serde(default)]
+    max_staleness_ms: Option<u64>,
+    #[serde(default)]
+    on_stale: OnStale,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshDoc {
+    #[serde(default)]
+    cookie: Option<String>,
+    #[serde(default)]
+    header: Option<HeaderModeDoc>,
+    #[serde(default = "default_refresh_before")]
+    refresh_before_seconds: u64,
+    #[serde(default = "default_refresh_wait_ms")]
+    wait_ms: u64,
+    #[serde(default = "default_client_id")]
+    client_id: String,
+    #[serde(default)]
+    set_cookie: SetCookieDoc,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeaderModeDoc {
+    request: String,
+    #[serde(default = "default_access_response_header")]
+    access_response: String,
+    #[serde(default = "default_refresh_response_header")]
+    refresh_response: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SetCookieDoc {
+    secure: bool,
+    http_only: bool,
+    same_site: SameSite,
+    path: String,
+    domain: Option<String>,
+    refresh_max_age_seconds: u64,
+}
+
+impl Default for SetCookieDoc {
+    fn default() -> Self {
+        SetCookieDoc {
+            secure: true,
+            http_only: true,
+            same_site: SameSite::Lax,
+            path: "/".into(),
+            domain: None,
+            refresh_max_age_seconds: 14 * 24 * 3600,
+        }
+    }
+}
+
+/// What the filter does while its revocation knowledge is too old.
+#[derive(Deserialize, Default, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStale {
+    /// 503: no request is decided on knowledge older than `max_staleness_ms`.
+    #[default]
+    Deny,
+    /// Serve on the last known set, and count it.
+    Allow,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -177,6 +283,10 @@ struct RuleDoc {
     admin: bool,
     #[serde(default = "yes")]
     enforce_hosts: bool,
+    #[serde(default)]
+    fresh: bool,
+    #[serde(default)]
+    max_staleness_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -208,6 +318,30 @@ fn default_admin_scope() -> String {
 fn yes() -> bool {
     true
 }
+fn default_authority_host() -> String {
+    "tollgate-authority".into()
+}
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn default_sync_interval_ms() -> u64 {
+    1000
+}
+fn default_refresh_before() -> u64 {
+    30
+}
+fn default_refresh_wait_ms() -> u64 {
+    3000
+}
+fn default_client_id() -> String {
+    "tollgate-edge".into()
+}
+fn default_access_response_header() -> String {
+    "x-tollgate-access-token".into()
+}
+fn default_refresh_response_header() -> String {
+    "x-tollgate-refresh-token".into()
+}
 
 // ---- the validated configuration -------------------------------------------
 
@@ -236,6 +370,55 @@ impl IdentityHeaders {
     }
 }
 
+/// The authority cluster the filter calls out to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authority {
+    /// Envoy cluster name (Istio: `outbound|8080||tollgate-authority.<ns>.svc.cluster.local`).
+    pub cluster: String,
+    /// `:authority` of callouts.
+    pub host: String,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationPolicy {
+    pub sync_interval_ms: u64,
+    pub max_staleness_ms: u64,
+    pub on_stale: OnStale,
+}
+
+/// Refresh at the edge: cookie mode for browsers, header mode for API
+/// clients that opt in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// The cookie holding the refresh token (cookie mode).
+    pub cookie: Option<String>,
+    /// Request header carrying the refresh token, and response headers for
+    /// the new pair (header mode).
+    pub header: Option<HeaderMode>,
+    pub refresh_before_seconds: u64,
+    pub wait_ms: u64,
+    pub client_id: String,
+    pub set_cookie: SetCookie,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMode {
+    pub request: String,
+    pub access_response: String,
+    pub refresh_response: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetCookie {
+    pub secure: bool,
+    pub http_only: bool,
+    pub same_site: SameSite,
+    pub path: String,
+    pub domain: Option<String>,
+    pub refresh_max_age_seconds: u64,
+}
+
 /// A configuration that passed every check; the filter runs on nothing else.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -248,6 +431,9 @@ pub struct Config {
     pub identity_headers: IdentityHeaders,
     pub forward_token: bool,
     pub policy: Policy,
+    pub authority: Option<Authority>,
+    pub revocation: Option<RevocationPolicy>,
+    pub refresh: Option<RefreshPolicy>,
 }
 
 impl Config {
@@ -316,6 +502,26 @@ impl Document {
         for (i, r) in self.rules.into_iter().enumerate() {
             rules.push(r.build(i)?);
         }
+        let authority = self.authority.map(AuthorityDoc::build).transpose()?;
+        let needs_authority = |field: &str| {
+            ConfigError::new(field, "needs the `authority` section: it is what the filter calls")
+        };
+        if authority.is_none() {
+            if self.revocation.is_some() {
+                return Err(needs_authority("revocation"));
+            }
+            if self.refresh.is_some() {
+                return Err(needs_authority("refresh"));
+            }
+            if let Some(i) = rules.iter().position(|r| r.fresh) {
+                return Err(needs_authority(&format!("rules[{i}].fresh")));
+            }
+        }
+        let revocation = self.revocation.map(RevocationDoc::build).transpose()?;
+        let refresh = match self.refresh {
+            Some(r) => Some(r.build(&sources)?),
+            None => None,
+        };
         Ok(Config {
             verifier: Verifier {
                 keys,
@@ -336,6 +542,113 @@ impl Document {
             identity_headers,
             forward_token: self.forward_token,
             policy: Policy::new(rules),
+            authority,
+            revocation,
+            refresh,
+        })
+    }
+}
+
+impl AuthorityDoc {
+    fn build(self) -> Result<Authority, ConfigError> {
+        if self.cluster.is_empty() {
+            return Err(ConfigError::new("authority.cluster", "must not be empty"));
+        }
+        if self.host.is_empty() || !self.host.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::new("authority.host", "must be a host name"));
+        }
+        if !(10..=60_000).contains(&self.timeout_ms) {
+            return Err(ConfigError::new("authority.timeout_ms", "must be between 10 and 60000"));
+        }
+        Ok(Authority { cluster: self.cluster, host: self.host, timeout_ms: self.timeout_ms })
+    }
+}
+
+impl RevocationDoc {
+    fn build(self) -> Result<RevocationPolicy, ConfigError> {
+        if !(100..=60_000).contains(&self.sync_interval_ms) {
+            return Err(ConfigError::new("revocation.sync_interval_ms", "must be between 100 and 60000"));
+        }
+        let max_staleness_ms = self.max_staleness_ms.unwrap_or(5 * self.sync_interval_ms);
+        if max_staleness_ms < self.sync_interval_ms {
+            return Err(ConfigError::new(
+                "revocation.max_staleness_ms",
+                "must be at least sync_interval_ms",
+            ));
+        }
+        Ok(RevocationPolicy { sync_interval_ms: self.sync_interval_ms, max_staleness_ms, on_stale: self.on_stale })
+    }
+}
+
+impl RefreshDoc {
+    fn build(self, sources: &Sources) -> Result<RefreshPolicy, ConfigError> {
+        if self.cookie.is_none() && self.header.is_none() {
+            return Err(ConfigError::new("refresh", "give cookie (browsers), header (API clients) or both"));
+        }
+        if let Some(c) = &self.cookie {
+            if !is_token_char_string(c) {
+                return Err(ConfigError::new("refresh.cookie", "is not a valid cookie name"));
+            }
+            if sources.cookie.is_none() {
+                return Err(ConfigError::new(
+                    "refresh.cookie",
+                    "cookie mode needs sources.cookie: the new access token is set there",
+                ));
+            }
+            if sources.cookie.as_deref() == Some(c.as_str()) {
+                return Err(ConfigError::new("refresh.cookie", "must differ from sources.cookie"));
+            }
+        }
+        let header = match self.header {
+            Some(h) => {
+                for (name, v) in [("request", &h.request), ("access_response", &h.access_response), ("refresh_response", &h.refresh_response)] {
+                    if !is_header_name(v) {
+                        return Err(ConfigError::new(format!("refresh.header.{name}"), "is not a valid header name"));
+                    }
+                }
+                Some(HeaderMode {
+                    request: h.request.to_ascii_lowercase(),
+                    access_response: h.access_response.to_ascii_lowercase(),
+                    refresh_response: h.refresh_response.to_ascii_lowercase(),
+                })
+            }
+            None => None,
+        };
+        if self.refresh_before_seconds > 3600 {
+            return Err(ConfigError::new("refresh.refresh_before_seconds", "must be at most 3600"));
+        }
+        if !(10..=60_000).contains(&self.wait_ms) {
+            return Err(ConfigError::new("refresh.wait_ms", "must be between 10 and 60000"));
+        }
+        if self.client_id.is_empty() || !is_token_char_string(&self.client_id) {
+            return Err(ConfigError::new("refresh.client_id", "must be a non-empty token"));
+        }
+        let c = self.set_cookie;
+        if !c.path.starts_with('/') || !is_quoted_string_safe(&c.path) || c.path.contains(';') {
+            return Err(ConfigError::new("refresh.set_cookie.path", "must be an absolute path without `;`"));
+        }
+        if let Some(d) = &c.domain {
+            if d.is_empty() || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+                return Err(ConfigError::new("refresh.set_cookie.domain", "is not a domain"));
+            }
+        }
+        if c.same_site == SameSite::None && !c.secure {
+            return Err(ConfigError::new("refresh.set_cookie.same_site", "None requires secure: true"));
+        }
+        Ok(RefreshPolicy {
+            cookie: self.cookie,
+            header,
+            refresh_before_seconds: self.refresh_before_seconds,
+            wait_ms: self.wait_ms,
+            client_id: self.client_id,
+            set_cookie: SetCookie {
+                secure: c.secure,
+                http_only: c.http_only,
+                same_site: c.same_site,
+                path: c.path,
+                domain: c.domain,
+                refresh_max_age_seconds: c.refresh_max_age_seconds,
+            },
         })
     }
 }
@@ -447,6 +760,12 @@ impl RuleDoc {
             }
             methods.push(m.to_ascii_uppercase());
         }
+        if self.anonymous && self.fresh {
+            return Err(ConfigError::new(field("fresh"), "an anonymous rule has no token to check"));
+        }
+        if self.max_staleness_ms > 0 && !self.fresh {
+            return Err(ConfigError::new(field("max_staleness_ms"), "only applies with fresh: true"));
+        }
         if self.anonymous && (self.admin || !self.scopes.is_empty()) {
             return Err(ConfigError::new(
                 field("anonymous"),
@@ -464,6 +783,8 @@ impl RuleDoc {
             scopes: self.scopes,
             admin: self.admin,
             enforce_hosts: self.enforce_hosts,
+            fresh: self.fresh,
+            max_staleness_ms: self.max_staleness_ms,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The proxy-wasm glue: reads the request from Envoy, asks the core, carries
 //! out the answer. Nothing here decides anything.
 
-use crate::authenticator::{self, Decision, DenyReason, HeaderOp, Request};
+use crate::authenticator::{self, Decision, DenyReason, HeaderOp, Knowledge, Request};
+use crate::revocation::{LiveVersions, RevocationSet};
 use crate::config::Config;
 use crate::response;
 use crate::token::TokenError;
@@ -53,6 +54,8 @@ impl Metrics {
 struct Shared {
     config: Config,
     metrics: Metrics,
+    revocations: RevocationSet,
+    live: LiveVersions,
 }
 
 struct Root {
@@ -75,7 +78,7 @@ impl RootContext for Root {
             log::error!("tollgate: could not define metrics");
             return false;
         };
-        self.filter = Some(Rc::new(Shared { config, metrics }));
+        self.filter = Some(Rc::new(Shared { config, metrics, revocations: RevocationSet::new(), live: LiveVersions::default() }));
         log::info!("configuration accepted");
         true
     }
@@ -104,14 +107,15 @@ impl HttpContext for Filter {
             .get_property(vec!["source", "address"])
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| authenticator::parse_ip(&s));
-        let now = self
+        let now_ms = self
             .get_current_time()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .map_or(0, |d| d.as_millis() as u64);
         let request = Request { method: header(":method"), path: header(":path"), headers: &headers, peer };
 
-        let Shared { config, metrics } = &*self.shared;
-        match authenticator::decide(config, &request, now) {
+        let Shared { config, metrics, revocations, live } = &*self.shared;
+        let knowledge = Knowledge { now_ms, revocations, live };
+        match authenticator::decide(config, &request, &knowledge) {
             Decision::Allow(allow) => {
                 for op in &allow.header_ops {
                     match op {
@@ -125,6 +129,13 @@ impl HttpContext for Filter {
             Decision::Deny(denial) => {
                 metrics.denied(denial.reason.metric());
                 let answer = response::render(&config.realm, &denial.reason);
+                let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                self.send_http_response(answer.status as u32, headers, Some(answer.body.as_bytes()));
+                Action::Pause
+            }
+            Decision::CheckVersions(_) | Decision::Refresh(_) => {
+                // Not reachable until the callout glue lands: no config enables them.
+                let answer = response::render(&config.realm, &DenyReason::Unavailable("authority unavailable"));
                 let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
                 self.send_http_response(answer.status as u32, headers, Some(answer.body.as_bytes()));
                 Action::Pause

@@ -45,6 +45,11 @@ pub struct Rule {
     pub admin: bool,
     /// A token carrying `hosts` is accepted only from those addresses.
     pub enforce_hosts: bool,
+    /// Check the token's versions live at the authority (not only against
+    /// the synced revocation set), for admin or dangerous routes.
+    pub fresh: bool,
+    /// With `fresh`: how old a live answer may be reused, 0 = ask every time.
+    pub max_staleness_ms: u64,
 }
 
 impl Rule {
@@ -71,6 +76,8 @@ impl Policy {
                 scopes: Vec::new(),
                 admin: false,
                 enforce_hosts: true,
+                fresh: false,
+                max_staleness_ms: 0,
             },
         }
     }
@@ -98,6 +105,8 @@ mod tests {
             scopes: vec![],
             admin: false,
             enforce_hosts: true,
+            fresh: false,
+            max_staleness_ms: 0,
         }
     }
 

@@ -24,13 +24,12 @@ pub fn render(realm: &str, reason: &DenyReason) -> LocalResponse {
         challenge.push_str(&format!(", scope=\"{scope}\""));
     }
     body.insert("error_description".into(), description.into());
-    LocalResponse {
-        status: reason.status(),
-        headers: vec![
-            ("www-authenticate", challenge),
-            ("content-type", "application/json".into()),
-            ("cache-control", "no-store".into()),
-        ],
-        body: serde_json::Value::Object(body).to_string(),
+    let mut headers = vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())];
+    if reason.status() == 503 {
+        // Not a credentials problem: no challenge; try again shortly.
+        headers.insert(0, ("retry-after", "1".into()));
+    } else {
+        headers.insert(0, ("www-authenticate", challenge));
     }
+    LocalResponse { status: reason.status(), headers, body: serde_json::Value::Object(body).to_string() }
 }

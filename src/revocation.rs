@@ -23,18 +23,12 @@ pub struct Entry {
 /// A feed answer (docs/authority-api.md, "Revocation feed").
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct FeedPage {
-    /// `snapshot` (the whole live set) or `delta` (changes after the cursor).
-    pub kind: FeedKind,
+    /// True for the whole live set (no or a reset cursor), false for the
+    /// changes after the cursor.
+    pub snapshot: bool,
     pub entries: Vec<Entry>,
-    /// Pass as `after=` next time.
+    /// Opaque; pass as `after=` next time.
     pub cursor: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FeedKind {
-    Snapshot,
-    Delta,
 }
 
 /// Why a feed answer was not applied.
@@ -83,7 +77,8 @@ pub enum Freshness {
 pub struct RevocationSet {
     entries: HashMap<String, Min>,
     cursor: Option<String>,
-    synced_at: Option<u64>,
+    /// When the last feed answer was applied (ms since the epoch).
+    synced_at_ms: Option<u64>,
     /// Bumped on every change; workers compare it to know when to reload.
     generation: u64,
 }
@@ -110,14 +105,14 @@ impl RevocationSet {
         self.entries.is_empty()
     }
 
-    pub fn synced_at(&self) -> Option<u64> {
-        self.synced_at
+    pub fn synced_at_ms(&self) -> Option<u64> {
+        self.synced_at_ms
     }
 
-    /// Applies a feed page received at `now`. Snapshots and deltas merge the
-    /// same way: the larger minimum and the later expiry win. A snapshot also
-    /// resets the cursor; entries it lacks stay until they expire here.
-    pub fn apply(&mut self, page: FeedPage, now: u64) {
+    /// Applies a feed page received at `now_ms`. Snapshots and deltas merge
+    /// the same way: the larger minimum and the later expiry win. Entries a
+    /// snapshot lacks stay until they expire here.
+    pub fn apply(&mut self, page: FeedPage, now_ms: u64) {
         let mut changed = false;
         for e in page.entries {
             let incoming = Min { min_ver: e.min_ver, expires_at: e.expires_at };
@@ -141,15 +136,16 @@ impl RevocationSet {
                 }
             }
         }
-        changed |= self.prune(now);
+        changed |= self.prune(now_ms / 1000);
         if self.cursor.as_deref() != Some(page.cursor.as_str()) {
             self.cursor = Some(page.cursor);
             changed = true;
         }
-        self.synced_at = Some(now);
-        if changed {
-            self.generation += 1;
-        }
+        self.synced_at_ms = Some(now_ms);
+        // The sync time changes on every answer; staleness is read from it,
+        // so every answer is a new generation for the other workers.
+        let _ = changed;
+        self.generation += 1;
     }
 
     /// The authority no longer knows our cursor (410): ask for a snapshot
@@ -158,7 +154,7 @@ impl RevocationSet {
         self.cursor = None;
     }
 
-    /// Drops entries whose `expires_at` has passed. True when any was dropped.
+    /// Drops entries whose `expires_at` (seconds) has passed. True when any was dropped.
     pub fn prune(&mut self, now: u64) -> bool {
         let before = self.entries.len();
         self.entries.retain(|_, m| m.expires_at.is_none_or(|e| e > now));
@@ -171,23 +167,18 @@ impl RevocationSet {
         self.entries.get(key).map(|m| m.min_ver)
     }
 
-    pub fn freshness(&self, now: u64, max_staleness: u64) -> Freshness {
-        match self.synced_at {
+    /// How current the set is at `now_ms`, allowing `max_staleness_ms`.
+    pub fn freshness(&self, now_ms: u64, max_staleness_ms: u64) -> Freshness {
+        match self.synced_at_ms {
             None => Freshness::NeverSynced,
-            Some(t) if now.saturating_sub(t) > max_staleness => Freshness::Stale(now - t),
+            Some(t) if now_ms.saturating_sub(t) > max_staleness_ms => Freshness::Stale(now_ms - t),
             Some(_) => Freshness::Fresh,
         }
     }
 
     /// Whether a token of `sub` / `sid` with version `ver` is revoked.
     pub fn is_revoked(&self, sub: &str, sid: Option<&str>, ver: u64) -> bool {
-        let below = |kind: &str, id: &str| {
-            let mut key = String::with_capacity(4 + id.len());
-            key.push_str(kind);
-            key.push_str(id);
-            self.min_version(&key).is_some_and(|min| ver < min)
-        };
-        below("sub:", sub) || sid.is_some_and(|sid| below("sid:", sid))
+        version_keys(sub, sid).iter().any(|k| self.min_version(k).is_some_and(|min| ver < min))
     }
 
     /// A compact encoding for proxy-wasm shared data, so every worker can
@@ -201,7 +192,7 @@ impl RevocationSet {
         serde_json::json!({
             "g": self.generation,
             "c": self.cursor,
-            "t": self.synced_at,
+            "t": self.synced_at_ms,
             "e": entries,
         })
         .to_string()
@@ -220,9 +211,58 @@ impl RevocationSet {
         Some(RevocationSet {
             entries: s.e.into_iter().map(|(k, min_ver, expires_at)| (k, Min { min_ver, expires_at })).collect(),
             cursor: s.c,
-            synced_at: s.t,
+            synced_at_ms: s.t,
             generation: s.g,
         })
+    }
+}
+
+/// The version keys of a token: `sub:<sub>`, and `sid:<sid>` when it has one.
+pub fn version_keys(sub: &str, sid: Option<&str>) -> Vec<String> {
+    let mut keys = vec![format!("sub:{sub}")];
+    if let Some(sid) = sid {
+        keys.push(format!("sid:{sid}"));
+    }
+    keys
+}
+
+/// Answers of live checks (`GET /v1/versions`), per worker, for rules with
+/// `fresh: true`. A live answer is only used while younger than the rule's
+/// `max_staleness_ms`; the feed's minimum still applies when larger.
+#[derive(Debug, Default)]
+pub struct LiveVersions {
+    known: HashMap<String, (u64, u64)>,
+}
+
+/// A `GET /v1/versions` answer: `{"versions": {"sub:alice": 3}}`.
+#[derive(Debug, Deserialize)]
+struct VersionsAnswer {
+    versions: HashMap<String, u64>,
+}
+
+impl LiveVersions {
+    /// Records an answer received at `now_ms`; `false` when it does not
+    /// parse or misses a key that was asked.
+    pub fn record(&mut self, asked: &[String], body: &[u8], now_ms: u64) -> bool {
+        let Ok(answer) = serde_json::from_slice::<VersionsAnswer>(body) else { return false };
+        if !asked.iter().all(|k| answer.versions.contains_key(k)) {
+            return false;
+        }
+        for k in asked {
+            let v = answer.versions[k];
+            let min = self.known.get(k).map_or(v, |(old, _)| v.max(*old));
+            self.known.insert(k.clone(), (min, now_ms));
+        }
+        // Bounded: answers older than a minute are of no use to any rule.
+        if self.known.len() > 10_000 {
+            self.known.retain(|_, (_, at)| now_ms.saturating_sub(*at) < 60_000);
+        }
+        true
+    }
+
+    /// The live minimum of `key`, if asked within `max_age_ms`.
+    pub fn get(&self, key: &str, now_ms: u64, max_age_ms: u64) -> Option<u64> {
+        self.known.get(key).filter(|(_, at)| now_ms.saturating_sub(*at) <= max_age_ms).map(|(v, _)| *v)
     }
 }
 
@@ -233,9 +273,9 @@ mod tests {
 
     use super::*;
 
-    fn page(kind: FeedKind, cursor: &str, entries: &[(&str, u64, Option<u64>)]) -> FeedPage {
+    fn page(snapshot: bool, cursor: &str, entries: &[(&str, u64, Option<u64>)]) -> FeedPage {
         FeedPage {
-            kind,
+            snapshot,
             cursor: cursor.into(),
             entries: entries
                 .iter()
@@ -247,9 +287,9 @@ mod tests {
     #[test]
     fn a_minimum_never_goes_backwards() {
         let mut set = RevocationSet::new();
-        set.apply(page(FeedKind::Snapshot, "s.1", &[("sub:alice", 5, Some(1000))]), 100);
+        set.apply(page(true, "s.1", &[("sub:alice", 5, Some(1000))]), 100_000);
         // A later snapshot from a store that lost the bump says 3.
-        set.apply(page(FeedKind::Snapshot, "t.1", &[("sub:alice", 3, Some(900))]), 101);
+        set.apply(page(true, "t.1", &[("sub:alice", 3, Some(900))]), 101_000);
         assert_eq!(set.min_version("sub:alice"), Some(5));
         assert!(set.is_revoked("alice", None, 4));
         assert!(!set.is_revoked("alice", None, 5));
@@ -258,21 +298,21 @@ mod tests {
     #[test]
     fn entries_missing_from_a_snapshot_stay_until_they_expire() {
         let mut set = RevocationSet::new();
-        set.apply(page(FeedKind::Delta, "s.1", &[("sid:s1", 2, Some(200))]), 100);
-        set.apply(page(FeedKind::Snapshot, "s.2", &[]), 150);
+        set.apply(page(false, "s.1", &[("sid:s1", 2, Some(200))]), 100_000);
+        set.apply(page(true, "s.2", &[]), 150_000);
         assert_eq!(set.min_version("sid:s1"), Some(2));
-        set.apply(page(FeedKind::Delta, "s.3", &[]), 200);
+        set.apply(page(false, "s.3", &[]), 200_000);
         assert_eq!(set.min_version("sid:s1"), None, "expired at 200");
     }
 
     #[test]
     fn never_expiring_entries_stay() {
         let mut set = RevocationSet::new();
-        set.apply(page(FeedKind::Snapshot, "s.1", &[("sid:api1", 1, None), ("sid:x", 1, Some(5))]), 1);
+        set.apply(page(true, "s.1", &[("sid:api1", 1, None), ("sid:x", 1, Some(5))]), 1_000);
         assert!(set.prune(u64::MAX - 1));
         assert_eq!(set.min_version("sid:api1"), Some(1));
         // A later finite expiry does not shorten a never-expiring entry.
-        set.apply(page(FeedKind::Delta, "s.2", &[("sid:api1", 1, Some(10))]), 2);
+        set.apply(page(false, "s.2", &[("sid:api1", 1, Some(10))]), 2_000);
         set.prune(11);
         assert_eq!(set.min_version("sid:api1"), Some(1));
     }
@@ -280,7 +320,7 @@ mod tests {
     #[test]
     fn revocation_table() {
         let mut set = RevocationSet::new();
-        set.apply(page(FeedKind::Snapshot, "s.1", &[("sub:alice", 5, None), ("sid:s1", 7, None)]), 0);
+        set.apply(page(true, "s.1", &[("sub:alice", 5, None), ("sid:s1", 7, None)]), 0);
         // (sub, sid, ver, revoked?)
         let cases = [
             ("alice", None, 4, true),
@@ -300,30 +340,53 @@ mod tests {
     #[test]
     fn freshness_states() {
         let mut set = RevocationSet::new();
-        assert_eq!(set.freshness(100, 3), Freshness::NeverSynced);
-        set.apply(page(FeedKind::Snapshot, "s.1", &[]), 100);
-        assert_eq!(set.freshness(103, 3), Freshness::Fresh);
-        assert_eq!(set.freshness(104, 3), Freshness::Stale(4));
+        assert_eq!(set.freshness(100_000, 3_000), Freshness::NeverSynced);
+        set.apply(page(true, "s.1", &[]), 100_000);
+        assert_eq!(set.freshness(103_000, 3_000), Freshness::Fresh);
+        assert_eq!(set.freshness(103_001, 3_000), Freshness::Stale(3_001));
     }
 
     #[test]
-    fn generation_moves_only_on_change() {
+    fn every_answer_is_a_new_generation() {
         let mut set = RevocationSet::new();
-        set.apply(page(FeedKind::Snapshot, "s.1", &[("sub:a", 1, None)]), 1);
+        set.apply(page(true, "s.1", &[("sub:a", 1, None)]), 1);
         let g = set.generation();
-        set.apply(page(FeedKind::Delta, "s.1", &[("sub:a", 1, None)]), 2);
-        assert_eq!(set.generation(), g, "same content, same cursor");
-        set.apply(page(FeedKind::Delta, "s.2", &[("sub:a", 2, None)]), 3);
-        assert!(set.generation() > g);
+        set.apply(page(false, "s.1", &[]), 2);
+        assert!(set.generation() > g, "the sync time moved: workers must see it");
+    }
+
+    #[test]
+    fn live_versions_table() {
+        let mut live = LiveVersions::default();
+        let asked = vec!["sub:a".to_string(), "sid:s".to_string()];
+        assert!(live.record(&asked, br#"{"versions":{"sub:a":3,"sid:s":0}}"#, 1_000));
+        // (key, now, max age, answer)
+        let cases = [
+            ("sub:a", 1_000, 0, Some(3)),
+            ("sub:a", 1_500, 500, Some(3)),
+            ("sub:a", 1_501, 500, None),
+            ("sid:s", 1_000, 0, Some(0)),
+            ("sub:b", 1_000, 500, None),
+        ];
+        for (key, now, age, want) in cases {
+            assert_eq!(live.get(key, now, age), want, "{key} at {now}");
+        }
+        // A lower later answer does not lower the minimum.
+        assert!(live.record(&asked, br#"{"versions":{"sub:a":1,"sid:s":0}}"#, 2_000));
+        assert_eq!(live.get("sub:a", 2_000, 0), Some(3));
+        // Answers missing a key, or not JSON, are refused whole.
+        assert!(!live.record(&asked, br#"{"versions":{"sub:a":9}}"#, 3_000));
+        assert!(!live.record(&asked, b"<html>", 3_000));
+        assert_eq!(live.get("sub:a", 3_000, 5_000), Some(3));
     }
 
     #[test]
     fn shared_encoding_round_trips() {
         let mut set = RevocationSet::new();
-        set.apply(page(FeedKind::Snapshot, "s.9", &[("sub:a", 3, None), ("sid:b", 4, Some(99))]), 7);
+        set.apply(page(true, "s.9", &[("sub:a", 3, None), ("sid:b", 4, Some(99))]), 7);
         let back = RevocationSet::decode(&set.encode()).expect("decodes");
         assert_eq!(back.cursor(), Some("s.9"));
-        assert_eq!(back.synced_at(), Some(7));
+        assert_eq!(back.synced_at_ms(), Some(7));
         assert_eq!(back.generation(), set.generation());
         assert_eq!(back.min_version("sub:a"), Some(3));
         assert_eq!(back.min_version("sid:b"), Some(4));
@@ -332,14 +395,14 @@ mod tests {
 
     #[test]
     fn feed_parsing_refuses_what_it_cannot_use() {
-        let ok = br#"{"kind":"delta","entries":[{"key":"sub:a","min_ver":2,"expires_at":null}],"cursor":"s.3"}"#;
+        let ok = br#"{"snapshot":false,"entries":[{"key":"sub:a","min_ver":2,"expires_at":null}],"cursor":"s.3","now":5}"#;
         assert_eq!(FeedPage::parse(ok).map(|p| p.entries.len()), Ok(1));
         // (body, error)
         let cases: [(&[u8], FeedError); 4] = [
             (b"<html>", FeedError::NotJson),
-            (br#"{"kind":"delta","entries":[{"key":"sub:a","min_ver":-1,"expires_at":null}],"cursor":"c"}"#, FeedError::NotJson),
-            (br#"{"kind":"delta","entries":[{"key":"usr:a","min_ver":1,"expires_at":null}],"cursor":"c"}"#, FeedError::BadKey),
-            (br#"{"kind":"snapshot","entries":[]}"#, FeedError::NotJson),
+            (br#"{"snapshot":false,"entries":[{"key":"sub:a","min_ver":-1,"expires_at":null}],"cursor":"c"}"#, FeedError::NotJson),
+            (br#"{"snapshot":false,"entries":[{"key":"usr:a","min_ver":1,"expires_at":null}],"cursor":"c"}"#, FeedError::BadKey),
+            (br#"{"snapshot":true,"entries":[]}"#, FeedError::NotJson),
         ];
         for (body, want) in cases {
             assert_eq!(FeedPage::parse(body), Err(want), "{}", String::from_utf8_lossy(body));

@@ -4,7 +4,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use tollgate::authenticator::{decide, Decision, DenyReason, HeaderOp, Request};
+use tollgate::authenticator::{decide, Decision, DenyReason, HeaderOp, Knowledge, Request};
+use tollgate::revocation::{LiveVersions, RevocationSet};
 use tollgate::config::Config;
 use tollgate::extract::ExtractError;
 use tollgate::response;
@@ -97,7 +98,8 @@ fn run(config: &Config, r: &Req) -> Decision {
         headers: &r.headers,
         peer: r.peer.map(|p| p.parse().unwrap()),
     };
-    decide(config, &request, NOW)
+    let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
+    decide(config, &request, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live })
 }
 
 /// `Ok(subject)` for an allowed request, `Err(reason)` for a denied one.
@@ -105,6 +107,7 @@ fn outcome(d: &Decision) -> Result<Option<String>, DenyReason> {
     match d {
         Decision::Allow(a) => Ok(a.subject.clone()),
         Decision::Deny(d) => Err(d.reason.clone()),
+        other => panic!("no callout is configured, yet: {other:?}"),
     }
 }
 

@@ -80,6 +80,22 @@ fn refusals_name_the_field() {
         ("anonymous with scopes", with(|d| d["rules"] = json!([{"path": {"prefix": "/"}, "anonymous": true, "scopes": ["a"]}])), "rules[0].anonymous", "cannot also require"),
         ("empty scope", with(|d| d["rules"] = json!([{"path": {"prefix": "/"}, "scopes": [""]}])), "rules[0].scopes[0]", "one non-empty scope"),
         ("unknown rule field", with(|d| d["rules"] = json!([{"path": {"prefix": "/"}, "scope": ["a"]}])), "rules[0].scope", "unknown field `scope`"),
+        ("revocation without authority", with(|d| d["revocation"] = json!({})), "revocation", "needs the `authority` section"),
+        ("refresh without authority", with(|d| d["refresh"] = json!({"cookie": "r"})), "refresh", "needs the `authority` section"),
+        ("fresh rule without authority", with(|d| d["rules"] = json!([{"path": {"prefix": "/"}, "fresh": true}])), "rules[0].fresh", "needs the `authority` section"),
+        ("authority without cluster", with(|d| d["authority"] = json!({"cluster": ""})), "authority.cluster", "must not be empty"),
+        ("authority timeout zero", with(|d| d["authority"] = json!({"cluster": "a", "timeout_ms": 0})), "authority.timeout_ms", "between 10 and 60000"),
+        ("sync interval too short", with(|d| { d["authority"] = json!({"cluster": "a"}); d["revocation"] = json!({"sync_interval_ms": 10}); }), "revocation.sync_interval_ms", "between 100 and 60000"),
+        ("staleness below interval", with(|d| { d["authority"] = json!({"cluster": "a"}); d["revocation"] = json!({"sync_interval_ms": 1000, "max_staleness_ms": 500}); }), "revocation.max_staleness_ms", "at least sync_interval_ms"),
+        ("unknown on_stale", with(|d| { d["authority"] = json!({"cluster": "a"}); d["revocation"] = json!({"on_stale": "maybe"}); }), "revocation.on_stale", "unknown variant"),
+        ("refresh with no mode", with(|d| { d["authority"] = json!({"cluster": "a"}); d["refresh"] = json!({}); }), "refresh", "cookie (browsers), header (API clients)"),
+        ("refresh cookie without access cookie", with(|d| { d["authority"] = json!({"cluster": "a"}); d["refresh"] = json!({"cookie": "tg_refresh"}); }), "refresh.cookie", "needs sources.cookie"),
+        ("refresh cookie same as access", with(|d| { d["authority"] = json!({"cluster": "a"}); d["sources"] = json!({"cookie": "c"}); d["refresh"] = json!({"cookie": "c"}); }), "refresh.cookie", "must differ"),
+        ("SameSite None without Secure", with(|d| { d["authority"] = json!({"cluster": "a"}); d["sources"] = json!({"cookie": "c"}); d["refresh"] = json!({"cookie": "r", "set_cookie": {"same_site": "None", "secure": false}}); }), "refresh.set_cookie.same_site", "requires secure"),
+        ("cookie path with semicolon", with(|d| { d["authority"] = json!({"cluster": "a"}); d["sources"] = json!({"cookie": "c"}); d["refresh"] = json!({"cookie": "r", "set_cookie": {"path": "/a;b"}}); }), "refresh.set_cookie.path", "absolute path"),
+        ("bad refresh header name", with(|d| { d["authority"] = json!({"cluster": "a"}); d["refresh"] = json!({"header": {"request": "x y"}}); }), "refresh.header.request", "header name"),
+        ("anonymous fresh rule", with(|d| { d["authority"] = json!({"cluster": "a"}); d["rules"] = json!([{"path": {"prefix": "/"}, "anonymous": true, "fresh": true}]); }), "rules[0].fresh", "no token to check"),
+        ("staleness without fresh", with(|d| d["rules"] = json!([{"path": {"prefix": "/"}, "max_staleness_ms": 100}])), "rules[0].max_staleness_ms", "only applies with fresh"),
     ];
     for (case, doc, field, words) in cases {
         let err = parse(&doc).err().unwrap_or_else(|| panic!("{case}: accepted"));
@@ -114,6 +130,28 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.trusted_hops, 0);
     assert_eq!(c.identity_headers.all(), ["x-tollgate-sub", "x-tollgate-scope", "x-tollgate-sid", "x-tollgate-ver"]);
     assert!(c.forward_token);
+    assert!(c.authority.is_none() && c.revocation.is_none() && c.refresh.is_none());
+}
+
+#[test]
+fn callout_defaults_are_the_documented_ones() {
+    use tollgate::config::{OnStale, SameSite};
+    let doc = with(|d| {
+        d["authority"] = json!({"cluster": "authority"});
+        d["revocation"] = json!({});
+        d["sources"] = json!({"cookie": "tg_access"});
+        d["refresh"] = json!({"cookie": "tg_refresh"});
+    });
+    let c = parse(&doc).expect("valid");
+    let a = c.authority.expect("authority");
+    assert_eq!((a.cluster.as_str(), a.host.as_str(), a.timeout_ms), ("authority", "tollgate-authority", 1000));
+    let r = c.revocation.expect("revocation");
+    assert_eq!((r.sync_interval_ms, r.max_staleness_ms, r.on_stale), (1000, 5000, OnStale::Deny));
+    let f = c.refresh.expect("refresh");
+    assert_eq!((f.refresh_before_seconds, f.wait_ms, f.client_id.as_str()), (30, 3000, "tollgate-edge"));
+    assert!(f.set_cookie.secure && f.set_cookie.http_only);
+    assert_eq!((f.set_cookie.same_site, f.set_cookie.path.as_str()), (SameSite::Lax, "/"));
+    assert_eq!(f.set_cookie.refresh_max_age_seconds, 14 * 24 * 3600);
 }
 
 #[test]
