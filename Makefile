@@ -3,15 +3,19 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 WASM := target/wasm32-wasip1/release/tollgate.wasm
+# The demo signing key (public: demo only). The filter reads it from Envoy's
+# environment (vm_config.environment_variables), the authority from its own.
 export TOLLGATE_DEMO_KEY ?= ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24
 
-.PHONY: help deps build run test test-native test-wasm test-e2e token bench clean
+.PHONY: help deps build bins run token test test-deploy oci compose-up compose-down clean
 
 help:
-	@echo "make run    start the demo: authority :8080, echo upstream :8081, Envoy+Tollgate :10000 (admin :9901)"
-	@echo "make test   run every test (native core, wasm32 core, authority on both stores, Envoy end to end)"
-	@echo "make build  build the filter: $(WASM)"
-	@echo "make token  mint a demo access token for alice"
+	@echo "make run          the demo: authority :8080, echo upstream :8081, Envoy+Tollgate :10000 (admin :9901)"
+	@echo "make test         every test: core natively and on wasm32, authority on both stores, Envoy end to end, deploy files"
+	@echo "make build        the filter module: $(WASM)"
+	@echo "make token        a demo access token for alice"
+	@echo "make oci          the filter as an OCI image (target/oci/tollgate-filter)"
+	@echo "make compose-up   the docker-compose demo (needs a Docker engine)"
 
 deps:
 	@scripts/deps.sh
@@ -20,10 +24,33 @@ build: deps
 	cargo build --release --target wasm32-wasip1 -p tollgate
 	@ls -l $(WASM) | awk '{print "tollgate.wasm: " $$5 " bytes"}'
 
-test: build
-	cargo build --workspace --bins
+bins:
+	cargo build -p tollgate-authority -p tollgate-e2e --bins
+
+run: build bins
+	scripts/run-demo.sh
+
+token: bins
+	@target/debug/tollgate-authority --data-dir .run/authority mint --sub alice --scope "read write"
+
+test: build bins
 	cargo test --workspace
 	scripts/test-wasm-core.sh
+	scripts/deploy/tools.sh
+	scripts/deploy/test.sh
+
+test-deploy: build
+	scripts/deploy/tools.sh
+	scripts/deploy/test.sh
+
+oci: build
+	scripts/deploy/oci-build.sh
+
+compose-up: build
+	docker compose -p tollgate -f envoy/docker-compose.yml up --build
+
+compose-down:
+	docker compose -p tollgate -f envoy/docker-compose.yml down
 
 clean:
 	cargo clean

@@ -1,3 +1,4 @@
+#![cfg(not(target_arch = "wasm32"))]
 //! The filter document in the Kubernetes manifests is envoy/tollgate.json and
 //! is accepted by the filter's own validation (`Config::parse`, the code that
 //! runs at `on_configure`).
