@@ -1,1 +1,24 @@
+//! The end-to-end harness: the Tollgate filter inside a real Envoy 1.40, in
+//! front of an echo upstream, driven by raw HTTP/1.1 requests.
+//!
+//! - [`echo`]: the upstream that answers with what it received (also the
+//!   `echo-upstream` binary `make run` uses);
+//! - [`render`]: `envoy/envoy.yaml` with only ports, module path and
+//!   (optionally) the filter document replaced;
+//! - [`envoy`]: start / validate / stop Envoy, bounded and leak-free;
+//! - [`http`]: a raw client that sends exactly what a test asks for;
+//! - [`tokens`]: tokens for the demo configuration.
+//!
+//! Prerequisites: `make build` (the module at
+//! `target/wasm32-wasip1/release/tollgate.wasm` and Envoy in `.venv`, or
+//! `TOLLGATE_ENVOY`). Missing prerequisites fail the tests, never skip them.
+//! Set `TOLLGATE_E2E_KEEP=1` to keep every Envoy's temp dir (config, logs).
 
+pub mod echo;
+pub mod envoy;
+pub mod http;
+pub mod render;
+pub mod tokens;
+
+pub use envoy::{shared, validate, Envoy, Options};
+pub use http::{Request, Response};

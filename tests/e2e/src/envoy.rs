@@ -1,0 +1,473 @@
+//! Runs the filter in a real Envoy.
+//!
+//! Each [`Envoy`] renders `envoy/envoy.yaml` (ports, module path and
+//! optionally the filter document replaced, nothing else) into its own temp
+//! dir, starts `envoy --concurrency 2 --use-dynamic-base-id` with the demo key
+//! in its environment, and waits (bounded) until the admin's `/ready` says
+//! `LIVE`. The listener and admin bind port 0; their real ports are read
+//! back from the admin, so parallel tests never race for a port.
+//!
+//! No Envoy outlives the test process: every child is spawned from one
+//! long-lived thread with `PR_SET_PDEATHSIG = SIGKILL` (the kernel kills it
+//! when the test process dies, however it dies), [`Envoy`] kills its child
+//! on drop (also while unwinding from a panic), and the shared instance is
+//! stopped by an `atexit` hook.
+
+use crate::echo;
+use crate::http::{self, Request, Response};
+use crate::render::{self, Ports};
+use crate::tokens::{DEMO_KEY_B64, DEMO_KEY_ENV};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long Envoy may take to become ready (or to validate a config).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(25);
+
+/// The repository root (`tests/e2e/../..`).
+pub fn repo_root() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+/// The Envoy binary: `$TOLLGATE_ENVOY`, else `<repo>/.venv/bin/envoy`.
+/// Panics (the test fails) when it is missing.
+pub fn envoy_binary() -> PathBuf {
+    let path = match std::env::var_os("TOLLGATE_ENVOY") {
+        Some(p) => PathBuf::from(p),
+        None => repo_root().join(".venv/bin/envoy"),
+    };
+    assert!(
+        path.is_file(),
+        "Envoy not found at {} (set TOLLGATE_ENVOY, or run `make build` / `make test`, \
+         which install Envoy 1.40 into .venv)",
+        path.display()
+    );
+    path
+}
+
+/// The filter module. Panics (the test fails) when it has not been built.
+pub fn module_path() -> PathBuf {
+    let path = repo_root().join(render::MODULE_PATH);
+    assert!(
+        path.is_file(),
+        "the filter module {} is missing: run `make build` (or `make test`) first",
+        path.display()
+    );
+    path
+}
+
+/// `envoy/envoy.yaml`, as `make run` uses it.
+pub fn demo_yaml() -> String {
+    let path = repo_root().join("envoy/envoy.yaml");
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+/// The filter document embedded in `envoy/envoy.yaml`, parsed.
+pub fn demo_document() -> serde_json::Value {
+    let doc = render::embedded_document(&demo_yaml()).unwrap_or_else(|e| panic!("{e}"));
+    serde_json::from_str(&doc).unwrap_or_else(|e| panic!("embedded document is not JSON: {e}"))
+}
+
+/// How to run one Envoy.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The filter document; `None` keeps the one in `envoy/envoy.yaml`.
+    pub document: Option<String>,
+    /// Put the demo key into Envoy's environment (`TOLLGATE_DEMO_KEY`).
+    pub demo_key_env: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            document: None,
+            demo_key_env: true,
+        }
+    }
+}
+
+impl Options {
+    pub fn with_document(document: &serde_json::Value) -> Options {
+        Options {
+            document: Some(serde_json::to_string_pretty(document).expect("document serializes")),
+            ..Options::default()
+        }
+    }
+}
+
+/// One prepared run: a temp dir with the rendered config and a command.
+struct Prepared {
+    dir: tempfile::TempDir,
+    command: Command,
+}
+
+impl Prepared {
+    fn new(options: &Options, mode_args: &[&str]) -> Prepared {
+        let binary = envoy_binary();
+        let module = module_path();
+        let dir = tempfile::Builder::new()
+            .prefix("tollgate-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let ports = Ports {
+            listener: 0,
+            admin: 0,
+            upstream: echo::shared().port(),
+            authority: closed_port(),
+        };
+        let yaml = render::render(&demo_yaml(), ports, &module, options.document.as_deref())
+            .unwrap_or_else(|e| panic!("cannot render envoy/envoy.yaml: {e}"));
+        let config = dir.path().join("envoy.yaml");
+        fs::write(&config, yaml).expect("write envoy.yaml");
+        let out = fs::File::create(dir.path().join("stdout.log")).expect("stdout.log");
+        let err = out.try_clone().expect("stderr");
+
+        let mut command = Command::new(binary);
+        command
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "2", "--use-dynamic-base-id"])
+            .arg("--base-id-path")
+            .arg(dir.path().join("base-id"))
+            .arg("--admin-address-path")
+            .arg(dir.path().join("admin-address"))
+            .arg("--log-path")
+            .arg(dir.path().join("envoy.log"))
+            .args(mode_args)
+            .current_dir(dir.path())
+            .env_remove(DEMO_KEY_ENV)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        if options.demo_key_env {
+            command.env(DEMO_KEY_ENV, DEMO_KEY_B64);
+        }
+        Prepared { dir, command }
+    }
+}
+
+/// A loopback port nothing listens on (the authority's, unused so far):
+/// connections to it are refused at once.
+fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Everything Envoy wrote: its log file, then stdout/stderr.
+fn read_logs(dir: &Path) -> String {
+    let mut all = String::new();
+    for name in ["envoy.log", "stdout.log"] {
+        if let Ok(text) = fs::read_to_string(dir.join(name)) {
+            all.push_str(&text);
+        }
+    }
+    all
+}
+
+/// The last `n` lines of `log`, for failure messages.
+pub fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Why an Envoy did not come up.
+#[derive(Debug)]
+pub struct StartError {
+    /// `Some` when Envoy exited; `None` when it was killed after the timeout.
+    pub status: Option<ExitStatus>,
+    pub log: String,
+    pub reason: String,
+}
+
+/// A running Envoy with the filter. Killed on drop.
+pub struct Envoy {
+    child: Mutex<Option<Child>>,
+    dir: Mutex<Option<tempfile::TempDir>>,
+    dir_path: PathBuf,
+    pub admin: SocketAddr,
+    pub listener: SocketAddr,
+}
+
+impl Envoy {
+    /// Starts Envoy with `options`; panics with its log when it does not
+    /// become ready.
+    pub fn start(options: &Options) -> Envoy {
+        Envoy::try_start(options).unwrap_or_else(|e| {
+            panic!(
+                "Envoy did not start ({}; exit {:?}). Log tail:\n{}",
+                e.reason,
+                e.status,
+                tail(&e.log, 40)
+            )
+        })
+    }
+
+    /// Starts Envoy and waits until it is ready, or until it exits or
+    /// [`READY_TIMEOUT`] passes.
+    pub fn try_start(options: &Options) -> Result<Envoy, StartError> {
+        let Prepared { dir, command } = Prepared::new(options, &[]);
+        let mut child = spawn_tied(command).unwrap_or_else(|e| panic!("cannot run Envoy: {e}"));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let admin_file = dir.path().join("admin-address");
+        let fail = |child: &mut Child, reason: String| {
+            let status = match child.try_wait() {
+                Ok(Some(s)) => Some(s),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    None
+                }
+            };
+            StartError {
+                status,
+                log: read_logs(dir.path()),
+                reason,
+            }
+        };
+        let admin = loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                return Err(fail(&mut child, "Envoy exited during start-up".into()));
+            }
+            if Instant::now() > deadline {
+                return Err(fail(
+                    &mut child,
+                    format!("not ready after {READY_TIMEOUT:?}"),
+                ));
+            }
+            if let Some(admin) = fs::read_to_string(&admin_file)
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+            {
+                if let Ok(r) = http::send(admin, &Request::get("/ready")) {
+                    if r.status == 200 && r.text().trim() == "LIVE" {
+                        break admin;
+                    }
+                }
+            }
+            thread::sleep(POLL);
+        };
+        let listener = match ingress_address(admin) {
+            Ok(a) => a,
+            Err(e) => return Err(fail(&mut child, e)),
+        };
+        let dir_path = dir.path().to_owned();
+        Ok(Envoy {
+            child: Mutex::new(Some(child)),
+            dir: Mutex::new(Some(dir)),
+            dir_path,
+            admin,
+            listener,
+        })
+    }
+
+    /// Sends `req` through Envoy's listener.
+    pub fn send(&self, req: &Request) -> Response {
+        http::send(self.listener, req).unwrap_or_else(|e| {
+            panic!(
+                "request {req} through Envoy failed: {e}\nEnvoy log tail:\n{}",
+                tail(&self.log(), 20)
+            )
+        })
+    }
+
+    /// The counters whose name contains `filter` (admin `/stats?filter=`).
+    pub fn stats(&self, filter: &str) -> BTreeMap<String, u64> {
+        let r = http::send(
+            self.admin,
+            &Request::get(&format!("/stats?filter={filter}")),
+        )
+        .unwrap_or_else(|e| panic!("admin /stats: {e}"));
+        assert_eq!(r.status, 200, "admin /stats: {r}");
+        r.text()
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(n, v)| Some((n.to_owned(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    /// Everything Envoy logged so far (Envoy flushes its log file
+    /// periodically; call [`Envoy::stop`] first for a complete log).
+    pub fn log(&self) -> String {
+        read_logs(&self.dir_path)
+    }
+
+    /// Stops Envoy (SIGTERM, then SIGKILL after a bounded wait) and returns
+    /// its complete log.
+    pub fn stop(&self) -> String {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            terminate(&mut child);
+        }
+        self.log()
+    }
+
+    fn shutdown(&self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(dir) = dir {
+            if thread::panicking() || std::env::var_os("TOLLGATE_E2E_KEEP").is_some() {
+                eprintln!("Envoy's files are kept in {}", dir.keep().display());
+            }
+        }
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn terminate(child: &mut Child) {
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        thread::sleep(POLL);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The bound address of the `ingress` listener, from the admin.
+fn ingress_address(admin: SocketAddr) -> Result<SocketAddr, String> {
+    let r = http::send(admin, &Request::get("/listeners?format=json"))
+        .map_err(|e| format!("admin /listeners: {e}"))?;
+    let json: serde_json::Value = serde_json::from_slice(&r.body)
+        .map_err(|e| format!("admin /listeners is not JSON ({e}): {}", r.text()))?;
+    json["listener_statuses"]
+        .as_array()
+        .and_then(|ls| ls.iter().find(|l| l["name"] == "ingress"))
+        .and_then(|l| {
+            let a = &l["local_address"]["socket_address"];
+            Some(SocketAddr::new(
+                a["address"].as_str()?.parse().ok()?,
+                u16::try_from(a["port_value"].as_u64()?).ok()?,
+            ))
+        })
+        .ok_or_else(|| format!("no ingress listener in admin /listeners: {json}"))
+}
+
+/// The Envoy shared by every test of this process that uses the demo
+/// configuration unchanged. Started on first use; stopped at exit.
+pub fn shared() -> &'static Envoy {
+    static SHARED: OnceLock<Envoy> = OnceLock::new();
+    extern "C" fn stop_shared() {
+        if let Some(e) = SHARED.get() {
+            e.shutdown();
+        }
+    }
+    SHARED.get_or_init(|| {
+        let envoy = Envoy::start(&Options::default());
+        unsafe {
+            libc::atexit(stop_shared);
+        }
+        envoy
+    })
+}
+
+/// The outcome of `envoy --mode validate`.
+#[derive(Debug)]
+pub struct Validation {
+    pub success: bool,
+    pub log: String,
+}
+
+/// Runs `envoy --mode validate` on the rendered config (bounded by
+/// [`READY_TIMEOUT`]). Validation loads the module and runs `on_configure`.
+pub fn validate(options: &Options) -> Validation {
+    let Prepared { dir, command } = Prepared::new(options, &["--mode", "validate"]);
+    let mut child = spawn_tied(command).unwrap_or_else(|e| panic!("cannot run Envoy: {e}"));
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "envoy --mode validate did not finish in {READY_TIMEOUT:?}:\n{}",
+                tail(&read_logs(dir.path()), 20)
+            );
+        }
+        thread::sleep(POLL);
+    };
+    Validation {
+        success: status.success(),
+        log: read_logs(dir.path()),
+    }
+}
+
+type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns `command` from a thread that lives as long as the process, with
+/// `PR_SET_PDEATHSIG` so the kernel kills the child when that thread (that
+/// is, the process) dies. Spawning from a test's own thread would not do: the
+/// signal fires when the *thread* that forked exits.
+fn spawn_tied(command: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        thread::Builder::new()
+            .name("envoy-spawner".into())
+            .spawn(move || {
+                for (mut command, reply) in rx {
+                    let _ = reply.send(spawn_with_deathsig(&mut command));
+                }
+                // Keep the parent thread alive until the process ends.
+                loop {
+                    thread::park();
+                }
+            })
+            .expect("spawn the spawner thread");
+        Mutex::new(tx)
+    });
+    let (tx, rx) = mpsc::channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, tx))
+        .map_err(|_| io::Error::other("spawner thread gone"))?;
+    rx.recv()
+        .map_err(|_| io::Error::other("spawner thread gone"))?
+}
+
+#[cfg(target_os = "linux")]
+fn spawn_with_deathsig(command: &mut Command) -> io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let parent = unsafe { libc::getpid() };
+    unsafe {
+        command.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent died between fork and prctl: do not run orphaned.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn spawn_with_deathsig(command: &mut Command) -> io::Result<Child> {
+    command.spawn()
+}

@@ -1,0 +1,791 @@
+//! The Tollgate filter inside a real Envoy 1.40, specified by example.
+//!
+//! One shared Envoy runs the demo configuration (`envoy/envoy.yaml`
+//! unchanged but for ports and module path); tests that need another
+//! configuration, or exact counter deltas, start their own.
+//!
+//! Prerequisite: `make build` (see `tollgate_e2e::envoy`).
+
+use serde_json::json;
+use std::collections::BTreeMap;
+use tollgate::token::{Algorithm, Claims};
+use tollgate_e2e::envoy::{demo_document, tail, validate};
+use tollgate_e2e::tokens::{self, *};
+use tollgate_e2e::{shared, Envoy, Options, Request, Response};
+
+// ---- the specification table -------------------------------------------------
+
+/// One row: a request and what Envoy must answer.
+struct Case {
+    name: &'static str,
+    request: Request,
+    status: u16,
+    /// The RFC 6750 `error` code; `None` for allowed requests and for a
+    /// request without credentials.
+    error: Option<&'static str>,
+    /// The `error_description` of a denial (also in the JSON body).
+    description: Option<&'static str>,
+    /// The `scope` parameter the challenge must carry (missing scope / admin).
+    scope: Option<&'static str>,
+}
+
+fn case(
+    name: &'static str,
+    request: Request,
+    status: u16,
+    error: Option<&'static str>,
+    description: Option<&'static str>,
+) -> Case {
+    Case {
+        name,
+        request,
+        status,
+        error,
+        description,
+        scope: None,
+    }
+}
+
+impl Case {
+    fn scope(mut self, scope: &'static str) -> Case {
+        self.scope = Some(scope);
+        self
+    }
+}
+
+const NO_TOKEN: Option<&str> = Some("access token required");
+const INVALID_TOKEN: Option<&str> = Some("invalid_token");
+const INVALID_REQUEST: Option<&str> = Some("invalid_request");
+const INSUFFICIENT_SCOPE: Option<&str> = Some("insufficient_scope");
+
+fn other_secret() -> Vec<u8> {
+    b"an-entirely-different-secret-of-64-bytes-for-hs512-and-hs256-use".to_vec()
+}
+
+/// Checks one response against its row; returns what is wrong.
+fn check(case: &Case, r: &Response) -> Vec<String> {
+    let mut wrong = Vec::new();
+    if r.status != case.status {
+        wrong.push(format!("status {} (want {})", r.status, case.status));
+    }
+    // The token never comes back: not in any header, not in a local answer.
+    wrong.extend(r.secret_leaks(&case.request.secrets, r.status != 200));
+
+    if matches!(r.status, 400 | 401 | 403) {
+        let challenge = r.header("www-authenticate").unwrap_or("<none>");
+        let realm = format!("Bearer realm=\"{REALM}\"");
+        match (case.error, case.description) {
+            (None, _) => {
+                if challenge != realm {
+                    wrong.push(format!(
+                        "challenge {challenge:?}, want exactly {realm:?} (no error code)"
+                    ));
+                }
+            }
+            (Some(code), description) => {
+                let want = format!(
+                    "{realm}, error=\"{code}\", error_description=\"{}\"",
+                    description.unwrap_or_default()
+                );
+                if !challenge.starts_with(&want) {
+                    wrong.push(format!(
+                        "challenge {challenge:?}, want it to start with {want:?}"
+                    ));
+                }
+            }
+        }
+        match case.scope {
+            Some(s) if !challenge.ends_with(&format!(", scope=\"{s}\"")) => {
+                wrong.push(format!("challenge {challenge:?} lacks scope=\"{s}\""))
+            }
+            None if challenge.contains("scope=") => {
+                wrong.push(format!("challenge {challenge:?} names a scope"))
+            }
+            _ => {}
+        }
+        if r.header("content-type") != Some("application/json") {
+            wrong.push(format!("content-type {:?}", r.header("content-type")));
+        }
+        if r.header("cache-control") != Some("no-store") {
+            wrong.push(format!("cache-control {:?}", r.header("cache-control")));
+        }
+        let mut want_body = serde_json::Map::new();
+        if let Some(code) = case.error {
+            want_body.insert("error".into(), code.into());
+        }
+        if let Some(d) = case.description {
+            want_body.insert("error_description".into(), d.into());
+        }
+        match serde_json::from_slice::<serde_json::Value>(&r.body) {
+            Ok(body) if body == serde_json::Value::Object(want_body.clone()) => {}
+            Ok(body) => wrong.push(format!(
+                "body {body}, want {}",
+                serde_json::Value::Object(want_body)
+            )),
+            Err(e) => wrong.push(format!("body is not JSON ({e})")),
+        }
+    } else if r.status == 200 {
+        // Allowed: the echo upstream answered, with the request it saw.
+        match serde_json::from_slice::<serde_json::Value>(&r.body) {
+            Ok(body) if body["method"] == case.request.method.as_str() => {}
+            _ => wrong.push("200 without the echo upstream's answer".into()),
+        }
+    }
+    wrong
+}
+
+fn run_table(envoy: &Envoy, cases: &[Case]) {
+    let mut failures = Vec::new();
+    for c in cases {
+        let r = envoy.send(&c.request);
+        let wrong = check(c, &r);
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "✗ {}\n  request: {}\n  {}\n  response: {r}",
+                c.name,
+                c.request,
+                wrong.join("\n  ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn responses_follow_the_specification() {
+    let now = tokens::now();
+    let alice = claims("alice");
+    let good = token_with_scope("alice", "read write");
+    let read_only = token_with_scope("alice", "read");
+    let write_only = token_with_scope("alice", "write");
+    let admin = token_with_scope("root", "read tollgate:admin");
+    let expired = mint(&Claims {
+        exp: Some(now - 3600),
+        iat: Some(now - 7200),
+        ..alice.clone()
+    });
+    let bad_signature = key(Some(DEMO_KID), Algorithm::HS256, &other_secret())
+        .sign(Some("at+jwt"), &alice.to_json());
+    let unknown_kid = key(Some("demo-2027"), Algorithm::HS256, &demo_secret())
+        .sign(Some("at+jwt"), &alice.to_json());
+    let alg_mismatch = key(Some(DEMO_KID), Algorithm::HS512, &other_secret())
+        .sign(Some("at+jwt"), &alice.to_json());
+    let alg_none = assemble(
+        &json!({"alg": "none", "typ": "at+jwt", "kid": DEMO_KID}),
+        &claims_json(&alice),
+        "",
+    );
+    let alg_none_mixed_case = assemble(
+        &json!({"alg": "nOnE", "typ": "at+jwt"}),
+        &claims_json(&alice),
+        "",
+    );
+    let typ_jwt = demo_key().sign(Some("JWT"), &alice.to_json());
+    let typ_missing = demo_key().sign(None, &alice.to_json());
+    let wrong_audience = mint(&Claims {
+        aud: vec!["someone-else".into()],
+        ..alice.clone()
+    });
+    let wrong_issuer = mint(&Claims {
+        iss: "https://evil.example".into(),
+        ..alice.clone()
+    });
+    let not_yet_valid = mint(&Claims {
+        nbf: Some(now + 3600),
+        ..alice.clone()
+    });
+    let mut ver_string = claims_json(&alice);
+    ver_string["ver"] = json!("1");
+    let ver_string = sign_raw(&demo_key(), Some("at+jwt"), &ver_string);
+    let mut exp_float = claims_json(&alice);
+    exp_float["exp"] = json!(now as f64 + 600.5);
+    let exp_float = sign_raw(&demo_key(), Some("at+jwt"), &exp_float);
+    let no_exp = mint(&Claims {
+        exp: None,
+        ..alice.clone()
+    });
+    let no_exp_with_sid = mint(&Claims {
+        exp: None,
+        sid: Some("api-token-7".into()),
+        ..alice.clone()
+    });
+    let too_large = mint(&Claims {
+        jti: Some("j".repeat(9000)),
+        ..alice.clone()
+    });
+    let hosts = |h: &[&str]| {
+        mint(&Claims {
+            hosts: Some(h.iter().map(|s| s.to_string()).collect()),
+            ..alice.clone()
+        })
+    };
+
+    let api = || Request::get("/api/items");
+    let ok = |name, request| case(name, request, 200, None, None);
+    let no_token = |name, request| case(name, request, 401, None, NO_TOKEN);
+    let invalid_token = |name, request, why| case(name, request, 401, INVALID_TOKEN, Some(why));
+    let invalid_request = |name, request, why| case(name, request, 400, INVALID_REQUEST, Some(why));
+    let forbidden = |name, request, why| case(name, request, 403, INSUFFICIENT_SCOPE, Some(why));
+    const NO_SCOPE: &str = "required scope missing";
+    const NO_ADMIN: &str = "admin scope required";
+    const BAD_HOST: &str = "client address not allowed for this token";
+
+    #[rustfmt::skip]
+    let cases = vec![
+        // -- no credentials: 401, a bare challenge, no error code
+        no_token("no credentials", api()),
+        no_token("another auth scheme is not a bearer token", api().header("Authorization", "Basic YWxpY2U6cHc=")),
+        no_token("another cookie is not the token", api().header("Cookie", "session=abc")),
+        no_token("fallback rule requires a token", Request::get("/")),
+        no_token("anonymous rule limited to GET", Request::post("/healthz")),
+        no_token("admin route without token", Request::get("/admin/users")),
+
+        // -- a valid token, from every source
+        ok("bearer token", api().bearer(&good)),
+        ok("bearer scheme lower-case", api().scheme("bearer", &good)),
+        ok("bearer scheme upper-case", api().scheme("BEARER", &good)),
+        ok("header name in odd casing", api().header("aUtHoRiZaTiOn", &format!("Bearer {good}")).secret(&good)),
+        ok("cookie tg_access", api().cookie("tg_access", &good)),
+        ok("cookie tg_access among others", api().header("Cookie", &format!("theme=dark; tg_access={good}; lang=en")).secret(&good)),
+        ok("the same token twice is one token", api().bearer(&good).cookie("tg_access", &good)),
+        ok("header pair, user matches sub", api().header("Token-Code", &good).header("Token-User", "alice").secret(&good)),
+        ok("never-expiring token with sid", api().bearer(&no_exp_with_sid)),
+
+        // -- bad tokens: 401 invalid_token, the description names the reason
+        invalid_token("expired", api().bearer(&expired), "token expired"),
+        invalid_token("bad signature", api().bearer(&bad_signature), "signature invalid"),
+        invalid_token("unknown kid", api().bearer(&unknown_kid), "unknown key id"),
+        invalid_token("alg none", api().bearer(&alg_none), "alg none not allowed"),
+        invalid_token("alg none, mixed case", api().bearer(&alg_none_mixed_case), "alg none not allowed"),
+        invalid_token("alg other than the key's", api().bearer(&alg_mismatch), "alg does not match key"),
+        invalid_token("typ JWT is not an access token", api().bearer(&typ_jwt), "typ not allowed"),
+        invalid_token("typ missing", api().bearer(&typ_missing), "typ not allowed"),
+        invalid_token("wrong audience", api().bearer(&wrong_audience), "audience not accepted"),
+        invalid_token("wrong issuer", api().bearer(&wrong_issuer), "issuer not accepted"),
+        invalid_token("not yet valid", api().bearer(&not_yet_valid), "token not yet valid"),
+        invalid_token("ver as a string", api().bearer(&ver_string), "ver is not a non-negative integer"),
+        invalid_token("exp as a float", api().bearer(&exp_float), "exp is not an integer NumericDate"),
+        invalid_token("no exp and no sid", api().bearer(&no_exp), "exp missing"),
+        invalid_token("malformed: two segments", api().bearer("abc.def"), "token is not a compact JWS"),
+        invalid_token("malformed: not a JWS at all", api().bearer("not-a-jwt"), "token is not a compact JWS"),
+        invalid_token("header segment not base64url", api().cookie("tg_access", "x.y.z"), "header is not base64url"),
+        // "xyz" in every segment: decodes, but is no JSON object.
+        invalid_token("header not a JSON object", api().cookie("tg_access", "eHl6.eHl6.eHl6"), "header is not a JSON object"),
+        invalid_token("too large", api().bearer(&too_large), "token too large"),
+
+        // -- malformed requests: 400 invalid_request
+        invalid_request("two different tokens: Authorization and cookie", api().bearer(&good).cookie("tg_access", &read_only), "more than one access token in request"),
+        invalid_request("two different tokens: cookie twice", api().header("Cookie", &format!("tg_access={good}; tg_access={read_only}")).secret(&good).secret(&read_only), "more than one access token in request"),
+        invalid_request("two different tokens: bearer and header pair", api().bearer(&good).header("token-code", &read_only).header("token-user", "alice").secret(&read_only), "more than one access token in request"),
+        // Envoy joins repeated Authorization headers into one value
+        // ("Bearer a,Bearer b"), which the filter refuses as malformed.
+        invalid_request("two different tokens: two Authorization headers", api().bearer(&good).bearer(&read_only), "malformed Authorization header"),
+        invalid_request("token in the query while query tokens are off", Request::get(&format!("/api/items?access_token={good}")).secret(&good), "access token in query string not allowed"),
+        invalid_request("query token refused even on an anonymous route", Request::get(&format!("/public/x?a=1&access_token={good}")).secret(&good), "access token in query string not allowed"),
+        invalid_request("bearer with a space inside", api().header("Authorization", "Bearer abc def"), "malformed Authorization header"),
+        invalid_request("empty token cookie", api().header("Cookie", "tg_access="), "empty access token"),
+
+        // -- policy: scopes, admin, hosts, header pair
+        ok("read route with read scope", api().bearer(&read_only)),
+        forbidden("read route without read scope", api().bearer(&write_only), NO_SCOPE).scope("read"),
+        ok("write route with write scope", Request::post("/api/items").bearer(&good)),
+        forbidden("write route without write scope", Request::post("/api/items").bearer(&read_only), NO_SCOPE).scope("write"),
+        forbidden("DELETE is a write", Request::new("DELETE", "/api/items").bearer(&read_only), NO_SCOPE).scope("write"),
+        forbidden("admin route without admin scope", Request::get("/admin/users").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE),
+        ok("admin route with admin scope", Request::get("/admin/users").bearer(&admin)),
+        forbidden("hosts CIDR excludes 127.0.0.1", api().bearer(&hosts(&["10.0.0.0/8"])), BAD_HOST),
+        forbidden("hosts addresses other than 127.0.0.1", api().bearer(&hosts(&["127.0.0.2", "::1"])), BAD_HOST),
+        ok("hosts CIDR includes 127.0.0.1", api().bearer(&hosts(&["10.0.0.0/8", "127.0.0.0/8"]))),
+        ok("hosts lists 127.0.0.1", api().bearer(&hosts(&["127.0.0.1"]))),
+        forbidden("header pair, user differs from sub", api().header("token-code", &good).header("token-user", "bob").secret(&good), "token user does not match"),
+        forbidden("header pair without the user header", api().header("token-code", &good).secret(&good), "token user does not match"),
+
+        // -- anonymous routes: no token is fine, a bad one is not
+        ok("anonymous route without token", Request::get("/public/index.html")),
+        ok("health without token", Request::get("/healthz")),
+        ok("anonymous route with a good token", Request::get("/public/index.html").bearer(&good)),
+        invalid_token("anonymous route with an expired token", Request::get("/public/index.html").bearer(&expired), "token expired"),
+        invalid_token("anonymous route with a forged token", Request::get("/public/index.html").bearer(&bad_signature), "signature invalid"),
+
+        // -- rules match the path Envoy normalized
+        forbidden("//admin/x is the admin rule", Request::get("//admin/x").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE),
+        no_token("/public/../admin/x is not anonymous", Request::get("/public/../admin/x")),
+        forbidden("/public/../admin/x is the admin rule", Request::get("/public/../admin/x").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE),
+        forbidden("/public/./../admin/x is the admin rule", Request::get("/public/./../admin/x").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE),
+    ];
+    run_table(shared(), &cases);
+}
+
+// ---- identity headers ----------------------------------------------------------
+
+#[test]
+fn identity_headers_reach_the_upstream_and_spoofed_ones_do_not() {
+    let token = mint(&Claims {
+        scope: Some("read write".into()),
+        sid: Some("sess-42".into()),
+        ver: 3,
+        ..claims("alice")
+    });
+    let r = shared().send(
+        &Request::get("/api/items")
+            .header("X-Tollgate-Sub", "mallory")
+            .header("x-tollgate-sub", "eve")
+            .header("X-TOLLGATE-SCOPE", "tollgate:admin")
+            .header("x-tollgate-sid", "stolen")
+            .header("x-tollgate-ver", "999")
+            .bearer(&token),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-sub"), ["alice"], "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-scope"), ["read write"], "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-sid"), ["sess-42"], "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-ver"), ["3"], "{r}");
+    // forward_token is true in the demo: the token travels on.
+    assert_eq!(
+        r.upstream_header("authorization"),
+        [format!("Bearer {token}")],
+        "{r}"
+    );
+
+    // A token without sid or scope: the spoofed values must not survive.
+    let bare = mint(&Claims {
+        scope: None,
+        sid: None,
+        ver: 0,
+        ..claims("svc-backup")
+    });
+    let r = shared().send(
+        &Request::get("/other")
+            .header("x-tollgate-sid", "stolen")
+            .header("x-tollgate-scope", "tollgate:admin")
+            .cookie("tg_access", &bare),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-sub"), ["svc-backup"], "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-ver"), ["0"], "{r}");
+    assert!(
+        r.upstream_header("x-tollgate-sid").is_empty(),
+        "spoofed sid reached the upstream: {r}"
+    );
+    assert!(
+        r.upstream_header("x-tollgate-scope").is_empty(),
+        "spoofed scope reached the upstream: {r}"
+    );
+}
+
+#[test]
+fn anonymous_requests_reach_the_upstream_without_identity() {
+    for path in ["/public/index.html", "/healthz"] {
+        let r = shared().send(&Request::get(path));
+        assert_eq!(r.status, 200, "{r}");
+        let seen = r.json();
+        let leaked: Vec<&String> = seen["headers"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with("x-tollgate-"))
+            .collect();
+        assert!(
+            leaked.is_empty(),
+            "{path}: identity headers on an anonymous request: {leaked:?}"
+        );
+
+        let r = shared().send(
+            &Request::get(path)
+                .header("X-Tollgate-Sub", "admin")
+                .header("x-tollgate-scope", "tollgate:admin")
+                .header("x-tollgate-sid", "s")
+                .header("X-Tollgate-Ver", "0")
+                .header("x-other", "kept"),
+        );
+        assert_eq!(r.status, 200, "{r}");
+        for h in [
+            "x-tollgate-sub",
+            "x-tollgate-scope",
+            "x-tollgate-sid",
+            "x-tollgate-ver",
+        ] {
+            assert!(
+                r.upstream_header(h).is_empty(),
+                "{path}: spoofed {h} reached the upstream: {r}"
+            );
+        }
+        assert_eq!(
+            r.upstream_header("x-other"),
+            ["kept"],
+            "{path}: an unrelated header was lost: {r}"
+        );
+    }
+}
+
+#[test]
+fn normalized_paths_reach_the_upstream_normalized() {
+    let admin = token_with_scope("root", "tollgate:admin");
+    for raw in [
+        "//admin/x",
+        "/public/../admin/x",
+        "/admin/./x",
+        "/admin//x/../x",
+    ] {
+        let r = shared().send(&Request::get(raw).bearer(&admin));
+        assert_eq!(r.status, 200, "{raw}: {r}");
+        assert_eq!(r.json()["path"], "/admin/x", "{raw}: {r}");
+        assert_eq!(r.upstream_header("x-tollgate-sub"), ["root"], "{raw}: {r}");
+    }
+    // An escaped slash is not unescaped behind the filter's back: Envoy
+    // redirects to the unescaped path (UNESCAPE_AND_REDIRECT), whose request
+    // the admin rule then governs.
+    // `..` removes the empty segment before it, then slashes merge: this is
+    // the public path /public/admin/x, and the upstream sees exactly that.
+    let r = shared().send(&Request::get("/public//..//admin/x"));
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["path"], "/public/admin/x", "{r}");
+    let r = shared().send(&Request::get("/public%2F..%2Fadmin/x"));
+    assert_ne!(
+        r.status, 200,
+        "an escaped path walked around the rules: {r}"
+    );
+    let r = shared().send(&Request::get("/admin%2Fx"));
+    assert_eq!(r.status, 307, "{r}");
+    assert_eq!(r.header("location"), Some("/admin/x"), "{r}");
+}
+
+// ---- forward_token: false --------------------------------------------------------
+
+#[test]
+fn forward_token_false_strips_the_token_before_the_upstream() {
+    let mut doc = demo_document();
+    doc["forward_token"] = json!(false);
+    doc["sources"]["query"]["enabled"] = json!(true);
+    let envoy = Envoy::start(&Options::with_document(&doc));
+    let token = token_with_scope("alice", "read write");
+
+    let r = envoy.send(
+        &Request::get("/api/items")
+            .bearer(&token)
+            .header("Cookie", "theme=dark"),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    assert!(
+        r.upstream_header("authorization").is_empty(),
+        "Authorization reached the upstream: {r}"
+    );
+    assert_eq!(r.upstream_header("cookie"), ["theme=dark"], "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-sub"), ["alice"], "{r}");
+
+    let r = envoy.send(
+        &Request::get("/api/items")
+            .header("Cookie", &format!("theme=dark; tg_access={token}; lang=en")),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(
+        r.upstream_header("cookie").join("; "),
+        "theme=dark; lang=en",
+        "{r}"
+    );
+
+    let r = envoy.send(&Request::get("/api/items").header("Cookie", &format!("tg_access={token}")));
+    assert_eq!(r.status, 200, "{r}");
+    assert!(r.upstream_header("cookie").is_empty(), "{r}");
+
+    let r = envoy.send(
+        &Request::get("/api/items")
+            .header("token-code", &token)
+            .header("token-user", "alice"),
+    );
+    assert_eq!(r.status, 200, "{r}");
+    assert!(
+        r.upstream_header("token-code").is_empty(),
+        "token-code reached the upstream: {r}"
+    );
+
+    let r = envoy.send(&Request::get(&format!(
+        "/api/items?x=1&access_token={token}&y=2"
+    )));
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.json()["path"], "/api/items?x=1&y=2", "{r}");
+
+    // Whatever the source, the token is nowhere in what the upstream saw.
+    assert!(!r.text().contains(&token), "{r}");
+}
+
+// ---- counters --------------------------------------------------------------------
+
+#[test]
+fn counters_count_every_decision() {
+    let envoy = Envoy::start(&Options::default());
+    let before = envoy.stats("tollgate");
+    let names = [
+        "wasmcustom.tollgate.allowed",
+        "wasmcustom.tollgate.anonymous",
+        "wasmcustom.tollgate.denied.no_token",
+        "wasmcustom.tollgate.denied.expired",
+        "wasmcustom.tollgate.denied.bad_signature",
+        "wasmcustom.tollgate.denied.unknown_kid",
+        "wasmcustom.tollgate.denied.bad_alg",
+        "wasmcustom.tollgate.denied.bad_header",
+        "wasmcustom.tollgate.denied.bad_audience",
+        "wasmcustom.tollgate.denied.malformed",
+        "wasmcustom.tollgate.denied.invalid_request",
+        "wasmcustom.tollgate.denied.missing_scope",
+        "wasmcustom.tollgate.denied.admin_required",
+        "wasmcustom.tollgate.denied.host_not_allowed",
+        "wasmcustom.tollgate.denied.user_mismatch",
+    ];
+    for n in names {
+        assert!(
+            before.contains_key(n),
+            "counter {n} is not registered; /stats?filter=tollgate gave {before:#?}"
+        );
+    }
+
+    let now = tokens::now();
+    let alice = claims("alice");
+    let good = token_with_scope("alice", "read write");
+    let expired = mint(&Claims {
+        exp: Some(now - 3600),
+        ..alice.clone()
+    });
+    let forged = key(Some(DEMO_KID), Algorithm::HS256, &other_secret())
+        .sign(Some("at+jwt"), &alice.to_json());
+    let far_hosts = mint(&Claims {
+        hosts: Some(vec!["192.0.2.0/24".into()]),
+        ..alice.clone()
+    });
+    let api = || Request::get("/api/items");
+    // (request, status, the counter it must move)
+    let unknown_kid =
+        key(Some("nope"), Algorithm::HS256, &demo_secret()).sign(Some("at+jwt"), &alice.to_json());
+    let alg_none = assemble(&json!({"alg": "none"}), &claims_json(&alice), "");
+    let typ_jwt = demo_key().sign(Some("JWT"), &alice.to_json());
+    let wrong_aud = mint(&Claims {
+        aud: vec!["x".into()],
+        ..alice.clone()
+    });
+    let read_only = token_with_scope("alice", "read");
+    // (request, status, the counter it must move by one)
+    #[rustfmt::skip]
+    let traffic: Vec<(Request, u16, &str)> = vec![
+        (api().bearer(&good), 200, "allowed"),
+        (api().cookie("tg_access", &good), 200, "allowed"),
+        (Request::post("/api/items").bearer(&good), 200, "allowed"),
+        (Request::get("/public/a"), 200, "anonymous"),
+        (Request::get("/healthz"), 200, "anonymous"),
+        (api(), 401, "denied.no_token"),
+        (Request::get("/admin/x"), 401, "denied.no_token"),
+        (api().bearer(&expired), 401, "denied.expired"),
+        (Request::get("/public/a").bearer(&expired), 401, "denied.expired"),
+        (api().bearer(&forged), 401, "denied.bad_signature"),
+        (api().bearer(&unknown_kid), 401, "denied.unknown_kid"),
+        (api().bearer(&alg_none), 401, "denied.bad_alg"),
+        (api().bearer(&typ_jwt), 401, "denied.bad_header"),
+        (api().bearer(&wrong_aud), 401, "denied.bad_audience"),
+        (api().bearer("a.b"), 401, "denied.malformed"),
+        (api().bearer(&good).cookie("tg_access", &expired), 400, "denied.invalid_request"),
+        (Request::get(&format!("/api/items?access_token={good}")).secret(&good), 400, "denied.invalid_request"),
+        (Request::post("/api/items").bearer(&read_only), 403, "denied.missing_scope"),
+        (Request::get("/admin/x").bearer(&good), 403, "denied.admin_required"),
+        (api().bearer(&far_hosts), 403, "denied.host_not_allowed"),
+        (api().header("token-code", &good).header("token-user", "bob").secret(&good), 403, "denied.user_mismatch"),
+    ];
+    let mut want: BTreeMap<String, u64> = before
+        .keys()
+        .filter(|k| k.starts_with("wasmcustom."))
+        .map(|k| (k.clone(), 0))
+        .collect();
+    let mut secrets = Vec::new();
+    for (req, status, counter) in &traffic {
+        let r = envoy.send(req);
+        assert_eq!(r.status, *status, "{req}: {r}");
+        *want
+            .entry(format!("wasmcustom.tollgate.{counter}"))
+            .or_default() += 1;
+        secrets.extend(req.secrets.iter().cloned());
+    }
+
+    let after = envoy.stats("tollgate");
+    let deltas: BTreeMap<String, u64> = after
+        .iter()
+        .filter(|(k, _)| k.starts_with("wasmcustom."))
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .collect();
+    assert_eq!(
+        deltas,
+        want,
+        "counter deltas after {} requests",
+        traffic.len()
+    );
+
+    // The log says the configuration was accepted, and never holds a token.
+    let log = envoy.stop();
+    assert!(
+        log.contains("configuration accepted"),
+        "the filter's log lines are missing:\n{}",
+        tail(&log, 30)
+    );
+    for s in &secrets {
+        let sig = s.rsplit('.').next().unwrap_or(s);
+        assert!(
+            !log.contains(s.as_str()) && (sig.len() < 16 || !log.contains(sig)),
+            "a token appears in Envoy's log"
+        );
+    }
+}
+
+// ---- interoperability ------------------------------------------------------------
+
+#[test]
+fn token_minted_by_jsonwebtoken_passes_through_envoy() {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let now = tokens::now();
+    let header = Header {
+        typ: Some("at+jwt".into()),
+        kid: Some(DEMO_KID.into()),
+        ..Header::new(jsonwebtoken::Algorithm::HS256)
+    };
+    let claims = json!({
+        "iss": ISSUER,
+        "sub": "interop-user",
+        "aud": [AUDIENCE, "another-api"],
+        "exp": now + 300,
+        "iat": now,
+        "ver": 5,
+        "sid": "sess-interop",
+        "scope": "read",
+    });
+    let token = encode(&header, &claims, &EncodingKey::from_secret(&demo_secret()))
+        .expect("jsonwebtoken encodes");
+    let r = shared().send(&Request::get("/api/items").bearer(&token));
+    assert_eq!(r.status, 200, "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-sub"), ["interop-user"], "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-ver"), ["5"], "{r}");
+    assert_eq!(r.upstream_header("x-tollgate-sid"), ["sess-interop"], "{r}");
+
+    // And jsonwebtoken with another secret is refused for the right reason.
+    let forged = encode(&header, &claims, &EncodingKey::from_secret(&other_secret())).unwrap();
+    let r = shared().send(&Request::get("/api/items").bearer(&forged));
+    assert_eq!(r.status, 401, "{r}");
+    assert_eq!(r.json()["error_description"], "signature invalid", "{r}");
+
+    // The other direction: jsonwebtoken accepts what Tollgate mints.
+    let ours = mint(&tokens::claims("alice"));
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    let decoded = jsonwebtoken::decode::<serde_json::Value>(
+        &ours,
+        &jsonwebtoken::DecodingKey::from_secret(&demo_secret()),
+        &validation,
+    )
+    .expect("jsonwebtoken verifies a Tollgate token");
+    assert_eq!(decoded.claims["sub"], "alice");
+    assert_eq!(decoded.header.typ.as_deref(), Some("at+jwt"));
+}
+
+// ---- configuration refused -------------------------------------------------------
+
+#[test]
+fn bad_configurations_are_refused_naming_the_field() {
+    let demo = demo_document();
+    let with = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut d = demo.clone();
+        f(&mut d);
+        d
+    };
+    let short_key = json!({"kid": "k", "alg": "HS256", "secret": "c2hvcnQtc2VjcmV0"});
+    // (name, document, demo key in Envoy's environment, what the log must say)
+    #[rustfmt::skip]
+    let cases: Vec<(&str, serde_json::Value, bool, &str)> = vec![
+        ("unknown field", with(&|d| d["issuer_url"] = json!("x")), true, "field `issuer_url`: unknown field"),
+        ("unknown nested field", with(&|d| d["sources"]["header"] = json!(true)), true, "field `sources.header`: unknown field"),
+        ("key too short", with(&|d| d["keys"][0] = short_key.clone()), true, "field `keys[0].secret`: HS256 needs a secret of at least 32 bytes"),
+        ("bad alg", with(&|d| d["keys"][0]["alg"] = json!("RS256")), true, "field `keys[0].alg`"),
+        ("alg none", with(&|d| d["keys"][0]["alg"] = json!("none")), true, "field `keys[0].alg`"),
+        ("invalid regex", with(&|d| d["rules"][0]["path"]["regex"] = json!("/v1/(token")), true, "field `rules[0].path.regex`: invalid regex"),
+        ("missing issuer", with(&|d| { d.as_object_mut().unwrap().remove("issuer"); }), true, "missing field `issuer`"),
+        ("secret_env unset", demo.clone(), false, "field `keys[0].secret_env`: environment variable TOLLGATE_DEMO_KEY is not set"),
+        ("clock skew too big", with(&|d| d["clock_skew_seconds"] = json!(301)), true, "field `clock_skew_seconds`: must be at most 300"),
+        ("anonymous rule with scopes", with(&|d| d["rules"][2]["scopes"] = json!(["read"])), true, "field `rules[2].anonymous`"),
+        ("not JSON", json!("{not json"), true, "tollgate configuration:"),
+    ];
+    let options = |doc: &serde_json::Value, key: bool| Options {
+        // `not JSON` is sent as the raw text, not as a JSON string.
+        document: Some(match doc.as_str() {
+            Some(raw) => raw.to_owned(),
+            None => serde_json::to_string_pretty(doc).unwrap(),
+        }),
+        demo_key_env: key,
+    };
+    // Control: the unchanged demo document validates, so a refusal below is
+    // the document's doing.
+    let control = validate(&options(&demo, true));
+    assert!(
+        control.success,
+        "control: the demo document must validate:\n{}",
+        tail(&control.log, 30)
+    );
+    // A few validations at a time: each is a whole Envoy.
+    let mut results = Vec::new();
+    for chunk in cases.chunks(4) {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|(_, doc, key, _)| {
+                    let o = options(doc, *key);
+                    s.spawn(move || validate(&o))
+                })
+                .collect();
+            results.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("validate thread")),
+            );
+        });
+    }
+    let mut failures = Vec::new();
+    for ((name, _, _, want), v) in cases.iter().zip(&results) {
+        if v.success {
+            failures.push(format!("✗ {name}: Envoy accepted it"));
+        } else if !v.log.contains(want) {
+            failures.push(format!(
+                "✗ {name}: log lacks {want:?}; log tail:\n{}",
+                tail(&v.log, 15)
+            ));
+        }
+        if v.log.contains("c2hvcnQtc2VjcmV0") || v.log.contains(DEMO_KEY_B64) {
+            failures.push(format!("✗ {name}: a secret appears in Envoy's log"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn envoy_refuses_to_start_with_a_bad_configuration() {
+    let mut doc = demo_document();
+    doc["rules"][3]["path"] = json!({"regex": "/admin/(["});
+    let err = match Envoy::try_start(&Options::with_document(&doc)) {
+        Ok(envoy) => panic!(
+            "Envoy started with an invalid regex (admin on {})",
+            envoy.admin
+        ),
+        Err(e) => e,
+    };
+    assert!(
+        err.status.is_some(),
+        "Envoy neither started nor exited: {}\n{}",
+        err.reason,
+        tail(&err.log, 20)
+    );
+    assert!(!err.status.unwrap().success(), "Envoy exited successfully");
+    assert!(
+        err.log.contains("field `rules[3].path.regex`"),
+        "log does not name the field:\n{}",
+        tail(&err.log, 20)
+    );
+}
