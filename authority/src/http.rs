@@ -1,5 +1,7 @@
 //! The HTTP API (axum). Thin: parse and bound the input, call the
 //! [`Authority`], map the outcome to status, headers and a JSON body.
+// Handlers return early with a ready `Response` as the error value.
+#![allow(clippy::result_large_err)]
 
 use crate::feed::{CursorError, VersionKey};
 use crate::service::{
@@ -99,7 +101,12 @@ fn store_down() -> Response {
 
 /// Reads the body, refusing more than `limit` bytes (413, `invalid_request`).
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Response> {
-    let too_large = || json_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large");
+    let too_large = || {
+        let mut r = json_error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", "request body too large");
+        // The rest of the body is not read: the connection cannot be reused.
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    };
     if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) {
         if len.parse::<u64>().map_or(true, |n| n > limit as u64) {
             return Err(too_large());

@@ -267,6 +267,7 @@ impl Authority {
         r
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn claims(&self, sub: &str, scope: &str, iat: u64, exp: Option<u64>, jti: String, ver: u64, sid: Option<String>) -> Claims {
         Claims {
             iss: self.settings.issuer.clone(),

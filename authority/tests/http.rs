@@ -129,6 +129,7 @@ async fn token_endpoint_errors_change_nothing() {
     let before = e.state().await;
     let huge = "a".repeat(64 * 1024);
     // (case, body, content type, basic auth, status, error)
+    #[allow(clippy::type_complexity)]
     let cases: Vec<(&str, String, &str, Option<(&str, &str)>, u16, &str)> = vec![
         ("no grant_type", "username=alice".into(), "application/x-www-form-urlencoded", None, 400, "invalid_request"),
         ("unknown grant", "grant_type=implicit".into(), "application/x-www-form-urlencoded", None, 400, "unsupported_grant_type"),
