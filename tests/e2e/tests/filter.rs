@@ -322,6 +322,62 @@ fn responses_follow_the_specification() {
     run_table(shared(), &cases);
 }
 
+// ---- the client address of the hosts claim ---------------------------------------
+
+/// The demo document says `client_address.from: "peer"`: the address a token
+/// is bound to is the TCP peer (here always 127.0.0.1), and nothing the
+/// client writes into a header may change it. A client that could choose its
+/// address with `X-Forwarded-For` would defeat the `hosts` claim.
+#[test]
+fn hosts_binding_uses_the_peer_not_a_client_supplied_x_forwarded_for() {
+    let bound = |hosts: &[&str]| {
+        mint(&Claims {
+            hosts: Some(hosts.iter().map(|h| h.to_string()).collect()),
+            ..claims("alice")
+        })
+    };
+    let ten = bound(&["10.0.0.0/8"]);
+    let loopback = bound(&["127.0.0.1"]);
+    let mut wrong = Vec::new();
+    // (token bound to, X-Forwarded-For sent, expected status)
+    for (name, token, xff, want) in [
+        (
+            "10/8 token from 127.0.0.1 claiming 10.1.2.3",
+            &ten,
+            "10.1.2.3",
+            403,
+        ),
+        (
+            "10/8 token from 127.0.0.1 claiming 198.51.100.1, 10.1.2.3",
+            &ten,
+            "198.51.100.1, 10.1.2.3",
+            403,
+        ),
+        (
+            "127.0.0.1 token from 127.0.0.1 behind a proxy adding 10.1.2.3",
+            &loopback,
+            "10.1.2.3",
+            200,
+        ),
+    ] {
+        let r = shared().send(
+            &Request::get("/api/items")
+                .header("X-Forwarded-For", xff)
+                .bearer(token),
+        );
+        if r.status != want {
+            wrong.push(format!("✗ {name}: status {} (want {want})", r.status));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "the hosts claim is checked against an address the client chose:\n{}\n\
+         (Envoy's `source.address` is the X-Forwarded-For address unless the \
+         http_connection_manager sets `use_remote_address: true`)",
+        wrong.join("\n")
+    );
+}
+
 // ---- identity headers ----------------------------------------------------------
 
 #[test]
