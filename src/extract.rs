@@ -71,8 +71,11 @@ pub fn extract<'r>(
     for (name, value) in headers {
         match name.as_str() {
             "authorization" if sources.authorization_header => {
-                if let Some(token) = bearer(value)? {
-                    offer(token, Source::AuthorizationHeader, None)?;
+                // Envoy joins repeated headers with commas; a b64token has none.
+                for credentials in value.split(',') {
+                    if let Some(token) = bearer(credentials)? {
+                        offer(token, Source::AuthorizationHeader, None)?;
+                    }
                 }
             }
             "cookie" => {

@@ -117,7 +117,8 @@ fn decisions_table() {
     let good = token(|_| {});
     let alice = Ok(Some("alice".to_string()));
     use DenyReason::*;
-    let cases: Vec<(&str, Req, Result<Option<String>, DenyReason>)> = vec![
+    type Outcome = Result<Option<String>, DenyReason>;
+    let cases: Vec<(&str, Req, Outcome)> = vec![
         ("valid bearer", get("/x").bearer(&good), alice.clone()),
         ("scheme is case-insensitive", get("/x").header("authorization", &format!("bEaReR {good}")), alice.clone()),
         ("cookie source", get("/x").header("cookie", &format!("a=b; tg_access={good}; c=d")), alice.clone()),
@@ -131,6 +132,8 @@ fn decisions_table() {
         ("same token twice is fine", get("/x").bearer(&good).header("cookie", &format!("tg_access={good}")), alice.clone()),
         ("two different tokens", get("/x").bearer(&good).header("cookie", &format!("tg_access={}", token(|c| c.jti = None))), Err(InvalidRequest(ExtractError::MultipleTokens))),
         ("two bearer headers", get("/x").bearer(&good).bearer("abc"), Err(InvalidRequest(ExtractError::MultipleTokens))),
+        ("two bearer credentials joined by Envoy", get("/x").header("authorization", &format!("Bearer {good},Bearer abc")), Err(InvalidRequest(ExtractError::MultipleTokens))),
+        ("the same credentials joined", get("/x").header("authorization", &format!("Bearer {good}, Bearer {good}")), alice.clone()),
         ("token in query while off", get(&format!("/x?access_token={good}")), Err(InvalidRequest(ExtractError::QueryNotAllowed))),
         ("empty cookie value", get("/x").header("cookie", "tg_access="), Err(InvalidRequest(ExtractError::EmptyToken))),
         ("expired", get("/x").bearer(&token(|c| c.exp = Some(NOW))), Err(InvalidToken(TokenError::Expired))),
@@ -294,4 +297,37 @@ fn every_token_error_has_a_registered_metric_and_a_quotable_description() {
         assert!(TokenError::CODES.contains(&e.code()), "{e:?} has unregistered code {}", e.code());
         assert!(!e.description().contains('"') && !e.description().contains('\\'), "{e:?}");
     }
+}
+
+#[test]
+fn refresh_cookies_carry_the_configured_attributes() {
+    let doc = r#"{
+        "issuer": "https://auth.test", "audiences": ["api"],
+        "keys": [{"kid": "k1", "alg": "HS256", "secret": "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24"}],
+        "sources": {"cookie": "tg_access"},
+        "authority": {"cluster": "authority"},
+        "refresh": {"cookie": "tg_refresh", "header": {"request": "x-refresh-token"},
+                    "set_cookie": {"same_site": "Strict", "domain": "example.com", "refresh_max_age_seconds": 600}}
+    }"#;
+    let config = Config::parse(doc.as_bytes(), &|_| None).expect("valid");
+    let tokens = tollgate::refresh::Tokens { access_token: "A".into(), refresh_token: "R".into(), expires_in: 900 };
+    let set = |(n, v): &(String, String)| (n.clone(), v.clone());
+    assert_eq!(
+        response::refreshed_headers(&config, &tokens, false).iter().map(set).collect::<Vec<_>>(),
+        vec![
+            ("set-cookie".into(), "tg_access=A; Path=/; Max-Age=600; Domain=example.com; Secure; HttpOnly; SameSite=Strict".into()),
+            ("set-cookie".into(), "tg_refresh=R; Path=/; Max-Age=600; Domain=example.com; Secure; HttpOnly; SameSite=Strict".into()),
+        ]
+    );
+    assert_eq!(
+        response::refreshed_headers(&config, &tokens, true),
+        vec![("x-tollgate-access-token".to_string(), "A".to_string()), ("x-tollgate-refresh-token".to_string(), "R".to_string())]
+    );
+    assert_eq!(
+        response::cleared_cookies(&config),
+        vec![
+            ("set-cookie".to_string(), "tg_access=; Path=/; Max-Age=0; Domain=example.com; Secure; HttpOnly; SameSite=Strict".to_string()),
+            ("set-cookie".to_string(), "tg_refresh=; Path=/; Max-Age=0; Domain=example.com; Secure; HttpOnly; SameSite=Strict".to_string()),
+        ]
+    );
 }
