@@ -51,6 +51,9 @@ pub enum Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshNeed {
     pub refresh_token: String,
+    /// The refresh token came in the header-mode request header (API
+    /// clients): the new pair goes back in response headers, not cookies.
+    pub header_mode: bool,
     /// The access token is still valid (inside `refresh_before_seconds`): if
     /// the authority cannot answer, the request goes on with it.
     pub optional: bool,
@@ -216,10 +219,10 @@ fn decide_with_refresh(
         },
         (None, Some(c)) => c,
         (None, None) => {
-            if let Some(refresh_token) = refresh_token {
+            if let Some((refresh_token, header_mode)) = refresh_token {
                 // The browser dropped the expired access cookie; the refresh
                 // cookie is still there.
-                return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), optional: false });
+                return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: false });
             }
             if rule.anonymous {
                 return Decision::Allow(Allow { subject: None, header_ops: scrub(config, req) });
@@ -230,8 +233,8 @@ fn decide_with_refresh(
     let claims = match config.verifier.verify(credential.token, TimeCheck::At(now)) {
         Ok(c) => c,
         Err(TokenError::Expired) if refresh_token.is_some() => {
-            let refresh_token = refresh_token.unwrap_or_default().to_owned();
-            return Decision::Refresh(RefreshNeed { refresh_token, optional: false });
+            let (refresh_token, header_mode) = refresh_token.unwrap_or_default();
+            return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: false });
         }
         Err(e) => return deny(DenyReason::InvalidToken(e)),
     };
@@ -241,9 +244,9 @@ fn decide_with_refresh(
             Versions::Ask(keys) => Decision::CheckVersions(keys),
         };
     }
-    if let (Some(policy), Some(refresh_token), Some(exp)) = (&config.refresh, refresh_token, claims.exp) {
+    if let (Some(policy), Some((refresh_token, header_mode)), Some(exp)) = (&config.refresh, refresh_token, claims.exp) {
         if exp.saturating_sub(now) <= policy.refresh_before_seconds {
-            return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), optional: true });
+            return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: true });
         }
     }
     if let Err(reason) = authorize(config, rule, req, &credential, &claims) {
@@ -259,8 +262,9 @@ fn decide_with_refresh(
     Decision::Allow(Allow { subject: Some(claims.sub), header_ops })
 }
 
-/// The refresh token the request carries, when refresh is configured.
-fn refresh_token<'r>(config: &Config, req: &Request<'r>) -> Option<&'r str> {
+/// The refresh token the request carries, when refresh is configured, and
+/// whether it came in the header-mode header.
+fn refresh_token<'r>(config: &Config, req: &Request<'r>) -> Option<(&'r str, bool)> {
     let policy = config.refresh.as_ref()?;
     let from_cookie = policy.cookie.as_deref().and_then(|name| {
         req.headers
@@ -271,7 +275,7 @@ fn refresh_token<'r>(config: &Config, req: &Request<'r>) -> Option<&'r str> {
     let from_header = policy.header.as_ref().and_then(|h| {
         req.headers.iter().find(|(n, _)| *n == h.request).map(|(_, v)| v.trim()).filter(|t| !t.is_empty())
     });
-    from_cookie.or(from_header)
+    from_cookie.map(|t| (t, false)).or(from_header.map(|t| (t, true)))
 }
 
 enum Versions {

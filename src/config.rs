@@ -111,6 +111,8 @@ struct RefreshDoc {
     wait_ms: u64,
     #[serde(default = "default_client_id")]
     client_id: String,
+    #[serde(default = "default_share_ms")]
+    share_ms: u64,
     #[serde(default)]
     set_cookie: SetCookieDoc,
 }
@@ -333,6 +335,9 @@ fn default_refresh_before() -> u64 {
 fn default_refresh_wait_ms() -> u64 {
     3000
 }
+fn default_share_ms() -> u64 {
+    10_000
+}
 fn default_client_id() -> String {
     "tollgate-edge".into()
 }
@@ -399,6 +404,9 @@ pub struct RefreshPolicy {
     pub refresh_before_seconds: u64,
     pub wait_ms: u64,
     pub client_id: String,
+    /// How long one worker's refresh answer is reused by the others. Keep it
+    /// below the authority's grace window.
+    pub share_ms: u64,
     pub set_cookie: SetCookie,
 }
 
@@ -620,6 +628,9 @@ impl RefreshDoc {
         if !(10..=60_000).contains(&self.wait_ms) {
             return Err(ConfigError::new("refresh.wait_ms", "must be between 10 and 60000"));
         }
+        if self.share_ms > 60_000 {
+            return Err(ConfigError::new("refresh.share_ms", "must be at most 60000"));
+        }
         if self.client_id.is_empty() || !is_token_char_string(&self.client_id) {
             return Err(ConfigError::new("refresh.client_id", "must be a non-empty token"));
         }
@@ -641,6 +652,7 @@ impl RefreshDoc {
             refresh_before_seconds: self.refresh_before_seconds,
             wait_ms: self.wait_ms,
             client_id: self.client_id,
+            share_ms: self.share_ms,
             set_cookie: SetCookie {
                 secure: c.secure,
                 http_only: c.http_only,

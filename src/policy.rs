@@ -82,6 +82,11 @@ impl Policy {
         }
     }
 
+    /// Whether any rule asks for live version checks.
+    pub fn has_fresh_rules(&self) -> bool {
+        self.rules.iter().any(|r| r.fresh)
+    }
+
     /// The rule for `method` and `path` (with or without a query string).
     pub fn rule_for(&self, method: &str, path: &str) -> &Rule {
         let path = path.split_once('?').map_or(path, |(p, _)| p);

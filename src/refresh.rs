@@ -73,6 +73,30 @@ impl Outcome {
     }
 }
 
+/// The form body of `POST /v1/token` for a refresh (RFC 6749 §6).
+pub fn token_request_body(refresh_token: &str, client_id: &str) -> String {
+    format!(
+        "grant_type=refresh_token&refresh_token={}&client_id={}",
+        form_encode(refresh_token),
+        form_encode(client_id)
+    )
+}
+
+/// `application/x-www-form-urlencoded` for one value.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b >> 4)]));
+            out.push(char::from(b"0123456789ABCDEF"[usize::from(b & 15)]));
+        }
+    }
+    out
+}
+
 /// What a request should do about its refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Join {
@@ -113,6 +137,10 @@ impl Coordinator {
                 Join::Lead
             }
         }
+    }
+
+    pub fn has_group(&self, token: &TokenHash) -> bool {
+        self.groups.contains_key(token)
     }
 
     /// A request waiting on the group (as a follower, not yet leading) whose
@@ -311,6 +339,14 @@ mod tests {
         }
         let huge = vec![b' '; MAX_TOKEN_RESPONSE_BYTES + 1];
         assert_eq!(Outcome::from_response(Some(200), &huge), Outcome::Unavailable);
+    }
+
+    #[test]
+    fn token_request_is_form_encoded() {
+        assert_eq!(
+            token_request_body("a+b/c=d&e", "tollgate-edge"),
+            "grant_type=refresh_token&refresh_token=a%2Bb%2Fc%3Dd%26e&client_id=tollgate-edge"
+        );
     }
 
     #[test]

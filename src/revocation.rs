@@ -112,7 +112,8 @@ impl RevocationSet {
     /// Applies a feed page received at `now_ms`. Snapshots and deltas merge
     /// the same way: the larger minimum and the later expiry win. Entries a
     /// snapshot lacks stay until they expire here.
-    pub fn apply(&mut self, page: FeedPage, now_ms: u64) {
+    /// True when the entries or the cursor changed (the sync time always does).
+    pub fn apply(&mut self, page: FeedPage, now_ms: u64) -> bool {
         let mut changed = false;
         for e in page.entries {
             let incoming = Min { min_ver: e.min_ver, expires_at: e.expires_at };
@@ -142,16 +143,31 @@ impl RevocationSet {
             changed = true;
         }
         self.synced_at_ms = Some(now_ms);
-        // The sync time changes on every answer; staleness is read from it,
-        // so every answer is a new generation for the other workers.
-        let _ = changed;
-        self.generation += 1;
+        if changed {
+            self.generation += 1;
+        }
+        changed
+    }
+
+    /// Records a sync time learned from another worker.
+    pub fn set_synced_at_ms(&mut self, t: Option<u64>) {
+        self.synced_at_ms = self.synced_at_ms.max(t);
     }
 
     /// The authority no longer knows our cursor (410): ask for a snapshot
     /// next, keeping every entry we hold.
     pub fn forget_cursor(&mut self) {
-        self.cursor = None;
+        if self.cursor.take().is_some() {
+            self.generation += 1;
+        }
+    }
+
+    /// The feed request path for the next poll.
+    pub fn feed_path(&self) -> String {
+        match &self.cursor {
+            Some(c) => format!("/v1/revocations?after={}", crate::refresh::form_encode(c)),
+            None => "/v1/revocations".into(),
+        }
     }
 
     /// Drops entries whose `expires_at` (seconds) has passed. True when any was dropped.
@@ -347,12 +363,18 @@ mod tests {
     }
 
     #[test]
-    fn every_answer_is_a_new_generation() {
+    fn generation_moves_only_on_change() {
         let mut set = RevocationSet::new();
-        set.apply(page(true, "s.1", &[("sub:a", 1, None)]), 1);
+        assert!(set.apply(page(true, "s.1", &[("sub:a", 1, None)]), 1));
         let g = set.generation();
-        set.apply(page(false, "s.1", &[]), 2);
-        assert!(set.generation() > g, "the sync time moved: workers must see it");
+        assert!(!set.apply(page(false, "s.1", &[("sub:a", 1, None)]), 2), "same content, same cursor");
+        assert_eq!(set.generation(), g);
+        assert_eq!(set.synced_at_ms(), Some(2), "the sync time still moves");
+        assert!(set.apply(page(false, "s.2", &[("sub:a", 2, None)]), 3));
+        assert!(set.generation() > g);
+        assert_eq!(set.feed_path(), "/v1/revocations?after=s.2");
+        set.forget_cursor();
+        assert_eq!(set.feed_path(), "/v1/revocations");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct Seen<'de>(Vec<Cow<'de, str>>);
 
 impl<'de> Seen<'de> {
     pub fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<(), E> {
-        if self.0.iter().any(|n| *n == name) {
+        if self.0.contains(&name) {
             return Err(E::custom(DUPLICATE));
         }
         self.0.push(name);

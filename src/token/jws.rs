@@ -264,7 +264,10 @@ pub struct Verified {
     pub payload: Vec<u8>,
 }
 
-fn split(token: &[u8]) -> Result<(&[u8], &[u8], &[u8]), TokenError> {
+/// The three segments of a compact JWS: header, payload, signature.
+type Segments<'t> = (&'t [u8], &'t [u8], &'t [u8]);
+
+fn split(token: &[u8]) -> Result<Segments<'_>, TokenError> {
     let mut parts = token.splitn(4, |&b| b == b'.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(h), Some(p), Some(s), None) => Ok((h, p, s)),
