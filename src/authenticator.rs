@@ -225,7 +225,9 @@ fn decide_with_refresh(
                 return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: false });
             }
             if rule.anonymous {
-                return Decision::Allow(Allow { subject: None, header_ops: scrub(config, req) });
+                let mut header_ops = scrub(config, req);
+                header_ops.extend(token_ops(config, req, None, None));
+                return Decision::Allow(Allow { subject: None, header_ops });
             }
             return deny(DenyReason::NoToken);
         }
@@ -253,11 +255,7 @@ fn decide_with_refresh(
         return deny(reason);
     }
     let mut header_ops = scrub(config, req);
-    match (config.forward_token, replacement) {
-        (false, _) => header_ops.extend(strip_token(config, req, &credential)),
-        (true, Some(new_token)) => header_ops.extend(forward_replacement(config, req, &credential, new_token)),
-        (true, None) => {}
-    }
+    header_ops.extend(token_ops(config, req, Some(&credential), replacement));
     header_ops.extend(identity(config, &claims));
     Decision::Allow(Allow { subject: Some(claims.sub), header_ops })
 }
@@ -318,33 +316,60 @@ fn check_versions(config: &Config, rule: &Rule, claims: &Claims, k: &Knowledge<'
     Ok(())
 }
 
-/// After a refresh, the upstream sees the new access token where the old
-/// one was (or in the access cookie when the browser had dropped it).
-fn forward_replacement(config: &Config, req: &Request<'_>, credential: &Credential<'_>, token: &str) -> Vec<HeaderOp> {
-    match credential.source {
-        Source::Cookie => {
-            let Some(access) = &config.sources.cookie else { return vec![] };
-            let refresh_cookie = config.refresh.as_ref().and_then(|r| r.cookie.as_deref());
-            let joined = joined_cookies(req);
-            let mut rest = extract::cookie_header_without(&joined, access).unwrap_or_default();
-            if let Some(rc) = refresh_cookie {
-                rest = extract::cookie_header_without(&rest, rc).unwrap_or_default();
-            }
-            let value = if rest.is_empty() { format!("{access}={token}") } else { format!("{rest}; {access}={token}") };
-            vec![HeaderOp::Set("cookie".into(), value)]
-        }
-        Source::AuthorizationHeader | Source::Query | Source::HeaderPair => {
-            let mut ops = vec![HeaderOp::Set("authorization".into(), format!("Bearer {token}"))];
-            if let Some(h) = config.refresh.as_ref().and_then(|r| r.header.as_ref()) {
-                ops.push(HeaderOp::Remove(h.request.clone()));
-            }
-            ops
+/// What the upstream gets of the credentials: the access token where it
+/// was (the new one after a refresh), or nothing with `forward_token: false`;
+/// never a refresh token.
+fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<'_>>, replacement: Option<&str>) -> Vec<HeaderOp> {
+    let mut ops = Vec::new();
+    let refresh = config.refresh.as_ref();
+    if let Some(h) = refresh.and_then(|r| r.header.as_ref()) {
+        if req.headers.iter().any(|(n, _)| *n == h.request) {
+            ops.push(HeaderOp::Remove(h.request.clone()));
         }
     }
-}
-
-fn joined_cookies(req: &Request<'_>) -> String {
-    req.headers.iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect::<Vec<_>>().join("; ")
+    let source = credential.map(|c| c.source);
+    match (source, config.forward_token, replacement) {
+        (Some(Source::AuthorizationHeader), false, _) => ops.push(HeaderOp::Remove("authorization".into())),
+        (Some(Source::HeaderPair), false, _) => {
+            if let Some((token_header, _)) = &config.sources.header_pair {
+                ops.push(HeaderOp::Remove(token_header.clone()));
+            }
+        }
+        (Some(Source::Query), false, _) => ops.push(HeaderOp::Set(
+            ":path".into(),
+            extract::path_without_param(req.path, &config.sources.query_name),
+        )),
+        (Some(Source::AuthorizationHeader | Source::HeaderPair | Source::Query), true, Some(token)) => {
+            ops.push(HeaderOp::Set("authorization".into(), format!("Bearer {token}")));
+        }
+        _ => {}
+    }
+    // The Cookie header, rebuilt once: without the refresh cookie, and with
+    // the access cookie dropped or replaced as above.
+    let cookies: Vec<&str> = req.headers.iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect();
+    let access = config.sources.cookie.as_deref();
+    let replace_cookie = replacement.filter(|_| config.forward_token && matches!(source, Some(Source::Cookie)));
+    let mut rest = Some(cookies.join("; "));
+    if let Some(rc) = refresh.and_then(|r| r.cookie.as_deref()) {
+        rest = rest.and_then(|c| extract::cookie_header_without(&c, rc));
+    }
+    if let (Some(name), true) = (access, !config.forward_token || replace_cookie.is_some()) {
+        rest = rest.and_then(|c| extract::cookie_header_without(&c, name));
+    }
+    if let (Some(name), Some(token)) = (access, replace_cookie) {
+        rest = Some(match rest {
+            Some(r) if !r.is_empty() => format!("{r}; {name}={token}"),
+            _ => format!("{name}={token}"),
+        });
+    }
+    let unchanged = cookies.len() == 1 && rest.as_deref() == Some(cookies[0]);
+    if !(cookies.is_empty() && rest.as_deref().is_none_or(str::is_empty)) && !unchanged {
+        ops.push(match rest {
+            Some(r) if !r.is_empty() => HeaderOp::Set("cookie".into(), r),
+            _ => HeaderOp::Remove("cookie".into()),
+        });
+    }
+    ops
 }
 
 fn deny(reason: DenyReason) -> Decision {
@@ -450,24 +475,3 @@ fn identity(config: &Config, claims: &Claims) -> Vec<HeaderOp> {
     ops
 }
 
-/// With `forward_token: false`, the token does not travel upstream.
-fn strip_token(config: &Config, req: &Request<'_>, credential: &Credential<'_>) -> Vec<HeaderOp> {
-    match credential.source {
-        Source::AuthorizationHeader => vec![HeaderOp::Remove("authorization".into())],
-        Source::HeaderPair => match &config.sources.header_pair {
-            Some((token_header, _)) => vec![HeaderOp::Remove(token_header.clone())],
-            None => vec![],
-        },
-        Source::Cookie => {
-            let Some(name) = &config.sources.cookie else { return vec![] };
-            match extract::cookie_header_without(&joined_cookies(req), name) {
-                Some(rest) => vec![HeaderOp::Set("cookie".into(), rest)],
-                None => vec![HeaderOp::Remove("cookie".into())],
-            }
-        }
-        Source::Query => vec![HeaderOp::Set(
-            ":path".into(),
-            extract::path_without_param(req.path, &config.sources.query_name),
-        )],
-    }
-}

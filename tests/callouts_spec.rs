@@ -1,0 +1,189 @@
+//! The decisions that involve the authority, as a specification: what the
+//! filter does with a revocation set (fresh, stale, never synced), live
+//! version checks, and refresh. Pure: no Envoy, no network. Runs natively and
+//! on wasm32.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use tollgate::authenticator::{decide, decide_refreshed, refresh_failed, Decision, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request};
+use tollgate::config::Config;
+use tollgate::revocation::{Entry, FeedPage, LiveVersions, RevocationSet};
+use tollgate::token::{mint, Algorithm, Claims, Key, TokenError};
+
+const NOW: u64 = 1_800_000_000;
+const NOW_MS: u64 = NOW * 1000;
+const SECRET_B64: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
+
+fn config(on_stale: &str) -> Config {
+    let doc = format!(
+        r#"{{
+        "issuer": "https://auth.test", "audiences": ["api"],
+        "keys": [{{"kid": "k1", "alg": "HS256", "secret": "{SECRET_B64}"}}],
+        "clock_skew_seconds": 0,
+        "sources": {{"cookie": "tg_access"}},
+        "authority": {{"cluster": "authority"}},
+        "revocation": {{"sync_interval_ms": 1000, "max_staleness_ms": 3000, "on_stale": "{on_stale}"}},
+        "refresh": {{"cookie": "tg_refresh", "header": {{"request": "x-refresh"}}, "refresh_before_seconds": 60}},
+        "rules": [{{"name": "admin", "path": {{"prefix": "/admin/"}}, "fresh": true, "max_staleness_ms": 500}}]
+    }}"#
+    );
+    Config::parse(doc.as_bytes(), &|_| None).expect("valid")
+}
+
+fn token(edit: impl FnOnce(&mut Claims)) -> String {
+    let secret = tollgate::token::b64::decode(SECRET_B64.as_bytes()).unwrap();
+    let key = Key::new(Some("k1".into()), Algorithm::HS256, &secret).unwrap();
+    let mut c = Claims {
+        iss: "https://auth.test".into(),
+        sub: "alice".into(),
+        aud: vec!["api".into()],
+        exp: Some(NOW + 600),
+        nbf: None,
+        iat: Some(NOW),
+        jti: None,
+        ver: 5,
+        sid: Some("s1".into()),
+        scope: Some("read".into()),
+        hosts: None,
+    };
+    edit(&mut c);
+    mint(&key, &c)
+}
+
+/// A set synced at `synced_ms` holding `entries`.
+fn synced(synced_ms: u64, entries: &[(&str, u64)]) -> RevocationSet {
+    let mut set = RevocationSet::new();
+    let entries = entries.iter().map(|(k, v)| Entry { key: k.to_string(), min_ver: *v, expires_at: None }).collect();
+    set.apply(FeedPage { snapshot: true, entries, cursor: "c.1".into() }, synced_ms);
+    set
+}
+
+fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+}
+
+fn run(config: &Config, path: &str, h: &[(String, String)], set: &RevocationSet, live: &LiveVersions, now_ms: u64) -> Decision {
+    let req = Request { method: "GET", path, headers: h, peer: None };
+    decide(config, &req, &Knowledge { now_ms, revocations: set, live })
+}
+
+fn reason(d: &Decision) -> Option<DenyReason> {
+    match d {
+        Decision::Deny(d) => Some(d.reason.clone()),
+        _ => None,
+    }
+}
+
+#[test]
+fn revocation_table() {
+    let deny = config("deny");
+    let allow = config("allow");
+    let live = LiveVersions::default();
+    let good = token(|_| {});
+    let bearer = headers(&[("authorization", &format!("Bearer {good}"))]);
+    let fresh = |e: &[(&str, u64)]| synced(NOW_MS - 1000, e);
+    // (case, config, set, expected deny reason or None for allowed)
+    let cases: Vec<(&str, &Config, RevocationSet, Option<DenyReason>)> = vec![
+        ("never synced, on_stale deny", &deny, RevocationSet::new(), Some(DenyReason::Unavailable("revocation state not yet known"))),
+        ("never synced, on_stale allow", &allow, RevocationSet::new(), None),
+        ("fresh, nothing revoked", &deny, fresh(&[]), None),
+        ("subject bumped past ver", &deny, fresh(&[("sub:alice", 6)]), Some(DenyReason::InvalidToken(TokenError::Revoked))),
+        ("subject bumped to ver", &deny, fresh(&[("sub:alice", 5)]), None),
+        ("session bumped", &deny, fresh(&[("sid:s1", 6)]), Some(DenyReason::InvalidToken(TokenError::Revoked))),
+        ("another session bumped", &deny, fresh(&[("sid:s2", 60)]), None),
+        ("another subject bumped", &deny, fresh(&[("sub:bob", 60)]), None),
+        ("stale by 1 ms, on_stale deny", &deny, synced(NOW_MS - 3001, &[]), Some(DenyReason::Unavailable("revocation state stale"))),
+        ("stale, on_stale allow, not revoked", &allow, synced(NOW_MS - 60_000, &[]), None),
+        ("stale, on_stale allow, still revoked", &allow, synced(NOW_MS - 60_000, &[("sub:alice", 9)]), Some(DenyReason::InvalidToken(TokenError::Revoked))),
+    ];
+    for (case, config, set, want) in cases {
+        assert_eq!(reason(&run(config, "/x", &bearer, &set, &live, NOW_MS)), want, "{case}");
+    }
+}
+
+#[test]
+fn live_checks_for_fresh_rules() {
+    let c = config("deny");
+    let set = synced(NOW_MS, &[]);
+    let bearer = headers(&[("authorization", &format!("Bearer {}", token(|_| {})))]);
+    let keys = vec!["sub:alice".to_string(), "sid:s1".to_string()];
+    let mut live = LiveVersions::default();
+    assert_eq!(run(&c, "/admin/x", &bearer, &set, &live, NOW_MS), Decision::CheckVersions(keys.clone()), "nothing known: ask");
+    assert!(live.record(&keys, br#"{"versions":{"sub:alice":5,"sid:s1":0}}"#, NOW_MS));
+    assert!(matches!(run(&c, "/admin/x", &bearer, &set, &live, NOW_MS + 500), Decision::Allow(_)), "answer within 500 ms");
+    assert_eq!(run(&c, "/admin/x", &bearer, &set, &live, NOW_MS + 501), Decision::CheckVersions(keys.clone()), "answer too old: ask again");
+    assert!(matches!(run(&c, "/x", &bearer, &set, &LiveVersions::default(), NOW_MS + 2_000), Decision::Allow(_)), "other rules never ask");
+    assert!(live.record(&keys, br#"{"versions":{"sub:alice":6,"sid:s1":0}}"#, NOW_MS + 600));
+    assert_eq!(reason(&run(&c, "/admin/x", &bearer, &set, &live, NOW_MS + 600)), Some(DenyReason::InvalidToken(TokenError::Revoked)));
+}
+
+#[test]
+fn refresh_table() {
+    let c = config("deny");
+    let set = synced(NOW_MS, &[]);
+    let live = LiveVersions::default();
+    let expired = token(|t| t.exp = Some(NOW - 1));
+    let ending = token(|t| t.exp = Some(NOW + 30));
+    let good = token(|_| {});
+    let need = |optional, header_mode| Decision::Refresh(RefreshNeed { refresh_token: "R1".into(), header_mode, optional });
+    // (case, headers, decision)
+    let cases: Vec<(&str, Vec<(String, String)>, Decision)> = vec![
+        ("expired access cookie, refresh cookie", headers(&[("cookie", &format!("tg_access={expired}; tg_refresh=R1"))]), need(false, false)),
+        ("access cookie dropped, refresh cookie", headers(&[("cookie", "tg_refresh=R1; theme=dark")]), need(false, false)),
+        ("inside refresh_before", headers(&[("cookie", &format!("tg_access={ending}; tg_refresh=R1"))]), need(true, false)),
+        ("header mode", headers(&[("authorization", &format!("Bearer {expired}")), ("x-refresh", "R1")]), need(false, true)),
+        ("expired, no refresh token", headers(&[("cookie", &format!("tg_access={expired}"))]), Decision::Deny(tollgate::authenticator::Denial { reason: DenyReason::InvalidToken(TokenError::Expired) })),
+    ];
+    for (case, h, want) in cases {
+        assert_eq!(run(&c, "/x", &h, &set, &live, NOW_MS), want, "{case}");
+    }
+    // A valid token far from expiry with a refresh cookie: no refresh, and
+    // the refresh token never reaches the upstream.
+    let h = headers(&[("cookie", &format!("theme=dark; tg_access={good}; tg_refresh=R1")), ("x-refresh", "R1")]);
+    let Decision::Allow(allow) = run(&c, "/x", &h, &set, &live, NOW_MS) else { panic!("allowed") };
+    assert!(allow.header_ops.contains(&HeaderOp::Remove("x-refresh".into())), "{:?}", allow.header_ops);
+    assert!(allow.header_ops.contains(&HeaderOp::Set("cookie".into(), format!("theme=dark; tg_access={good}"))), "{:?}", allow.header_ops);
+}
+
+#[test]
+fn after_the_refresh() {
+    let c = config("deny");
+    let set = synced(NOW_MS, &[]);
+    let live = LiveVersions::default();
+    let expired = token(|t| t.exp = Some(NOW - 1));
+    let fresh_token = token(|t| t.ver = 5);
+    let h = headers(&[("cookie", &format!("theme=dark; tg_access={expired}; tg_refresh=R1"))]);
+    let req = Request { method: "POST", path: "/x", headers: &h, peer: None };
+    let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live };
+
+    // Success: the new access token replaces the old one upstream; the
+    // refresh cookie does not travel.
+    let Decision::Allow(allow) = decide_refreshed(&c, &req, &k, &fresh_token) else { panic!("allowed") };
+    assert!(allow.header_ops.contains(&HeaderOp::Set("cookie".into(), format!("theme=dark; tg_access={fresh_token}"))), "{:?}", allow.header_ops);
+
+    // A refreshed token that is itself revoked is still refused.
+    let revoked = synced(NOW_MS, &[("sub:alice", 6)]);
+    let k2 = Knowledge { now_ms: NOW_MS, revocations: &revoked, live: &live };
+    assert!(matches!(decide_refreshed(&c, &req, &k2, &fresh_token), Decision::Deny(_)));
+
+    // Failures: (case, optional, rejected, outcome)
+    let needed = RefreshNeed { refresh_token: "R1".into(), header_mode: false, optional: false };
+    let optional = RefreshNeed { optional: true, ..needed.clone() };
+    let ending = token(|t| t.exp = Some(NOW + 30));
+    let h_ending = headers(&[("cookie", &format!("tg_access={ending}; tg_refresh=R1"))]);
+    let req_ending = Request { method: "GET", path: "/x", headers: &h_ending, peer: None };
+    assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, true)), Some(DenyReason::RefreshRejected));
+    assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, false)), Some(DenyReason::Unavailable("authority unavailable for refresh")));
+    assert!(matches!(refresh_failed(&c, &req_ending, &k, &optional, false), Decision::Allow(_)), "still valid: go on");
+    assert_eq!(reason(&refresh_failed(&c, &req_ending, &k, &optional, true)), Some(DenyReason::RefreshRejected));
+}
+
+#[test]
+fn unavailable_answers_have_no_challenge() {
+    let r = tollgate::response::render("t", &DenyReason::Unavailable("revocation state stale"));
+    assert_eq!(r.status, 503);
+    assert_eq!(r.headers[0], ("retry-after", "1".to_string()));
+    assert!(r.headers.iter().all(|(n, _)| *n != "www-authenticate"));
+    assert_eq!(r.body, r#"{"error":"temporarily_unavailable","error_description":"revocation state stale"}"#);
+}
