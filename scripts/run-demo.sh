@@ -26,7 +26,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$BIN/tollgate-authority" serve >"$RUN/authority.log" 2>&1 &
+# Access tokens live 60 s in the demo, so the transparent refresh is quick to see.
+"$BIN/tollgate-authority" serve --access-ttl-secs 60 >"$RUN/authority.log" 2>&1 &
 pids+=($!)
 "$BIN/echo-upstream" --listen 127.0.0.1:8081 >"$RUN/upstream.log" 2>&1 &
 pids+=($!)
@@ -50,10 +51,10 @@ Tollgate demo is up (logs in $RUN/):
   authority         http://127.0.0.1:8080    (users alice/alice-password, admin/admin-password)
   echo upstream     http://127.0.0.1:8081
 
-Try, in another shell:
+Try, in another shell (the README walks through each step):
   curl -i http://127.0.0.1:10000/api/hello                       # 401, no token
-  TOKEN=\$(curl -s -d grant_type=password -d username=alice -d password=alice-password \\
-      http://127.0.0.1:10000/v1/token | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  LOGIN=\$(curl -s -d grant_type=password -d username=alice -d password=alice-password http://127.0.0.1:10000/v1/token)
+  TOKEN=\$(echo "\$LOGIN" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:10000/api/hello   # 200, identity headers upstream
   curl -i -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:10000/admin/users # 403, admin scope required
   curl -s http://127.0.0.1:9901/stats?filter=tollgate                           # counters
