@@ -77,6 +77,34 @@ pub fn demo_document() -> serde_json::Value {
     serde_json::from_str(&doc).unwrap_or_else(|e| panic!("embedded document is not JSON: {e}"))
 }
 
+/// The demo document without anything that calls the authority: no
+/// `authority`, `revocation` or `refresh` section, and no rule asks for a
+/// live check (`fresh`, `max_staleness_ms`). Every decision is local, so the
+/// filter's local behaviour is tested without an authority running (with
+/// one, see `tests/revocation.rs` and friends).
+pub fn local_document() -> serde_json::Value {
+    let mut doc = demo_document();
+    let top = doc.as_object_mut().expect("the demo document is an object");
+    for section in ["authority", "revocation", "refresh"] {
+        top.remove(section);
+    }
+    for rule in doc["rules"].as_array_mut().into_iter().flatten() {
+        let rule = rule.as_object_mut().expect("a rule is an object");
+        rule.remove("fresh");
+        rule.remove("max_staleness_ms");
+    }
+    doc
+}
+
+/// One textual edit of the rendered `envoy.yaml`: `from` must occur exactly
+/// `count` times (an edit the file no longer matches fails loudly).
+#[derive(Debug, Clone)]
+pub struct YamlEdit {
+    pub from: String,
+    pub to: String,
+    pub count: usize,
+}
+
 /// How to run one Envoy.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -84,6 +112,10 @@ pub struct Options {
     pub document: Option<String>,
     /// Put the demo key into Envoy's environment (`TOLLGATE_DEMO_KEY`).
     pub demo_key_env: bool,
+    /// The port of the `authority` cluster; `None`: a port nothing listens on.
+    pub authority_port: Option<u16>,
+    /// Edits of the rendered YAML, applied in order after rendering.
+    pub yaml_edits: Vec<YamlEdit>,
 }
 
 impl Default for Options {
@@ -91,6 +123,8 @@ impl Default for Options {
         Options {
             document: None,
             demo_key_env: true,
+            authority_port: None,
+            yaml_edits: Vec::new(),
         }
     }
 }
@@ -101,6 +135,27 @@ impl Options {
             document: Some(serde_json::to_string_pretty(document).expect("document serializes")),
             ..Options::default()
         }
+    }
+
+    /// The demo document without callouts ([`local_document`]).
+    pub fn local() -> Options {
+        Options::with_document(&local_document())
+    }
+
+    /// Points the `authority` cluster at `port` on loopback.
+    pub fn authority(mut self, port: u16) -> Options {
+        self.authority_port = Some(port);
+        self
+    }
+
+    /// Adds a YAML edit (see [`YamlEdit`]).
+    pub fn edit_yaml(mut self, from: &str, to: &str, count: usize) -> Options {
+        self.yaml_edits.push(YamlEdit {
+            from: from.into(),
+            to: to.into(),
+            count,
+        });
+        self
     }
 }
 
@@ -122,10 +177,19 @@ impl Prepared {
             listener: 0,
             admin: 0,
             upstream: echo::shared().port(),
-            authority: closed_port(),
+            authority: options.authority_port.unwrap_or_else(closed_port),
         };
-        let yaml = render::render(&demo_yaml(), ports, &module, options.document.as_deref())
+        let mut yaml = render::render(&demo_yaml(), ports, &module, options.document.as_deref())
             .unwrap_or_else(|e| panic!("cannot render envoy/envoy.yaml: {e}"));
+        for edit in &options.yaml_edits {
+            let found = yaml.matches(edit.from.as_str()).count();
+            assert_eq!(
+                found, edit.count,
+                "envoy.yaml: expected `{}` {} times, found it {found} times",
+                edit.from, edit.count
+            );
+            yaml = yaml.replace(edit.from.as_str(), &edit.to);
+        }
         let config = dir.path().join("envoy.yaml");
         fs::write(&config, yaml).expect("write envoy.yaml");
         let out = fs::File::create(dir.path().join("stdout.log")).expect("stdout.log");
@@ -363,8 +427,9 @@ fn ingress_address(admin: SocketAddr) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("no ingress listener in admin /listeners: {json}"))
 }
 
-/// The Envoy shared by every test of this process that uses the demo
-/// configuration unchanged. Started on first use; stopped at exit.
+/// The Envoy shared by every test of this process that uses the local
+/// document ([`local_document`]: the demo configuration without callouts).
+/// Started on first use; stopped at exit.
 pub fn shared() -> &'static Envoy {
     static SHARED: OnceLock<Envoy> = OnceLock::new();
     extern "C" fn stop_shared() {
@@ -373,7 +438,7 @@ pub fn shared() -> &'static Envoy {
         }
     }
     SHARED.get_or_init(|| {
-        let envoy = Envoy::start(&Options::default());
+        let envoy = Envoy::start(&Options::local());
         unsafe {
             libc::atexit(stop_shared);
         }

@@ -20,5 +20,5 @@ pub mod http;
 pub mod render;
 pub mod tokens;
 
-pub use envoy::{shared, validate, Envoy, Options};
+pub use envoy::{local_document, shared, validate, Envoy, Options};
 pub use http::{Request, Response};

@@ -106,3 +106,26 @@ fn rendering_changes_only_ports_module_and_document() {
         tail(&render::render(&yaml, ports, module, None).unwrap())
     );
 }
+
+#[test]
+fn local_document_is_the_demo_without_callouts() {
+    let demo = demo_document();
+    let local = tollgate_e2e::local_document();
+    let config = Config::parse(local.to_string().as_bytes(), &demo_env)
+        .unwrap_or_else(|e| panic!("the local document is refused: {e}"));
+    assert!(config.authority.is_none() && config.revocation.is_none() && config.refresh.is_none());
+    assert!(!config.policy.has_fresh_rules());
+    // Everything else is the demo's: put the callout parts back and compare.
+    let mut back = local.clone();
+    for section in ["authority", "revocation", "refresh"] {
+        back[section] = demo[section].clone();
+    }
+    for (i, rule) in demo["rules"].as_array().unwrap().iter().enumerate() {
+        for field in ["fresh", "max_staleness_ms"] {
+            if let Some(v) = rule.get(field) {
+                back["rules"][i][field] = v.clone();
+            }
+        }
+    }
+    assert_eq!(back, demo);
+}

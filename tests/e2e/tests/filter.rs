@@ -1,15 +1,19 @@
 //! The Tollgate filter inside a real Envoy 1.40, specified by example.
 //!
-//! One shared Envoy runs the demo configuration (`envoy/envoy.yaml`
-//! unchanged but for ports and module path); tests that need another
-//! configuration, or exact counter deltas, start their own.
+//! Every decision here is local: one shared Envoy runs the demo
+//! configuration (`envoy/envoy.yaml` but for ports and module path) with the
+//! local document (`local_document`: the demo document without `authority`,
+//! `revocation`, `refresh` and live checks), so no authority is needed.
+//! Tests that need another configuration, or exact counter deltas, start
+//! their own. The callouts are specified in `revocation.rs`, `refresh.rs`
+//! and `failures.rs`.
 //!
 //! Prerequisite: `make build` (see `tollgate_e2e::envoy`).
 
 use serde_json::json;
 use std::collections::BTreeMap;
 use tollgate::token::{Algorithm, Claims};
-use tollgate_e2e::envoy::{demo_document, tail, validate};
+use tollgate_e2e::envoy::{demo_document, local_document, tail, validate};
 use tollgate_e2e::tokens::{self, *};
 use tollgate_e2e::{shared, Envoy, Options, Request, Response};
 
@@ -516,7 +520,7 @@ fn normalized_paths_reach_the_upstream_normalized() {
 
 #[test]
 fn forward_token_false_strips_the_token_before_the_upstream() {
-    let mut doc = demo_document();
+    let mut doc = local_document();
     doc["forward_token"] = json!(false);
     doc["sources"]["query"]["enabled"] = json!(true);
     let envoy = Envoy::start(&Options::with_document(&doc));
@@ -575,7 +579,7 @@ fn forward_token_false_strips_the_token_before_the_upstream() {
 
 #[test]
 fn counters_count_every_decision() {
-    let envoy = Envoy::start(&Options::default());
+    let envoy = Envoy::start(&Options::local());
     let before = envoy.stats("tollgate");
     let names = [
         "wasmcustom.tollgate.allowed",
@@ -777,6 +781,7 @@ fn bad_configurations_are_refused_naming_the_field() {
             None => serde_json::to_string_pretty(doc).unwrap(),
         }),
         demo_key_env: key,
+        ..Options::default()
     };
     // Control: the unchanged demo document validates, so a refusal below is
     // the document's doing.
