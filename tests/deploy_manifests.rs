@@ -1,14 +1,18 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! The filter document in the Kubernetes manifests is envoy/tollgate.json and
-//! is accepted by the filter's own validation (`Config::parse`, the code that
-//! runs at `on_configure`).
+//! The filter document in the Kubernetes manifests is envoy/tollgate.json
+//! except for the per-door fields, and is accepted by the filter's own
+//! validation (`Config::parse`, the code that runs at `on_configure`).
 //!
 //! The overlays carry the document as generated JSON6902 patches
 //! (`envoy/k8s/overlays/*/plugin-config.patch.json`, written by
-//! scripts/deploy/sync-plugin-config.py); kustomize puts it in the Istio
+//! scripts/deploy/sync-plugin-config.py from envoy/tollgate.json plus the
+//! overlay's `plugin-config.override.json`); kustomize puts it in the Istio
 //! WasmPlugin's `pluginConfig` and in the Envoy Gateway
-//! EnvoyExtensionPolicy's `wasm[0].config`. scripts/deploy/test.sh checks the
-//! built manifests too, and loads them into a real Envoy.
+//! EnvoyExtensionPolicy's `wasm[0].config`. An override may only replace
+//! [`PER_DOOR_FIELDS`] (where the authority is, per door): a difference
+//! anywhere else is drift. scripts/deploy/test.sh checks the built manifests
+//! too (the cluster names against the Service and the EnvoyPatchPolicy), and
+//! loads them into a real Envoy.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +20,10 @@ use serde_json::Value;
 use tollgate::config::Config;
 
 const DEMO_KEY: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
+
+/// The only fields an overlay's document may set differently from
+/// envoy/tollgate.json (scripts/deploy/sync-plugin-config.py: PER_DOOR_FIELDS).
+const PER_DOOR_FIELDS: [&str; 2] = ["authority.cluster", "authority.host"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -26,8 +34,24 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Every `plugin-config.patch.json` under envoy/k8s, with its target path and document.
-fn patches() -> Vec<(PathBuf, String, Value)> {
+fn rel(p: &Path) -> String {
+    p.strip_prefix(root()).unwrap().to_string_lossy().into_owned()
+}
+
+struct Overlay {
+    /// The overlay's plugin-config.patch.json.
+    patch: PathBuf,
+    /// The JSON6902 path it adds the document at.
+    target: String,
+    /// The document the patch carries.
+    doc: Value,
+    /// The overlay's plugin-config.override.json.
+    override_doc: Value,
+}
+
+/// Every `plugin-config.patch.json` under envoy/k8s, with its target path,
+/// its document and its overlay's override.
+fn overlays() -> Vec<Overlay> {
     let mut found = Vec::new();
     let mut dirs = vec![root().join("envoy/k8s")];
     while let Some(dir) = dirs.pop() {
@@ -41,12 +65,58 @@ fn patches() -> Vec<(PathBuf, String, Value)> {
                 assert_eq!(ops.len(), 1, "{}: one operation expected", path.display());
                 let op = &ops[0];
                 assert_eq!(op["op"], "add", "{}", path.display());
-                found.push((path.clone(), op["path"].as_str().unwrap().to_owned(), op["value"].clone()));
+                let override_path = path.with_file_name("plugin-config.override.json");
+                assert!(override_path.exists(), "{} has no {}", rel(&path), rel(&override_path));
+                found.push(Overlay {
+                    patch: path.clone(),
+                    target: op["path"].as_str().unwrap().to_owned(),
+                    doc: op["value"].clone(),
+                    override_doc: read_json(&override_path),
+                });
             }
         }
     }
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.sort_by(|a, b| a.patch.cmp(&b.patch));
     found
+}
+
+/// (dotted path, value) of every non-object value of an override.
+fn leaves(v: &Value, prefix: &str, out: &mut Vec<(String, Value)>) -> Result<(), String> {
+    let Some(obj) = v.as_object().filter(|o| !o.is_empty()) else {
+        return Err(format!("{}: must be a non-empty JSON object", if prefix.is_empty() { "the override" } else { prefix }));
+    };
+    for (k, v) in obj {
+        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        if v.is_object() {
+            leaves(v, &path, out)?;
+        } else {
+            out.push((path, v.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// envoy/tollgate.json's document with the override's per-door fields
+/// replaced: what the overlay must carry. The same rules as
+/// sync-plugin-config.py's `apply_override`.
+fn apply_override(doc: &Value, override_doc: &Value) -> Result<Value, String> {
+    let mut out = doc.clone();
+    let mut fields = Vec::new();
+    leaves(override_doc, "", &mut fields)?;
+    for (path, value) in fields {
+        if !PER_DOOR_FIELDS.contains(&path.as_str()) {
+            return Err(format!("{path}: not a per-door field (only {})", PER_DOOR_FIELDS.join(", ")));
+        }
+        let pointer = format!("/{}", path.replace('.', "/"));
+        let slot = out
+            .pointer_mut(&pointer)
+            .ok_or_else(|| format!("{path}: envoy/tollgate.json has no such field to override"))?;
+        if std::mem::discriminant(slot) != std::mem::discriminant(&value) {
+            return Err(format!("{path}: a different JSON type from envoy/tollgate.json's"));
+        }
+        *slot = value;
+    }
+    Ok(out)
 }
 
 fn env(name: &str) -> Option<String> {
@@ -55,38 +125,108 @@ fn env(name: &str) -> Option<String> {
     (name == "TOLLGATE_DEMO_KEY").then(|| DEMO_KEY.to_owned())
 }
 
+fn tollgate_json() -> Value {
+    read_json(&root().join("envoy/tollgate.json"))
+}
+
 #[test]
 fn every_overlay_carries_the_document() {
-    let paths: Vec<_> = patches().into_iter().map(|(p, target, _)| (p, target)).collect();
-    let rel = |p: &Path| p.strip_prefix(root()).unwrap().to_string_lossy().into_owned();
-    let got: Vec<_> = paths.iter().map(|(p, t)| (rel(p), t.as_str())).collect();
+    let got: Vec<_> = overlays().into_iter().map(|o| (rel(&o.patch), o.target)).collect();
     assert_eq!(
         got,
         vec![
-            ("envoy/k8s/overlays/envoy-gateway/plugin-config.patch.json".to_owned(), "/spec/wasm/0/config"),
-            ("envoy/k8s/overlays/istio/plugin-config.patch.json".to_owned(), "/spec/pluginConfig"),
+            ("envoy/k8s/overlays/envoy-gateway/plugin-config.patch.json".to_owned(), "/spec/wasm/0/config".to_owned()),
+            ("envoy/k8s/overlays/istio/plugin-config.patch.json".to_owned(), "/spec/pluginConfig".to_owned()),
         ]
     );
 }
 
 #[test]
-fn manifests_document_equals_envoy_tollgate_json() {
-    let want = read_json(&root().join("envoy/tollgate.json"));
-    for (path, _, doc) in patches() {
+fn manifests_document_equals_envoy_tollgate_json_plus_override() {
+    let base = tollgate_json();
+    for o in overlays() {
+        let want = apply_override(&base, &o.override_doc)
+            .unwrap_or_else(|e| panic!("{}: override refused: {e}", rel(&o.patch.with_file_name("plugin-config.override.json"))));
         assert!(
-            doc == want,
-            "{} differs from envoy/tollgate.json: run scripts/deploy/sync-plugin-config.py",
-            path.display()
+            o.doc == want,
+            "{} differs from envoy/tollgate.json + plugin-config.override.json: run scripts/deploy/sync-plugin-config.py",
+            rel(&o.patch)
         );
     }
 }
 
 #[test]
+fn overrides_hold_only_the_authority_location() {
+    // Every override sets exactly the per-door fields, and they do differ
+    // from the native door's (envoy.yaml's static cluster `authority` exists
+    // in no Kubernetes gateway).
+    let base = tollgate_json();
+    for o in overlays() {
+        let mut fields = Vec::new();
+        leaves(&o.override_doc, "", &mut fields).unwrap();
+        let mut names: Vec<_> = fields.iter().map(|(p, _)| p.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["authority.cluster", "authority.host"], "{}", rel(&o.patch));
+        assert_ne!(o.doc["authority"]["cluster"], base["authority"]["cluster"], "{}", rel(&o.patch));
+        // In Kubernetes the authority is the Service, by its cluster DNS name.
+        let host = o.doc["authority"]["host"].as_str().unwrap();
+        assert!(host.ends_with(".svc.cluster.local"), "{}: authority.host {host}", rel(&o.patch));
+        if o.target == "/spec/pluginConfig" {
+            // Istio: the cluster of that Service's port.
+            let cluster = o.doc["authority"]["cluster"].as_str().unwrap();
+            let rest = cluster.strip_prefix("outbound|").unwrap_or_else(|| panic!("{cluster}: not outbound|..."));
+            let (port, svc_host) = rest.split_once("||").unwrap_or_else(|| panic!("{cluster}"));
+            assert!(port.parse::<u16>().is_ok(), "{cluster}: port");
+            assert_eq!(svc_host, host, "Istio cluster {cluster} is not the cluster of authority.host");
+        }
+    }
+}
+
+#[test]
+fn a_drift_outside_the_overrides_fails_the_comparison() {
+    // The equality above has teeth: a change of any field but the per-door
+    // ones makes the overlay's document differ, and an override that tries
+    // to carry such a change is refused.
+    let base = tollgate_json();
+    let o = overlays().into_iter().next().unwrap();
+    let want = apply_override(&base, &o.override_doc).unwrap();
+    let fresh_rule = base["rules"].as_array().unwrap().iter().position(|r| r.get("fresh").is_some()).unwrap();
+    let drifts = [
+        ("/revocation/on_stale".to_owned(), Value::from("allow")),
+        ("/refresh/set_cookie/secure".to_owned(), Value::from(false)),
+        ("/authority/timeout_ms".to_owned(), Value::from(5000)),
+        (format!("/rules/{fresh_rule}/fresh"), Value::from(false)),
+    ];
+    for (pointer, value) in &drifts {
+        let mut drifted = o.doc.clone();
+        *drifted.pointer_mut(pointer).unwrap() = value.clone();
+        assert!(drifted != want, "a drift of {pointer} went unnoticed");
+    }
+    for (section, field, value) in [
+        ("revocation", "on_stale", Value::from("allow")),
+        ("refresh", "client_id", Value::from("other")),
+        ("authority", "timeout_ms", Value::from(5000)),
+    ] {
+        let mut sneaky = o.override_doc.clone();
+        let obj = sneaky.as_object_mut().unwrap();
+        let sec = obj.entry(section).or_insert_with(|| Value::Object(Default::default()));
+        sec.as_object_mut().unwrap().insert(field.to_owned(), value);
+        let e = apply_override(&base, &sneaky).unwrap_err();
+        assert!(e.contains("not a per-door field"), "{section}.{field}: {e}");
+    }
+    // An override cannot add a field envoy/tollgate.json lacks.
+    let mut no_authority = base.clone();
+    no_authority.as_object_mut().unwrap().remove("authority");
+    let e = apply_override(&no_authority, &o.override_doc).unwrap_err();
+    assert!(e.contains("no such field"), "{e}");
+}
+
+#[test]
 fn manifests_document_is_accepted_by_the_filter() {
-    for (path, _, doc) in patches() {
-        let bytes = serde_json::to_vec(&doc).unwrap();
+    for o in overlays() {
+        let bytes = serde_json::to_vec(&o.doc).unwrap();
         if let Err(e) = Config::parse(&bytes, &env) {
-            panic!("{}: the filter refuses its document: {e}", path.display());
+            panic!("{}: the filter refuses its document: {e}", rel(&o.patch));
         }
     }
 }
@@ -95,10 +235,10 @@ fn manifests_document_is_accepted_by_the_filter() {
 fn a_drifted_document_is_refused() {
     // The check above has teeth: the same document with an unknown field, or
     // without the secret in the VM's environment, is refused.
-    let (_, _, mut doc) = patches().into_iter().next().unwrap();
+    let mut doc = overlays().into_iter().next().unwrap().doc;
     doc["issuer_url"] = Value::from("https://elsewhere");
     let e = Config::parse(&serde_json::to_vec(&doc).unwrap(), &env).unwrap_err();
     assert!(e.to_string().contains("issuer_url"), "{e}");
-    let (_, _, doc) = patches().into_iter().next().unwrap();
+    let doc = overlays().into_iter().next().unwrap().doc;
     assert!(Config::parse(&serde_json::to_vec(&doc).unwrap(), &|_| None).is_err());
 }

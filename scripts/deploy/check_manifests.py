@@ -10,14 +10,18 @@ Usage: check_manifests.py CHECK [args]   (scripts/deploy/test.sh runs them all)
                            OpenAPI schema (kubernetes-validate, strict, v1.30)
                            and its references resolve inside the build
   plugin-config OVERLAY    the filter document in the built manifests equals
-                           envoy/tollgate.json; its secret_env names reach the
-                           VM; the authority cluster name agrees with the
-                           Service (Istio) / EnvoyPatchPolicy (Envoy Gateway)
+                           envoy/tollgate.json + the overlay's
+                           plugin-config.override.json (per-door fields only);
+                           its secret_env names reach the VM; authority.cluster
+                           and authority.host agree with the authority Service
+                           (Istio: outbound|<port>||<host>) / the cluster the
+                           EnvoyPatchPolicy adds (Envoy Gateway)
   render-envoy OVERLAY OUT envoy/envoy.yaml with the manifest's document as the
                            filter configuration (and, for envoy-gateway, the
                            patch policy's cluster added), for `envoy --mode validate`
   envoy-yaml               the document embedded in envoy/envoy.yaml equals
-                           envoy/tollgate.json
+                           envoy/tollgate.json, its authority.cluster is a
+                           cluster of envoy.yaml, use_remote_address is on
   compose                  structural checks of envoy/docker-compose.yml,
                            authority/Dockerfile and .dockerignore
 
@@ -25,6 +29,7 @@ Exit 0 when the check passes, 1 (with the reasons on stderr) when it fails.
 """
 import copy
 import fnmatch
+import importlib.util
 import json
 import pathlib
 import re
@@ -46,6 +51,13 @@ CORE_KINDS = {
 }
 
 errors = []
+
+# envoy/tollgate.json + an overlay's override = the overlay's document: the
+# one implementation, shared with the script that writes the patches.
+_spec = importlib.util.spec_from_file_location(
+    "sync_plugin_config", pathlib.Path(__file__).with_name("sync-plugin-config.py"))
+SYNC = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(SYNC)
 
 
 def fail(msg):
@@ -305,51 +317,104 @@ def plugin_docs(resources):
     return out
 
 
+def overlay_name(overlay):
+    name = pathlib.Path(overlay).name
+    if name not in SYNC.TARGETS:
+        raise SystemExit(f"{overlay}: not an overlay of scripts/deploy/sync-plugin-config.py "
+                         f"({', '.join(SYNC.TARGETS)})")
+    return name
+
+
+def authority_service(services, deployments):
+    """The Services of the build that select the authority Deployment."""
+    auth = deployments.get("tollgate-authority")
+    if not auth:
+        return {}
+    labels = auth["spec"]["template"]["metadata"]["labels"]
+    return {k: s for k, s in services.items()
+            if s["spec"].get("selector") and all(labels.get(a) == b for a, b in s["spec"]["selector"].items())}
+
+
 def check_plugin_config(overlay):
     res = build(overlay)
-    want = tollgate_doc()
+    name = overlay_name(overlay)
+    try:
+        want = SYNC.expected_document(name)
+    except SYNC.OverrideError as e:
+        fail(str(e))
+        return
     docs = plugin_docs(res)
     if not docs:
         fail(f"{overlay}: no WasmPlugin or EnvoyExtensionPolicy carrying the filter")
     services = {(r["metadata"]["name"], r["metadata"].get("namespace")): r
                 for r in res if r["kind"] == "Service"}
+    deployments = {r["metadata"]["name"]: r for r in res if r["kind"] == "Deployment"}
+    auth_services = authority_service(services, deployments)
     for r, doc, env in docs:
         if doc != want:
-            fail(f"{name_of(r)}: the filter document differs from envoy/tollgate.json "
-                 "(run scripts/deploy/sync-plugin-config.py)")
+            fail(f"{name_of(r)}: the filter document differs from envoy/tollgate.json + "
+                 f"{name}/{SYNC.OVERRIDE} (run scripts/deploy/sync-plugin-config.py)")
             continue
+        if "tollgate.dev/authority-cluster" in r["metadata"].get("annotations", {}):
+            fail(f"{name_of(r)}: the tollgate.dev/authority-cluster annotation is obsolete: the "
+                 f"document's authority.cluster is the one place ({name}/{SYNC.OVERRIDE})")
         for i, k in enumerate(doc.get("keys", [])):
             if "secret" in k:
                 fail(f"{name_of(r)}: keys[{i}] carries its secret inline")
             if "secret_env" in k and k["secret_env"] not in env:
                 fail(f"{name_of(r)}: keys[{i}].secret_env {k['secret_env']} is not passed to the VM")
-        cluster = r["metadata"].get("annotations", {}).get("tollgate.dev/authority-cluster")
-        if not cluster:
-            fail(f"{name_of(r)}: no tollgate.dev/authority-cluster annotation")
-        elif r["kind"] == "WasmPlugin":
-            m = re.fullmatch(r"outbound\|(\d+)\|\|([^.]+)\.([^.]+)\.svc\.cluster\.local", cluster)
-            svc = m and services.get((m.group(2), m.group(3)))
+        authority = doc.get("authority")
+        if not authority:
+            if any(doc.get(s) for s in ("revocation", "refresh")):
+                fail(f"{name_of(r)}: revocation/refresh without an authority section")
+            continue
+        cluster, host = authority["cluster"], authority.get("host")
+        if r["kind"] == "WasmPlugin":
+            # Istio's cluster for a Service port: outbound|<port>||<svc>.<ns>.svc.cluster.local
+            m = re.fullmatch(r"outbound\|(\d+)\|\|(([^.|]+)\.([^.|]+)\.svc\.cluster\.local)", cluster)
+            svc = m and services.get((m.group(3), m.group(4)))
             if not svc:
-                fail(f"{name_of(r)}: authority cluster {cluster!r} names no Service of the build "
+                fail(f"{name_of(r)}: authority.cluster {cluster!r} names no Service of the build "
                      "in Istio's outbound|<port>||<svc>.<ns>.svc.cluster.local form")
-            elif int(m.group(1)) not in [p["port"] for p in svc["spec"]["ports"]]:
-                fail(f"{name_of(r)}: authority cluster {cluster!r}: the Service has no such port")
-        else:
-            clusters = {c["name"]: c for c in patch_clusters(res)}
-            c = clusters.get(cluster)
-            if not c:
-                fail(f"{name_of(r)}: authority cluster {cluster!r} is added by no EnvoyPatchPolicy")
                 continue
+            if (m.group(3), m.group(4)) not in auth_services:
+                fail(f"{name_of(r)}: authority.cluster {cluster!r}: Service {m.group(3)} does not "
+                     "select the tollgate-authority Deployment")
+            if int(m.group(1)) not in [p["port"] for p in svc["spec"]["ports"]]:
+                fail(f"{name_of(r)}: authority.cluster {cluster!r}: the Service has no port {m.group(1)}")
+            if host != m.group(2):
+                fail(f"{name_of(r)}: authority.host {host!r} is not the Service's host {m.group(2)!r}")
+        else:
+            pols = {c["name"]: (pol, c) for pol, c in patch_clusters(res, with_policy=True)}
+            if cluster not in pols:
+                fail(f"{name_of(r)}: authority.cluster {cluster!r} is added by no EnvoyPatchPolicy "
+                     f"(it adds {sorted(pols) or 'none'})")
+                continue
+            pol, c = pols[cluster]
+            if pol["spec"].get("targetRef", {}).get("name") not in [
+                    t.get("name") for t in r["spec"].get("targetRefs", [])]:
+                fail(f"{name_of(pol)} adds {cluster!r} to a Gateway the {name_of(r)} is not on")
+            if c.get("load_assignment", {}).get("cluster_name") != cluster:
+                fail(f"{name_of(pol)}: cluster {cluster!r}: load_assignment.cluster_name differs")
+            addrs = set()
             for lb in c["load_assignment"]["endpoints"][0]["lb_endpoints"]:
                 sa = lb["endpoint"]["address"]["socket_address"]
+                addrs.add(sa["address"])
                 m = re.fullmatch(r"([^.]+)\.([^.]+)\.svc\.cluster\.local", sa["address"])
                 svc = m and services.get((m.group(1), m.group(2)))
                 if not svc or sa["port_value"] not in [p["port"] for p in svc["spec"]["ports"]]:
                     fail(f"EnvoyPatchPolicy cluster {cluster}: {sa['address']}:{sa['port_value']} "
                          "is no Service port of the build")
+                elif (m.group(1), m.group(2)) not in auth_services:
+                    fail(f"EnvoyPatchPolicy cluster {cluster}: Service {m.group(1)} does not "
+                         "select the tollgate-authority Deployment")
+            if addrs != {host}:
+                fail(f"{name_of(r)}: authority.host {host!r} is not the host of cluster "
+                     f"{cluster!r} ({', '.join(sorted(addrs))})")
 
 
-def patch_clusters(resources):
+def patch_clusters(resources, with_policy=False):
+    """The clusters EnvoyPatchPolicies add (with their policy, if asked)."""
     out = []
     for r in resources:
         if r["kind"] != "EnvoyPatchPolicy":
@@ -357,7 +422,10 @@ def patch_clusters(resources):
         for p in r["spec"]["jsonPatches"]:
             if (p["type"].endswith("envoy.config.cluster.v3.Cluster") and p["operation"]["op"] == "add"
                     and p["operation"].get("path", "") == ""):
-                out.append(p["operation"]["value"])
+                v = p["operation"]["value"]
+                if p.get("name") != v.get("name"):
+                    fail(f"{name_of(r)}: jsonPatches name {p.get('name')!r} != cluster name {v.get('name')!r}")
+                out.append((r, v) if with_policy else v)
     return out
 
 
@@ -390,8 +458,22 @@ def render_envoy(overlay, out):
 def check_envoy_yaml():
     cfg = yaml.safe_load(ENVOY_YAML.read_text())
     value = envoy_filter_config(cfg)["configuration"]["value"]
-    if json.loads(value) != tollgate_doc():
+    doc = tollgate_doc()
+    if json.loads(value) != doc:
         fail("envoy/envoy.yaml: the filter configuration differs from envoy/tollgate.json")
+    # The native and compose doors use the document unchanged: its authority
+    # cluster must be one of envoy.yaml's own clusters.
+    cluster = doc.get("authority", {}).get("cluster")
+    names = [c["name"] for c in cfg["static_resources"]["clusters"]]
+    if cluster is not None and cluster not in names:
+        fail(f"envoy/tollgate.json: authority.cluster {cluster!r} is no cluster of envoy/envoy.yaml ({names})")
+    for l in cfg["static_resources"]["listeners"]:
+        for fc in l["filter_chains"]:
+            for f in fc["filters"]:
+                tc = f["typed_config"]
+                if "http_filters" in tc and tc.get("use_remote_address") is not True:
+                    fail(f"envoy/envoy.yaml listener {l['name']}: use_remote_address is not true "
+                         "(source.address, what `hosts` is checked against, would follow X-Forwarded-For)")
 
 
 # ---- compose, Dockerfile ----------------------------------------------------
@@ -458,13 +540,17 @@ def check_compose():
         fail(f"compose envoy does not publish the ingress port {port}")
     clusters = {c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
                 for c in envoy_cfg["static_resources"]["clusters"]}
-    for svc, cluster in (("authority", "authority"), ("upstream", "upstream")):
+    authority_cluster = tollgate_doc().get("authority", {}).get("cluster", "authority")
+    for svc, cluster in (("authority", authority_cluster), ("upstream", "upstream")):
         s = svcs.get(svc)
         if not s:
             fail(f"compose has no {svc} service")
             continue
         if s.get("network_mode") != "service:envoy":
             fail(f"compose {svc}: network_mode must be service:envoy (envoy.yaml reaches it on 127.0.0.1)")
+        if cluster not in clusters:
+            fail(f"compose {svc}: envoy.yaml has no cluster {cluster!r}")
+            continue
         want = f"{clusters[cluster]['address']}:{clusters[cluster]['port_value']}"
         if svc == "authority":
             have = s.get("environment", {}).get("TOLLGATE_LISTEN")

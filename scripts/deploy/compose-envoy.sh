@@ -4,8 +4,9 @@
 # so that Docker's port publishing (which connects to the container's own
 # interface, not its loopback) can reach it. Everything else, the admin
 # listener (127.0.0.1:9901), the loopback clusters (authority 127.0.0.1:8080,
-# upstream 127.0.0.1:8081: same network namespace) and the relative module
-# path, is the file `make run` and the e2e tests use.
+# which is also the filter document's authority.cluster for its callouts;
+# upstream 127.0.0.1:8081: same network namespace), use_remote_address and the
+# relative module path, is the file `make run` and the e2e tests use.
 # Usage: compose-envoy.sh IN OUT    (POSIX sh: it runs in the envoy image)
 set -eu
 in=$1

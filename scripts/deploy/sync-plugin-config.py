@@ -5,21 +5,101 @@ Kubernetes overlays, as JSON6902 patches kustomize applies:
   envoy/k8s/overlays/istio/plugin-config.patch.json          -> WasmPlugin spec.pluginConfig
   envoy/k8s/overlays/envoy-gateway/plugin-config.patch.json  -> EnvoyExtensionPolicy spec.wasm[0].config
 
-envoy/tollgate.json is the one source: edit it, then run this script.
+envoy/tollgate.json is the one source: edit it, then run this script. Each
+overlay's document is envoy/tollgate.json with that overlay's
+`plugin-config.override.json` laid over it. An override is a fragment of the
+document holding ONLY the per-door fields (PER_DOOR_FIELDS: where the
+authority is, which differs between envoy.yaml's static cluster, Istio's
+outbound|port||host cluster and the cluster an EnvoyPatchPolicy adds); it may
+only replace fields envoy/tollgate.json has, never add or drop one. Anything
+else must be the same at every door, so a difference anywhere else is drift.
+
 `--check` writes nothing and exits 1 when a patch differs from what it would
-write (scripts/deploy/test.sh runs it; tests/deploy_manifests.rs checks the
-same equality from cargo test).
+write, or an override is malformed (scripts/deploy/test.sh runs it;
+tests/deploy_manifests.rs checks the same equality, with the same rules, from
+cargo test; scripts/deploy/check_manifests.py checks the built manifests).
 """
+import copy
 import json
 import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "envoy" / "tollgate.json"
+OVERLAYS = ROOT / "envoy" / "k8s" / "overlays"
+PATCH = "plugin-config.patch.json"
+OVERRIDE = "plugin-config.override.json"
+# overlay -> where kustomize puts the document in that overlay's resource
 TARGETS = {
-    ROOT / "envoy/k8s/overlays/istio/plugin-config.patch.json": "/spec/pluginConfig",
-    ROOT / "envoy/k8s/overlays/envoy-gateway/plugin-config.patch.json": "/spec/wasm/0/config",
+    "istio": "/spec/pluginConfig",
+    "envoy-gateway": "/spec/wasm/0/config",
 }
+# The only fields an overlay may set differently from envoy/tollgate.json
+# (tests/deploy_manifests.rs has the same list).
+PER_DOOR_FIELDS = ("authority.cluster", "authority.host")
+
+
+class OverrideError(Exception):
+    pass
+
+
+def leaves(override, prefix=""):
+    """(dotted path, value) of every non-object value of an override."""
+    if not isinstance(override, dict) or not override:
+        raise OverrideError(f"{prefix or 'the override'}: must be a non-empty JSON object")
+    for k, v in override.items():
+        path = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict):
+            yield from leaves(v, path)
+        else:
+            yield path, v
+
+
+def apply_override(doc, override):
+    """envoy/tollgate.json's document with the override's fields replaced.
+    Raises OverrideError for a field that is not per-door or that the
+    document does not have."""
+    out = copy.deepcopy(doc)
+    for path, value in leaves(override):
+        if path not in PER_DOOR_FIELDS:
+            raise OverrideError(
+                f"{path}: not a per-door field (only {', '.join(PER_DOOR_FIELDS)}); "
+                "change envoy/tollgate.json instead")
+        *parents, last = path.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise OverrideError(f"{path}: envoy/tollgate.json has no such field to override")
+        if type(value) is not type(node[last]):
+            raise OverrideError(f"{path}: {type(value).__name__} where envoy/tollgate.json has "
+                                f"{type(node[last]).__name__}")
+        node[last] = value
+    return out
+
+
+def override_path(overlay):
+    return OVERLAYS / overlay / OVERRIDE
+
+
+def load_override(overlay):
+    f = override_path(overlay)
+    if not f.exists():
+        raise OverrideError("missing (every overlay names its authority cluster and host)")
+    try:
+        return json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise OverrideError(str(e)) from None
+
+
+def expected_document(overlay, doc=None):
+    """The document the overlay must carry: envoy/tollgate.json + its override."""
+    if doc is None:
+        doc = json.loads(SOURCE.read_text())
+    try:
+        return apply_override(doc, load_override(overlay))
+    except OverrideError as e:
+        raise OverrideError(f"{override_path(overlay).relative_to(ROOT)}: {e}") from None
 
 
 def render(doc, path):
@@ -30,23 +110,27 @@ def render(doc, path):
 def main(argv):
     check = "--check" in argv
     doc = json.loads(SOURCE.read_text())
-    stale = []
-    for target, path in TARGETS.items():
-        want = render(doc, path)
+    problems = []
+    for overlay, path in TARGETS.items():
+        target = OVERLAYS / overlay / PATCH
+        rel = target.relative_to(ROOT)
+        try:
+            want = render(expected_document(overlay, doc), path)
+        except OverrideError as e:
+            problems.append(str(e))
+            continue
         have = target.read_text() if target.exists() else None
         if have == want:
             continue
         if check:
-            stale.append(target.relative_to(ROOT))
+            problems.append(f"{rel} differs from envoy/tollgate.json + {overlay}/{OVERRIDE}: "
+                            "run scripts/deploy/sync-plugin-config.py")
         else:
             target.write_text(want)
-            print(f"wrote {target.relative_to(ROOT)}")
-    if stale:
-        for t in stale:
-            print(f"{t} differs from envoy/tollgate.json: run scripts/deploy/sync-plugin-config.py",
-                  file=sys.stderr)
-        return 1
-    return 0
+            print(f"wrote {rel}")
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

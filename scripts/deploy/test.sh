@@ -49,17 +49,18 @@ run "compose: docker-compose config validates" \
 run "compose: services, mounts, addresses, Dockerfile, .dockerignore" $CHECK compose
 run "compose: envoy.yaml as compose renders it loads in Envoy" \
   bash -c "scripts/deploy/compose-envoy.sh envoy/envoy.yaml '$TMP/compose-envoy.yaml' && $(declare -f envoy_validate); ENVOY=$ENVOY TMP=$TMP envoy_validate '$TMP/compose-envoy.yaml'"
-run "envoy: envoy.yaml's filter document = envoy/tollgate.json" $CHECK envoy-yaml
+run "envoy: envoy.yaml's document = tollgate.json, its cluster, XFF" $CHECK envoy-yaml
 
 # Kubernetes
 for dir in base overlays/istio overlays/envoy-gateway; do
   run "k8s $dir: kubectl kustomize builds" $CHECK kustomize "$dir"
   run "k8s $dir: core kinds (k8s 1.30 schema, references)" $CHECK core "$dir"
 done
-run "k8s: plugin-config patches = envoy/tollgate.json" $PY scripts/deploy/sync-plugin-config.py --check
+run "k8s: plugin-config patches = tollgate.json + per-door override" \
+  $PY scripts/deploy/sync-plugin-config.py --check
 for ov in istio envoy-gateway; do
   run "k8s $ov: custom resources vs vendored CRD schemas" $CHECK crd "overlays/$ov"
-  run "k8s $ov: filter document, secret env, authority cluster" $CHECK plugin-config "overlays/$ov"
+  run "k8s $ov: filter document, secret env, authority cluster/host" $CHECK plugin-config "overlays/$ov"
   run "k8s $ov: real Envoy loads the manifest's document" \
     bash -c "$CHECK render-envoy overlays/$ov '$TMP/$ov-envoy.yaml' && $(declare -f envoy_validate); ENVOY=$ENVOY TMP=$TMP envoy_validate '$TMP/$ov-envoy.yaml'"
 done
