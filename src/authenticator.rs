@@ -363,7 +363,8 @@ fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<
         });
     }
     let unchanged = cookies.len() == 1 && rest.as_deref() == Some(cookies[0]);
-    if !(cookies.is_empty() && rest.as_deref().is_none_or(str::is_empty)) && !unchanged {
+    let no_cookies_at_all = cookies.is_empty() && rest.as_deref().is_none_or(str::is_empty);
+    if !unchanged && !no_cookies_at_all {
         ops.push(match rest {
             Some(r) if !r.is_empty() => HeaderOp::Set("cookie".into(), r),
             _ => HeaderOp::Remove("cookie".into()),

@@ -372,18 +372,25 @@ impl Worker {
             self.poll_feed(ctx, now);
         }
         self.tick_refreshes(ctx, now);
+        // Live checks whose answer never came (the leader's request went
+        // away and Envoy cancelled its callout): 503 for everyone waiting.
         let overdue = self.state.borrow_mut().checks.overdue(now);
-        for (group, _) in overdue {
-            // Re-insert nothing: finish_check finds the group gone; deny each.
+        for (_, ids) in overdue {
             let waiting: Vec<(u32, Paused)> = {
                 let mut st = self.state.borrow_mut();
-                let ids = st.checks.finish(&group);
                 ids.into_iter().filter_map(|id| st.paused.remove(&id).map(|p| (id, p))).collect()
             };
             for (id, p) in waiting {
                 let d = Decision::Deny(authenticator::Denial { reason: DenyReason::Unavailable("authority unavailable for live check") });
                 self.carry_out(ctx, id, p, d, now, true);
             }
+        }
+        // Callouts Envoy will never answer (cancelled with their request).
+        let horizon = self.authority().map_or(1000, |a| a.timeout_ms) * 4;
+        let mut st = self.state.borrow_mut();
+        st.callouts.retain(|_, c| now.saturating_sub(c.started_ms) < horizon);
+        if st.feed_in_flight && !st.callouts.values().any(|c| matches!(c.what, Callout::Feed)) {
+            st.feed_in_flight = false;
         }
     }
 
