@@ -128,7 +128,8 @@ fn refresh_table() {
     let good = token(|_| {});
     let need = |optional, header_mode| Decision::Refresh(RefreshNeed { refresh_token: "R1".into(), header_mode, optional });
     // (case, headers, decision)
-    let cases: Vec<(&str, Vec<(String, String)>, Decision)> = vec![
+    type Headers = Vec<(String, String)>;
+    let cases: Vec<(&str, Headers, Decision)> = vec![
         ("expired access cookie, refresh cookie", headers(&[("cookie", &format!("tg_access={expired}; tg_refresh=R1"))]), need(false, false)),
         ("access cookie dropped, refresh cookie", headers(&[("cookie", "tg_refresh=R1; theme=dark")]), need(false, false)),
         ("inside refresh_before", headers(&[("cookie", &format!("tg_access={ending}; tg_refresh=R1"))]), need(true, false)),
