@@ -9,7 +9,8 @@
 //! them lower-case anyway) and every value is kept, in arrival order, so a
 //! test can see duplicates. Keep-alive is supported (Envoy pools upstream
 //! connections); request bodies (`content-length` or chunked) are read and
-//! discarded. std only: one thread per connection.
+//! returned as `"body"` (UTF-8, lossy), so a test can see that a body arrived
+//! intact. std only: one thread per connection.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -60,11 +61,11 @@ fn handle(stream: TcpStream) -> io::Result<()> {
         let Some(head) = read_head(&mut reader)? else {
             return Ok(());
         };
-        read_body(&mut reader, &head.headers)?;
+        let body = read_body(&mut reader, &head.headers)?;
         let close = head.headers.iter().any(|(n, v)| {
             n == "connection" && v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
         });
-        let body = describe(&head);
+        let body = describe(&head, &body);
         let mut out = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
             body.len()
@@ -83,12 +84,14 @@ fn handle(stream: TcpStream) -> io::Result<()> {
 }
 
 /// The JSON description of a request.
-fn describe(head: &Head) -> String {
+fn describe(head: &Head, body: &[u8]) -> String {
     let mut headers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (n, v) in &head.headers {
         headers.entry(n.as_str()).or_default().push(v.as_str());
     }
-    serde_json::json!({ "method": head.method, "path": head.path, "headers": headers }).to_string()
+    let body = String::from_utf8_lossy(body);
+    serde_json::json!({ "method": head.method, "path": head.path, "headers": headers, "body": body })
+        .to_string()
 }
 
 /// Reads one request line and its headers; `None` at a clean end of stream.
@@ -135,7 +138,8 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     }))
 }
 
-fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> io::Result<()> {
+fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
     let chunked = headers
         .iter()
         .any(|(n, v)| n == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
@@ -152,11 +156,14 @@ fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> io::Res
                 loop {
                     line.clear();
                     if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                        return Ok(());
+                        return Ok(body);
                     }
                 }
             }
-            io::copy(&mut reader.by_ref().take(size as u64 + 2), &mut io::sink())?;
+            let mut chunk = Vec::new();
+            reader.by_ref().take(size as u64 + 2).read_to_end(&mut chunk)?;
+            chunk.truncate(size);
+            body.extend_from_slice(&chunk);
         }
     }
     let len = headers
@@ -164,6 +171,6 @@ fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> io::Res
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.parse::<u64>().ok())
         .unwrap_or(0);
-    io::copy(&mut reader.by_ref().take(len), &mut io::sink())?;
-    Ok(())
+    reader.by_ref().take(len).read_to_end(&mut body)?;
+    Ok(body)
 }

@@ -358,6 +358,33 @@ impl Envoy {
             .collect()
     }
 
+    /// Envoy's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.id())
+    }
+
+    /// Envoy's resident set size in KiB (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.pid().expect("Envoy is running");
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+    }
+
+    /// One stat by its exact name (0 when absent), e.g.
+    /// `wasmcustom.tollgate.refresh.ok`.
+    pub fn stat(&self, name: &str) -> u64 {
+        self.stats(name).get(name).copied().unwrap_or(0)
+    }
+
     /// Everything Envoy logged so far (Envoy flushes its log file
     /// periodically; call [`Envoy::stop`] first for a complete log).
     pub fn log(&self) -> String {
@@ -485,7 +512,7 @@ type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
 /// `PR_SET_PDEATHSIG` so the kernel kills the child when that thread (that
 /// is, the process) dies. Spawning from a test's own thread would not do: the
 /// signal fires when the *thread* that forked exits.
-fn spawn_tied(command: Command) -> io::Result<Child> {
+pub fn spawn_tied(command: Command) -> io::Result<Child> {
     static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
     let spawner = SPAWNER.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<SpawnJob>();

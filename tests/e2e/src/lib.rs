@@ -7,14 +7,26 @@
 //!   (optionally) the filter document replaced;
 //! - [`envoy`]: start / validate / stop Envoy, bounded and leak-free;
 //! - [`http`]: a raw client that sends exactly what a test asks for;
-//! - [`tokens`]: tokens for the demo configuration.
+//! - [`tokens`]: tokens for the demo configuration;
+//! - [`authority`]: the real `tollgate-authority` on SQLite or Redis
+//!   ([`redis`]: a `redis-server` of the test's own), killable and
+//!   restartable mid-test;
+//! - [`faults`]: a fault-injecting proxy between Envoy and the authority;
+//! - [`callouts`]: the demo document with test intervals and the bounds it
+//!   implies, bounded polling, `Set-Cookie` reading.
 //!
 //! Prerequisites: `make build` (the module at
 //! `target/wasm32-wasip1/release/tollgate.wasm` and Envoy in `.venv`, or
-//! `TOLLGATE_ENVOY`). Missing prerequisites fail the tests, never skip them.
+//! `TOLLGATE_ENVOY`) and, for the callout tests, `make bins` (the authority
+//! at `target/debug/tollgate-authority`, or `TOLLGATE_AUTHORITY`) and
+//! `redis-server`. Missing prerequisites fail the tests, never skip them.
 //! Set `TOLLGATE_E2E_KEEP=1` to keep every Envoy's temp dir (config, logs).
 
+pub mod authority;
+pub mod callouts;
 pub mod echo;
+pub mod faults;
+pub mod redis;
 pub mod envoy;
 pub mod http;
 pub mod render;

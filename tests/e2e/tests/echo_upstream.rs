@@ -50,6 +50,7 @@ fn echo_upstream_binary_echoes_method_path_and_every_header_value() {
     let json = r.json();
     assert_eq!(json["method"], "POST");
     assert_eq!(json["path"], "/a//b?x=1&y");
+    assert_eq!(json["body"], "hello");
     assert_eq!(json["headers"]["x-dup"], serde_json::json!(["one", "two"]));
     assert_eq!(json["headers"]["content-length"], serde_json::json!(["5"]));
     assert_eq!(json["headers"]["connection"], serde_json::json!(["close"]));

@@ -1,0 +1,242 @@
+//! A fault-injecting HTTP/1.1 proxy between Envoy's `authority` cluster and
+//! the real authority. In [`Fault::PassThrough`] it forwards every request
+//! unchanged (the real authority stays the source of truth) and counts them
+//! by path; the other modes break the authority in one defined way each.
+//!
+//! Envoy keeps upstream connections alive, so the proxy serves keep-alive
+//! downstream and makes one connection per request upstream.
+
+use crate::http::{self, Request};
+use std::collections::BTreeMap;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// How the proxy (that is, "the authority", as Envoy sees it) behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward to the real authority. If it is down, close the connection.
+    PassThrough,
+    /// Nothing listens: connections are refused (open ones are closed).
+    Refuse,
+    /// Hold each request this long before forwarding it.
+    Delay(Duration),
+    /// Answer every request with this status and a non-JSON body.
+    Status(u16),
+    /// Answer 200 `application/json` with a body that is not JSON.
+    Garbage,
+    /// Answer 200 `application/json` with a body of this many bytes.
+    Oversized(usize),
+}
+
+struct Shared {
+    fault: Mutex<Fault>,
+    target: Mutex<SocketAddr>,
+    /// Requests received, by path without the query.
+    counts: Mutex<BTreeMap<String, u64>>,
+    stop: AtomicBool,
+}
+
+/// The proxy. Stops on drop.
+pub struct FaultProxy {
+    pub port: u16,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// A proxy on a free loopback port forwarding to `target`.
+    pub fn start(target: SocketAddr) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().expect("address").port();
+        let shared = Arc::new(Shared {
+            fault: Mutex::new(Fault::PassThrough),
+            target: Mutex::new(target),
+            counts: Mutex::new(BTreeMap::new()),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        thread::Builder::new()
+            .name("fault-proxy".into())
+            .spawn(move || accept_loop(Some(listener), port, s))
+            .expect("spawn the fault proxy");
+        FaultProxy { port, shared }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.shared.fault.lock().unwrap() = fault;
+        // Let the accept loop close or reopen the listener.
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    pub fn fault(&self) -> Fault {
+        *self.shared.fault.lock().unwrap()
+    }
+
+    /// Requests received so far for `path` (query excluded).
+    pub fn count(&self, path: &str) -> u64 {
+        self.shared.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.shared.counts.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn fault(s: &Shared) -> Fault {
+    *s.fault.lock().unwrap()
+}
+
+fn accept_loop(mut listener: Option<TcpListener>, port: u16, s: Arc<Shared>) {
+    while !s.stop.load(Ordering::SeqCst) {
+        if fault(&s) == Fault::Refuse {
+            // Closing the listening socket: new connections are refused.
+            listener = None;
+            thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        let l = match &listener {
+            Some(l) => l,
+            None => match TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => {
+                    l.set_nonblocking(true).expect("nonblocking listener");
+                    listener.insert(l)
+                }
+                Err(_) => {
+                    thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+            },
+        };
+        l.set_nonblocking(true).expect("nonblocking listener");
+        match l.accept() {
+            Ok((stream, _)) => {
+                let s = s.clone();
+                thread::spawn(move || {
+                    let _ = serve(stream, &s);
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(2))
+            }
+            Err(_) => thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+/// One downstream (Envoy) connection: requests until it closes.
+fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    loop {
+        let Some(req) = read_request(&mut reader)? else { return Ok(()) };
+        let path = req.target.split('?').next().unwrap_or("").to_owned();
+        *s.counts.lock().unwrap().entry(path).or_default() += 1;
+        let answer = match fault(s) {
+            Fault::Refuse => return Ok(()),
+            Fault::PassThrough => forward(s, &req),
+            Fault::Delay(d) => {
+                thread::sleep(d);
+                forward(s, &req)
+            }
+            Fault::Status(code) => Some(raw(code, "text/html", b"<html><body>authority is having a bad day</body></html>")),
+            Fault::Garbage => Some(raw(200, "application/json", b"<html>\x00\xff not json {{{")),
+            Fault::Oversized(n) => {
+                let mut body = Vec::with_capacity(n);
+                body.extend_from_slice(b"{\"pad\":\"");
+                body.resize(n - 2, b'a');
+                body.extend_from_slice(b"\"}");
+                Some(raw(200, "application/json", &body))
+            }
+        };
+        match answer {
+            Some(bytes) => {
+                writer.write_all(&bytes)?;
+                writer.flush()?;
+            }
+            // The authority is down: so is this connection.
+            None => return Ok(()),
+        }
+    }
+}
+
+fn raw(status: u16, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Forwards `req` to the real authority; `None` when it cannot be reached.
+fn forward(s: &Shared, req: &Request) -> Option<Vec<u8>> {
+    let target = *s.target.lock().unwrap();
+    let r = http::send(target, req).ok()?;
+    let mut out = format!("HTTP/1.1 {} X\r\n", r.status);
+    for (n, v) in &r.headers {
+        if !matches!(
+            n.as_str(),
+            "connection" | "content-length" | "transfer-encoding" | "keep-alive"
+        ) {
+            out.push_str(&format!("{n}: {v}\r\n"));
+        }
+    }
+    out.push_str(&format!("content-length: {}\r\n\r\n", r.body.len()));
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&r.body);
+    Some(bytes)
+}
+
+/// Reads one request (head and `content-length` body); `None` at a clean end.
+fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        if !line.trim_end().is_empty() {
+            break;
+        }
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line"));
+    };
+    let mut req = Request::new(method, target);
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            break;
+        }
+        let Some((name, value)) = l.split_once(':') else { continue };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
+        if name == "content-length" {
+            len = value.parse().unwrap_or(0);
+        }
+        // The client sets Host, Content-Length and Connection itself.
+        if !matches!(name.as_str(), "host" | "content-length" | "connection" | "transfer-encoding") {
+            req = req.header(&name, &value);
+        }
+    }
+    let mut body = vec![0u8; len];
+    reader.read_exact(&mut body)?;
+    Ok(Some(req.body(&body)))
+}
