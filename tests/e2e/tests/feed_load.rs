@@ -1,0 +1,187 @@
+//! The revocation feed under load: 10,000 revocations at the real authority
+//! while requests with valid and revoked tokens flow through a real Envoy
+//! (`--concurrency 2`). No revoked token passes once the bound has passed
+//! since its revocation; the edge's set reaches the expected size; Envoy's
+//! memory stays bounded.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+use tollgate::token::Claims;
+use tollgate_e2e::authority::{Authority, Settings, Store};
+use tollgate_e2e::callouts::{self, api, assert_no_crash, poll, Timing};
+use tollgate_e2e::{http, tokens, Request};
+
+const REVOCATIONS: usize = 10_000;
+const ADMIN_CLIENTS: usize = 8;
+
+/// Revocation `i`: even → subject `load-<i>`; odd → session `load-<i>` of
+/// subject `load-user`. The token is what the authority would have issued
+/// before any bump (`ver` 0).
+fn token(i: usize) -> String {
+    let claims = if i % 2 == 0 {
+        Claims { ver: 0, ..tokens::claims(&format!("load-{i}")) }
+    } else {
+        Claims { ver: 0, sid: Some(format!("load-{i}")), ..tokens::claims("load-user") }
+    };
+    tokens::mint(&claims)
+}
+
+fn revoke_path(i: usize) -> String {
+    if i % 2 == 0 {
+        format!("/v1/subjects/load-{i}/revoke")
+    } else {
+        format!("/v1/sessions/load-{i}/revoke")
+    }
+}
+
+/// A tiny xorshift: which revoked token to try next.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn ten_thousand_revocations_while_traffic_flows() {
+    let authority = Authority::start(Store::Sqlite, Settings::default());
+    let doc = callouts::document(200, 5000, 1000);
+    let timing = Timing::of(&doc);
+    let bound = timing.revocation_bound();
+    let bob = authority.mint("bob", "read");
+    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), bound * 4);
+    let admin = authority.admin_token();
+    let tokens: Arc<Vec<String>> = Arc::new((0..REVOCATIONS).map(token).collect());
+    // A few tokens pass before their revocation.
+    for i in [0, 1, REVOCATIONS - 2, REVOCATIONS - 1] {
+        assert_eq!(envoy.send(&api(&tokens[i])).status, 200);
+    }
+    let rss_before = envoy.rss_kib();
+
+    let start = Instant::now();
+    // When each revocation call returned (ms since `start`; 0 = not yet).
+    let revoked_at: Arc<Vec<AtomicU64>> = Arc::new((0..REVOCATIONS).map(|_| AtomicU64::new(0)).collect());
+    let done = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let violations = Arc::new(Mutex::new(Vec::<String>::new()));
+    let checked = Arc::new(AtomicU64::new(0));
+    // The longest a revoked token was still seen passing (ms after its revocation).
+    let longest_pass = Arc::new(AtomicU64::new(0));
+    let bob_refused = Arc::new(Mutex::new(Vec::<String>::new()));
+
+    let admins: Vec<_> = (0..ADMIN_CLIENTS)
+        .map(|t| {
+            let (addr, admin, revoked_at, done) = (authority.addr, admin.clone(), revoked_at.clone(), done.clone());
+            thread::spawn(move || {
+                for i in (t..REVOCATIONS).step_by(ADMIN_CLIENTS) {
+                    let r = http::send(addr, &Request::post(&revoke_path(i)).bearer(&admin))
+                        .unwrap_or_else(|e| panic!("revocation {i}: {e}"));
+                    assert_eq!(r.status, 200, "revocation {i}: {r}");
+                    revoked_at[i].store(start.elapsed().as_millis() as u64 + 1, Ordering::SeqCst);
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    // Two clients try revoked tokens (and bob's valid one) all along.
+    let checkers: Vec<_> = (0..2u64)
+        .map(|c| {
+            let longest_pass = longest_pass.clone();
+            let (listener, tokens, revoked_at, stop, violations, checked, bob, bob_refused) = (
+                envoy.listener,
+                tokens.clone(),
+                revoked_at.clone(),
+                stop.clone(),
+                violations.clone(),
+                checked.clone(),
+                bob.clone(),
+                bob_refused.clone(),
+            );
+            thread::spawn(move || {
+                let mut seed = 0x9e37_79b9_7f4a_7c15 ^ (c + 1);
+                while !stop.load(Ordering::SeqCst) {
+                    let i = (next(&mut seed) % REVOCATIONS as u64) as usize;
+                    let at = revoked_at[i].load(Ordering::SeqCst);
+                    let sent = start.elapsed();
+                    let r = http::send(listener, &api(&tokens[i])).expect("request through Envoy");
+                    checked.fetch_add(1, Ordering::SeqCst);
+                    if at > 0 && r.status == 200 {
+                        let after = sent.saturating_sub(Duration::from_millis(at));
+                        longest_pass.fetch_max(after.as_millis() as u64, Ordering::SeqCst);
+                    }
+                    if at > 0 && r.status == 200 && sent > Duration::from_millis(at) + bound {
+                        violations.lock().unwrap().push(format!(
+                            "token {i} allowed {:?} after its revocation",
+                            sent - Duration::from_millis(at)
+                        ));
+                    }
+                    if !matches!(r.status, 200 | 401) {
+                        violations.lock().unwrap().push(format!("token {i}: {r}"));
+                    }
+                    let r = http::send(listener, &api(&bob)).expect("request through Envoy");
+                    if r.status != 200 {
+                        bob_refused.lock().unwrap().push(r.text());
+                    }
+                }
+            })
+        })
+        .collect();
+
+    for a in admins {
+        a.join().expect("admin client");
+    }
+    let bumped_in = start.elapsed();
+    assert_eq!(done.load(Ordering::SeqCst), REVOCATIONS);
+    assert!(bumped_in < Duration::from_secs(90), "10,000 revocations took {bumped_in:?}");
+
+    // Every worker's set reaches the expected size within the bound.
+    let entries = poll(bound * 3, Duration::from_millis(20), || {
+        (envoy.stat("wasmcustom.tollgate.revocation.entries") >= REVOCATIONS as u64).then_some(())
+    });
+    let entries_after = entries.map(|(_, took)| took);
+    // Then every revoked token is refused: a sample of 1,000, spread.
+    // (Computed wait: until the bound has passed since the last revocation.)
+    thread::sleep((bumped_in + bound).saturating_sub(start.elapsed()));
+    stop.store(true, Ordering::SeqCst);
+    for c in checkers {
+        c.join().expect("checker");
+    }
+    let mut passed = Vec::new();
+    for i in (0..REVOCATIONS).step_by(10) {
+        let r = envoy.send(&api(&tokens[i]));
+        if r.status != 401 || r.json()["error_description"] != "token revoked" {
+            passed.push(format!("token {i}: {}", r.status));
+        }
+    }
+    let rss_after = envoy.rss_kib();
+    let gauge = envoy.stat("wasmcustom.tollgate.revocation.entries");
+    let violations = violations.lock().unwrap().clone();
+    let bob_refused = bob_refused.lock().unwrap().clone();
+    eprintln!(
+        "REPORT feed under load: {REVOCATIONS} revocations in {bumped_in:?} ({:.0}/s, {ADMIN_CLIENTS} admin clients); \
+         {} checked requests during the load, {} late passes, longest pass after a revocation {} ms (bound {bound:?}); entries gauge {gauge} (reached {REVOCATIONS} {:?} after the last revocation); \
+         Envoy RSS {rss_before} KiB → {rss_after} KiB (+{} KiB); sync ok {} failed {}",
+        REVOCATIONS as f64 / bumped_in.as_secs_f64(),
+        checked.load(Ordering::SeqCst),
+        violations.len(),
+        longest_pass.load(Ordering::SeqCst),
+        entries_after,
+        rss_after.saturating_sub(rss_before),
+        envoy.stat("wasmcustom.tollgate.revocation.sync_ok"),
+        envoy.stat("wasmcustom.tollgate.revocation.sync_failed"),
+    );
+    assert!(violations.is_empty(), "{} violations: {:?}", violations.len(), &violations[..violations.len().min(10)]);
+    assert!(bob_refused.is_empty(), "bob was refused {} times: {:?}", bob_refused.len(), &bob_refused[..bob_refused.len().min(5)]);
+    assert!(passed.is_empty(), "revoked tokens still pass after the bound: {passed:?}");
+    assert_eq!(gauge, REVOCATIONS as u64, "the edge holds exactly the {REVOCATIONS} live entries");
+    assert!(entries_after.is_some(), "the entries gauge never reached {REVOCATIONS}");
+    // 10,000 entries are about a megabyte of JSON in shared data plus each
+    // worker's map: growth beyond 64 MiB would be a leak.
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "Envoy grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    assert_no_crash(&envoy.stop());
+}
