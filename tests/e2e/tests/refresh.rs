@@ -265,3 +265,32 @@ fn two_edges_refresh_one_token_together_and_a_late_replay_revokes_the_family_eve
 fn api_cookie(cookie: &str) -> Request {
     Request::get("/api/items").header("Cookie", cookie)
 }
+
+#[test]
+fn an_api_client_in_header_mode_gets_the_new_pair_in_response_headers() {
+    let authority = Authority::start(Store::Sqlite, Settings::default());
+    let doc = callouts::document(200, 5000, 500);
+    let timing = Timing::of(&doc);
+    let bob = authority.mint("bob", "read");
+    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_bound() * 4);
+    let login = authority.login_alice();
+    let expired = expired_copy(&login.access_token);
+    let req = Request::post("/api/items")
+        .bearer(&expired)
+        .header("X-Tollgate-Refresh-Token", &login.refresh_token)
+        .secret(&login.refresh_token)
+        .body(b"{\"n\":1}");
+    let r = envoy.send(&req);
+    assert_eq!(r.status, 200, "{r}");
+    let access = r.header("x-tollgate-access-token").unwrap_or_else(|| panic!("no new access token: {r}")).to_owned();
+    let refresh = r.header("x-tollgate-refresh-token").unwrap_or_else(|| panic!("no new refresh token: {r}")).to_owned();
+    assert!(set_cookies(&r).is_empty(), "header mode sets no cookies: {r}");
+    assert_ne!(refresh, login.refresh_token);
+    assert_eq!(r.upstream_header("authorization"), [format!("Bearer {access}")], "the new token goes upstream");
+    assert!(r.upstream_header("x-tollgate-refresh-token").is_empty(), "the refresh token never reaches the upstream");
+    assert_eq!(r.json()["body"], "{\"n\":1}");
+    // The new pair works: the access token at the edge, the refresh token at the authority.
+    assert_eq!(envoy.send(&api(&access)).status, 200);
+    assert_eq!(authority.refresh(&refresh).status, 200);
+    assert_no_crash(&envoy.stop());
+}
