@@ -226,6 +226,15 @@ fn every_authority_failure_is_a_defined_answer_in_bounded_time_and_the_edge_reco
     report.push(format!("{:<24} {p:?}", "authority killed"));
 
     assert_eq!((rig.strict.pid(), rig.lenient.pid()), pids, "the same Envoy processes throughout");
+    // Both edges sync again (the lenient one never went stale, so its
+    // requests alone do not show it).
+    for (name, envoy) in [("strict", &rig.strict), ("lenient", &rig.lenient)] {
+        let ok = envoy.stat("wasmcustom.tollgate.revocation.sync_ok");
+        let again = poll(timing.recovery_bound(), Duration::from_millis(20), || {
+            (envoy.stat("wasmcustom.tollgate.revocation.sync_ok") > ok).then_some(())
+        });
+        assert!(again.is_some(), "the {name} edge does not sync again: {:?}", interesting(envoy));
+    }
     eprintln!(
         "REPORT failures (timeout {TIMEOUT_MS} ms; bounds: stale {:?}, callout {:?}, recovery {:?}); proxy saw {:?}\n  {}\n  strict: {:?}\n  lenient: {:?}",
         timing.staleness_bound(),
