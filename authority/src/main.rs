@@ -52,6 +52,8 @@ enum Command {
         /// Space-separated scopes.
         #[arg(long, default_value = "")]
         scope: String,
+        /// Lifetime in seconds, 1..=86400. Every later bump's feed entry lives
+        /// at least this long; for longer-lived credentials use `api-token create`.
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
         #[arg(long)]
@@ -166,7 +168,10 @@ async fn authority(cfg: &Config) -> Fallible<Authority> {
         None => Directory::demo(),
     };
     let store = open_store(cfg).await?;
-    Ok(Authority::new(store, Settings::from_config(cfg), keys, directory))
+    let auth = Authority::new(store, Settings::from_config(cfg), keys, directory);
+    // Record this access-token lifetime before issuing anything with it.
+    auth.init().await?;
+    Ok(auth)
 }
 
 async fn shutdown_signal() {

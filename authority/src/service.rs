@@ -27,6 +27,34 @@ const MAX_REFRESH_ROUNDS: usize = 16;
 pub const MAX_VERSION_KEYS: usize = 64;
 /// Largest API token hosts list.
 const MAX_HOSTS: usize = 64;
+/// Longest `mint --ttl-secs` (a day). Every bump's feed entry lives at least
+/// as long as the longest minted token, so this bounds the feed; longer-lived
+/// credentials are API tokens (revocable on their own `sid`).
+pub const MAX_MINT_TTL_SECS: u64 = 24 * 3600;
+
+/// Why `mint` refused.
+#[derive(Debug)]
+pub enum MintError {
+    Invalid(String),
+    Store(StoreError),
+}
+
+impl std::fmt::Display for MintError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            MintError::Invalid(m) => f.write_str(m),
+            MintError::Store(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for MintError {}
+
+impl From<StoreError> for MintError {
+    fn from(e: StoreError) -> MintError {
+        MintError::Store(e)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -256,6 +284,12 @@ impl Authority {
         Authority { store, settings, keys, verifier, directory: Arc::new(directory), metrics: Arc::new(Metrics::default()) }
     }
 
+    /// Startup: records this configuration's access-token lifetime in the
+    /// store (see [`Store::raise_ttl_max`]).
+    pub async fn init(&self) -> Result<(), StoreError> {
+        self.timed("raise_ttl_max", self.store.raise_ttl_max(self.settings.access_ttl_secs)).await.map(|_| ())
+    }
+
     async fn timed<T>(
         &self,
         op: &'static str,
@@ -445,11 +479,14 @@ impl Authority {
     }
 
     /// Bumps a version key. Entries outlive every access token issued
-    /// before the bump (plus the clock skew).
+    /// before the bump (plus the clock skew): the store adds the longest
+    /// access-token lifetime it has recorded ([`Authority::init`],
+    /// [`Authority::mint_for`]), not just this instance's `access_ttl_secs`.
     pub async fn bump(&self, key: &VersionKey, only_if_min: Option<u64>) -> Result<Option<Bumped>, StoreError> {
         let now_s = now_secs();
         let req = BumpRequest {
-            base_expires_at: now_s + self.settings.access_ttl_secs + self.settings.clock_skew_secs,
+            access_ttl_secs: self.settings.access_ttl_secs,
+            skew_secs: self.settings.clock_skew_secs,
             now_secs: now_s,
             now_us: now_us(),
             only_if_min,
@@ -530,11 +567,19 @@ impl Authority {
     }
 
     /// Mints an access token for `sub` (CLI `mint`), with the current version.
-    pub async fn mint_for(&self, sub: &str, scope: &str, ttl_secs: u64, sid: Option<&str>) -> Result<String, StoreError> {
-        let mut keys = vec![VersionKey::subject(sub).map_err(|e| StoreError::Backend(e.description().into()))?];
-        if let Some(sid) = sid {
-            keys.push(VersionKey::session(sid).map_err(|e| StoreError::Backend(e.description().into()))?);
+    /// `ttl_secs` is 1..=[`MAX_MINT_TTL_SECS`]; it is recorded in the store
+    /// first, so later bumps' feed entries outlive this token.
+    pub async fn mint_for(&self, sub: &str, scope: &str, ttl_secs: u64, sid: Option<&str>) -> Result<String, MintError> {
+        if ttl_secs == 0 || ttl_secs > MAX_MINT_TTL_SECS {
+            return Err(MintError::Invalid(format!(
+                "ttl_secs must be within 1..={MAX_MINT_TTL_SECS}; use an API token for longer-lived credentials"
+            )));
         }
+        let mut keys = vec![VersionKey::subject(sub).map_err(|e| MintError::Invalid(format!("sub: {}", e.description())))?];
+        if let Some(sid) = sid {
+            keys.push(VersionKey::session(sid).map_err(|e| MintError::Invalid(format!("sid: {}", e.description())))?);
+        }
+        self.timed("raise_ttl_max", self.store.raise_ttl_max(ttl_secs)).await?;
         let ver = self.versions(&keys).await?.into_iter().max().unwrap_or(0);
         let now = now_secs();
         let c = self.claims(sub, scope, now, Some(now + ttl_secs), random_id::<16>(""), ver, sid.map(str::to_owned));

@@ -63,6 +63,25 @@ fn mint_inspect_revoke_and_api_tokens() {
     assert!(run(d, &["revoke", "session", "s_x"]).status.success());
 }
 
+/// H1: `mint --ttl-secs` is bounded (a day); its lifetime is recorded so a
+/// later bump's feed entry outlives the minted token.
+#[test]
+fn mint_lifetime_is_bounded_and_outlived_by_bumps() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    for bad in ["0", "86401", "31536000"] {
+        let o = run(d, &["mint", "--sub", "root", "--ttl-secs", bad]);
+        assert!(!o.status.success(), "--ttl-secs {bad} accepted");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("ttl_secs"), "{o:?}");
+    }
+    assert!(run(d, &["mint", "--sub", "root", "--scope", "tollgate:admin", "--ttl-secs", "7200"]).status.success());
+    let rev = run(d, &["revoke", "subject", "root"]);
+    assert!(rev.status.success(), "{rev:?}");
+    let b: Value = serde_json::from_str(&stdout(&rev)).expect("json");
+    let now = tollgate_authority::util::now_secs();
+    assert!(b["expires_at"].as_u64().expect("expires_at") + 1 >= now + 7200, "{b}");
+}
+
 #[test]
 fn keygen_prints_a_usable_secret() {
     let dir = tempfile::tempdir().expect("dir");

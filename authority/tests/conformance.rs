@@ -318,6 +318,43 @@ async fn replayed_successor_survives_restart(mut f: Fixture) {
     assert_eq!((again.access_token, again.refresh_token), (first.access_token, first.refresh_token));
 }
 
+/// H1: a bump's feed entry must outlive every access token issued before it:
+/// minted credentials (`mint --ttl-secs`, longer than `access_ttl_secs`) and
+/// tokens issued under a longer `access_ttl_secs` before a restart.
+async fn bump_entries_outlive_every_issued_access_token(f: Fixture) {
+    let skew = settings(0).clock_skew_secs;
+    let auth = authority(f.open().await, settings(30_000));
+    auth.init().await.expect("init");
+    let root = auth.mint_for("root", "tollgate:admin", 3600, None).await.expect("mint");
+    edge_accepts(&auth, &root).await.expect("minted token valid");
+    let b = auth.revoke_key(&VersionKey::subject("root").expect("key")).await.expect("bump");
+    assert!(
+        b.expires_at.expect("expires") + 1 >= now_secs() + 3600 + skew,
+        "entry expires at {:?}, before the minted token (now {} + 3600 + {skew})",
+        b.expires_at,
+        now_secs()
+    );
+    assert_eq!(edge_accepts(&auth, &root).await, Err("token revoked".into()));
+
+    // Another store: tokens issued with 900 s, then a restart with 60 s.
+    let first = authority(f.open_other().await, settings(30_000));
+    first.init().await.expect("init");
+    let login = first.login("alice", "read", None).await.expect("login");
+    drop(first);
+    let mut short = settings(30_000);
+    short.access_ttl_secs = 60;
+    let second = authority(f.open_other().await, short);
+    second.init().await.expect("init");
+    let b = second.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    assert!(
+        b.expires_at.expect("expires") + 1 >= now_secs() + 900 + skew,
+        "entry expires at {:?}, before a 900 s token issued before the restart (now {})",
+        b.expires_at,
+        now_secs()
+    );
+    assert_eq!(edge_accepts(&second, &login.access_token).await, Err("token revoked".into()));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -348,4 +385,5 @@ conformance!(
     feed_entries_expire_but_minimums_stay,
     cursor_survives_restart_and_is_store_bound,
     replayed_successor_survives_restart,
+    bump_entries_outlive_every_issued_access_token,
 );

@@ -58,11 +58,15 @@ pub struct Expected {
     pub min_sid: u64,
 }
 
-/// Expiry used for a bump when the store knows nothing longer-lived.
+/// A bump. Its feed entry expires at `now_secs + max(access_ttl_secs,
+/// stored longest access-token lifetime) + skew_secs`, or later when an API
+/// token depends on the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BumpRequest {
-    /// Seconds; when access tokens issued before now are all expired.
-    pub base_expires_at: u64,
+    /// This instance's access-token lifetime (seconds).
+    pub access_ttl_secs: u64,
+    /// Added to the entry's lifetime (the edges' clock skew).
+    pub skew_secs: u64,
     pub now_secs: u64,
     pub now_us: u64,
     /// Apply only if the key's minimum is still this value.
@@ -133,6 +137,13 @@ pub trait Store: Send + Sync + 'static {
     /// and the token is marked revoked; for a `sub:` the entry lives as long
     /// as the subject's API tokens. `None` when `only_if_min` did not hold.
     async fn bump(&self, key: &VersionKey, req: BumpRequest) -> StoreResult<Option<Bumped>>;
+    /// Raises the stored longest lifetime (seconds) of any access token
+    /// issued with this store to at least `secs`; returns the stored value.
+    /// It never decreases, so bumps made after a restart with a shorter
+    /// `access_ttl_secs` (or after `mint --ttl-secs`) still outlive every
+    /// token issued before them. Must be durable before such a token is
+    /// handed out.
+    async fn raise_ttl_max(&self, secs: u64) -> StoreResult<u64>;
     async fn versions(&self, keys: &[VersionKey]) -> StoreResult<Vec<u64>>;
     /// Live entries after `after` (all when `None`) up to the high-water mark,
     /// read in one snapshot. `after` must already be checked `<= high_water`

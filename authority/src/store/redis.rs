@@ -85,12 +85,13 @@ return 1
 "#;
 
 const BUMP: &str = r#"
--- ARGV: P key now_us base_exp only_if_min now_s ; returns {min, exp, seq} or {}
+-- ARGV: P key now_us access_ttl only_if_min now_s skew ; returns {min, exp, seq} or {}
 local key = ARGV[2]
 local vk = P .. 'v:' .. key
 local cur = min_of(key)
 if ARGV[5] ~= '' and ARGV[5] ~= cur then return {} end
-local exp = ARGV[4]
+local ttl = math.max(tonumber(redis.call('GET', P .. 'ttl_max') or '0'), tonumber(ARGV[4]))
+local exp = string.format('%d', tonumber(ARGV[6]) + ttl + tonumber(ARGV[7]))
 if redis.call('EXISTS', vk) == 1 then exp = merge(exp, redis.call('HGET', vk, 'exp') or '') end
 local kind, id = string.sub(key, 1, 4), string.sub(key, 5)
 if kind == 'sid:' then
@@ -118,6 +119,17 @@ end
 redis.call('HSET', vk, 'min', newmin, 'exp', exp, 'seq', s)
 redis.call('ZADD', P .. 'feed', s, key)
 return {newmin, exp, s}
+"#;
+
+const RAISE_TTL_MAX: &str = r#"
+-- ARGV: P secs ; returns the stored maximum
+local cur = tonumber(redis.call('GET', P .. 'ttl_max') or '0')
+local v = tonumber(ARGV[2])
+if v > cur then
+  redis.call('SET', P .. 'ttl_max', ARGV[2])
+  return ARGV[2]
+end
+return string.format('%d', cur)
 "#;
 
 const VERSIONS: &str = r#"
@@ -177,6 +189,7 @@ struct Scripts {
     load_refresh: Script,
     apply_rotation: Script,
     bump: Script,
+    raise_ttl_max: Script,
     versions: Script,
     feed: Script,
     create_api: Script,
@@ -253,6 +266,7 @@ impl RedisStore {
                 load_refresh: script(LOAD_REFRESH),
                 apply_rotation: script(APPLY_ROTATION),
                 bump: script(BUMP),
+                raise_ttl_max: script(RAISE_TTL_MAX),
                 versions: script(VERSIONS),
                 feed: script(FEED),
                 create_api: script(CREATE_API),
@@ -443,9 +457,10 @@ impl Store for RedisStore {
             .arg(&self.prefix)
             .arg(key.to_string())
             .arg(req.now_us.to_string())
-            .arg(req.base_expires_at.to_string())
+            .arg(req.access_ttl_secs.to_string())
             .arg(req.only_if_min.map(|m| m.to_string()).unwrap_or_default())
             .arg(req.now_secs.to_string())
+            .arg(req.skew_secs.to_string())
             .invoke_async(&mut conn)
             .await
             .map_err(be)?;
@@ -457,6 +472,20 @@ impl Store for RedisStore {
             expires_at: opt_num(exp)?,
             seq: seq.parse().map_err(|_| corrupt("seq"))?,
         }))
+    }
+
+    async fn raise_ttl_max(&self, secs: u64) -> StoreResult<u64> {
+        let mut conn = self.conn.clone();
+        let v: String = self
+            .scripts
+            .raise_ttl_max
+            .arg(&self.prefix)
+            .arg(secs.to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        self.wait().await?;
+        v.parse().map_err(|_| corrupt("ttl_max"))
     }
 
     async fn versions(&self, keys: &[VersionKey]) -> StoreResult<Vec<u64>> {

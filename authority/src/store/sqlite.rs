@@ -329,7 +329,8 @@ impl Store for SqliteStore {
             if req.only_if_min.is_some_and(|m| m != current) {
                 return Ok(None);
             }
-            let mut expires = Some(req.base_expires_at);
+            let ttl = counter(&tx, "access_ttl_max")?.max(req.access_ttl_secs);
+            let mut expires = Some(req.now_secs.saturating_add(ttl).saturating_add(req.skew_secs));
             if let Some((_, old)) = existing {
                 expires = merge_expiry(expires, old.map(to_u64));
             }
@@ -368,6 +369,17 @@ impl Store for SqliteStore {
             )?;
             tx.commit()?;
             Ok(Some(Bumped { key: name, min_ver, expires_at: expires, seq }))
+        })
+        .await
+    }
+
+    async fn raise_ttl_max(&self, secs: u64) -> StoreResult<u64> {
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let v = counter(&tx, "access_ttl_max")?.max(secs);
+            set_counter(&tx, "access_ttl_max", v)?;
+            tx.commit()?;
+            Ok(v)
         })
         .await
     }
