@@ -127,6 +127,17 @@ pub fn next_seq(high_water: u64, now_us: u64) -> u64 {
     high_water.saturating_add(1).max(now_us)
 }
 
+/// A bumped key's new minimum: above every version handed out so far
+/// (`high_water`, the shared version counter), above the key's `current`
+/// minimum, and at least the current time in microseconds. The time floor
+/// keeps new minimums above versions handed out before a store lost writes
+/// (failover to a lagging replica, restore from a backup) and so fell back.
+/// Now in µs is ~1.8e15 and stays below the codec's `MAX_VERSION` (2^53 - 1,
+/// ~9.0e15) until the year 2255.
+pub fn next_min(high_water: u64, current: u64, now_us: u64) -> u64 {
+    high_water.max(current).saturating_add(1).max(now_us)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
     pub store_id: String,
@@ -228,5 +239,11 @@ mod tests {
         assert_eq!(next_seq(5, 3), 6);
         assert_eq!(next_seq(5, 100), 100);
         assert_eq!(next_seq(u64::MAX, 0), u64::MAX);
+        assert_eq!(next_min(5, 3, 0), 6);
+        assert_eq!(next_min(5, 9, 0), 10);
+        assert_eq!(next_min(5, 3, 1_000), 1_000);
+        // Year 2255 in µs still fits the codec's `ver`.
+        let y2255_us: u64 = 285 * 31_557_600 * 1_000_000;
+        assert!(next_min(0, 0, y2255_us) <= tollgate::token::claims::MAX_VERSION, "{y2255_us}");
     }
 }

@@ -355,6 +355,27 @@ async fn bump_entries_outlive_every_issued_access_token(f: Fixture) {
     assert_eq!(edge_accepts(&second, &login.access_token).await, Err("token revoked".into()));
 }
 
+/// H2: after a lost write (failover, restore) the version counter falls
+/// back; a later bump must still land above every `ver` handed out.
+async fn revocation_after_lost_writes_still_revokes(f: Fixture) {
+    let auth = authority(f.open().await, settings(30_000));
+    let alice = VersionKey::subject("alice").expect("key");
+    let b = auth.revoke_key(&alice).await.expect("bump");
+    let login = auth.login("alice", "read", None).await.expect("login");
+    let ver = edge_verifier().verify(&login.access_token, TimeCheck::Skip).expect("claims").ver;
+    assert_eq!(ver, b.min_ver);
+    f.lose_version_writes("sub:alice", b.min_ver - 1).await;
+    edge_accepts(&auth, &login.access_token).await.expect("still valid: nothing revoked it");
+    let again = auth.revoke_key(&alice).await.expect("bump");
+    assert!(again.min_ver > ver, "new minimum {} not above the handed-out ver {ver}", again.min_ver);
+    assert_eq!(edge_accepts(&auth, &login.access_token).await, Err("token revoked".into()));
+    assert_eq!(
+        grant_err(auth.refresh(login.refresh_token.as_deref().expect("rt"), None).await),
+        ("invalid_grant".into(), "refresh token revoked".into())
+    );
+    assert!(again.min_ver <= tollgate::token::claims::MAX_VERSION, "fits the codec");
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -386,4 +407,5 @@ conformance!(
     cursor_survives_restart_and_is_store_bound,
     replayed_successor_survives_restart,
     bump_entries_outlive_every_issued_access_token,
+    revocation_after_lost_writes_still_revokes,
 );

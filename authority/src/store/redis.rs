@@ -107,7 +107,9 @@ elseif kind == 'sub:' then
   for _, v in ipairs(redis.call('HVALS', P .. 'api:bysub:' .. id)) do exp = merge(exp, v) end
 end
 local hw = tonumber(redis.call('GET', P .. 'vers') or '0')
-local n = math.max(hw, tonumber(cur)) + 1
+-- crate::feed::next_min: time-based floor, so a counter that fell back
+-- (lost writes) cannot hand out a minimum below a version already issued.
+local n = math.max(hw + 1, tonumber(cur) + 1, tonumber(ARGV[3]))
 local newmin = string.format('%d', n)
 redis.call('SET', P .. 'vers', newmin)
 redis.call('INCR', P .. 'seq')

@@ -10,7 +10,7 @@ use super::{
     ApiToken, BumpRequest, Bumped, Expected, FeedPage, NewFamily, Stats, Store, StoreError,
     StoreResult,
 };
-use crate::feed::{is_live, merge_expiry, next_seq, Entry, VersionKey};
+use crate::feed::{is_live, merge_expiry, next_min, next_seq, Entry, VersionKey};
 use crate::refresh::{AccessStamp, Family, RefreshRecord, RefreshState, RefreshView, Rotation};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
@@ -357,7 +357,7 @@ impl Store for SqliteStore {
                     }
                 }
             }
-            let min_ver = counter(&tx, "ver_high_water")?.max(current) + 1;
+            let min_ver = next_min(counter(&tx, "ver_high_water")?, current, req.now_us);
             set_counter(&tx, "ver_high_water", min_ver)?;
             let seq = next_seq(counter(&tx, "seq_high_water")?, req.now_us);
             set_counter(&tx, "seq_high_water", seq)?;

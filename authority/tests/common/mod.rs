@@ -165,6 +165,30 @@ impl Fixture {
         }
     }
 
+    /// Simulates a store that lost its newest version writes (failover to a
+    /// lagging replica, restore from a backup): `key`'s minimum is gone and
+    /// the version counter is set back to `counter`.
+    pub async fn lose_version_writes(&self, key: &str, counter: u64) {
+        match self {
+            Fixture::Sqlite { dir } => {
+                let c = rusqlite::Connection::open(dir.path().join("authority.sqlite3")).expect("open sqlite");
+                c.execute("DELETE FROM versions WHERE key=?1", [key]).expect("delete");
+                c.execute("UPDATE counters SET value=?1 WHERE name='ver_high_water'", [counter as i64]).expect("counter");
+            }
+            Fixture::Redis { server, prefix } => {
+                let client = redis::Client::open(server.url()).expect("client");
+                let mut c = client.get_multiplexed_async_connection().await.expect("connect");
+                let _: () = redis::pipe()
+                    .cmd("DEL").arg(format!("{prefix}v:{key}")).ignore()
+                    .cmd("ZREM").arg(format!("{prefix}feed")).arg(key).ignore()
+                    .cmd("SET").arg(format!("{prefix}vers")).arg(counter).ignore()
+                    .query_async(&mut c)
+                    .await
+                    .expect("lose writes");
+            }
+        }
+    }
+
     /// Command-line store flags for the real binary.
     pub fn server_args(&self) -> Vec<String> {
         match self {
