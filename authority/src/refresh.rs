@@ -66,6 +66,8 @@ pub struct RefreshRecord {
 pub struct RefreshView {
     pub record: Option<RefreshRecord>,
     pub family: Option<Family>,
+    /// Hash of the family's current head refresh token.
+    pub head: Option<String>,
     pub min_sub: u64,
     pub min_sid: u64,
 }
@@ -98,9 +100,11 @@ impl Reject {
 pub enum Decision {
     /// The token is the family head: mint a successor and rotate.
     Rotate,
-    /// Presented again inside the grace window: answer with the same successor.
+    /// Presented again inside the grace window while its successor is still
+    /// the family head: answer with the same successor.
     Replay(Rotation),
-    /// Presented again after the grace window: revoke the family (bump `sid`).
+    /// Presented again after the grace window, or after its successor was
+    /// rotated itself: revoke the family (bump `sid`).
     Reuse,
     Reject(Reject),
 }
@@ -121,7 +125,13 @@ pub fn decide(view: &RefreshView, now_ms: u64, grace_ms: u64) -> Decision {
     }
     match &record.state {
         RefreshState::Active => Decision::Rotate,
-        RefreshState::Rotated(rot) if now_ms < rot.at_ms.saturating_add(grace_ms) => {
+        // Replaying a successor that was rotated since would hand out a dead
+        // pair (or, were it still honoured, a second live branch of the
+        // family): the presenter is not the one who continued the chain.
+        RefreshState::Rotated(rot)
+            if now_ms < rot.at_ms.saturating_add(grace_ms)
+                && view.head.as_deref() == Some(rot.successor_hash.as_str()) =>
+        {
             Decision::Replay(rot.clone())
         }
         RefreshState::Rotated(_) => Decision::Reuse,
@@ -196,9 +206,16 @@ mod tests {
         RefreshView {
             record: state.map(|state| RefreshRecord { sid: "s1".into(), state }),
             family: Some(family(ver)),
+            head: Some("h".into()),
             min_sub,
             min_sid,
         }
+    }
+
+    fn succ_rotated() -> RefreshView {
+        let mut v = view(Some(rotated(10_000)), 3, 3, 0);
+        v.head = Some("h2".into());
+        v
     }
 
     #[test]
@@ -218,6 +235,7 @@ mod tests {
             ("reuse long after", view(Some(rotated(10_000)), 3, 3, 0), 500_000, "reuse"),
             ("rotated, family revoked", view(Some(rotated(10_000)), 3, 3, 9), 10_001, "reject:revoked"),
             ("clock behind rotation", view(Some(rotated(10_000)), 3, 3, 0), 9_000, "replay"),
+            ("successor rotated since", succ_rotated(), 10_001, "reuse"),
         ];
         for (name, v, now, want) in cases {
             let got = match decide(&v, now, GRACE) {

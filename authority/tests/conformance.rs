@@ -376,6 +376,27 @@ async fn revocation_after_lost_writes_still_revokes(f: Fixture) {
     assert!(again.min_ver <= tollgate::token::claims::MAX_VERSION, "fits the codec");
 }
 
+/// M5: inside the grace window a rotated token replays its successor only
+/// while that successor is still the family head; once the successor was
+/// rotated itself, presenting the old token is reuse.
+async fn replay_stops_once_the_successor_rotated(f: Fixture) {
+    let auth = authority(f.open().await, settings(30_000));
+    let login = auth.login("alice", "read", None).await.expect("login");
+    let rt0 = login.refresh_token.expect("rt0");
+    let first = auth.refresh(&rt0, None).await.expect("rotate rt0");
+    let rt1 = first.refresh_token.clone().expect("rt1");
+    assert_eq!(auth.refresh(&rt0, None).await.expect("replay").refresh_token.as_deref(), Some(rt1.as_str()));
+    let second = auth.refresh(&rt1, None).await.expect("rotate rt1");
+    let rt2 = second.refresh_token.clone().expect("rt2");
+    assert_eq!(
+        grant_err(auth.refresh(&rt0, None).await),
+        ("invalid_grant".into(), "refresh token reused; session revoked".into()),
+        "rt0 replayed a successor that is no longer the head"
+    );
+    assert_eq!(grant_err(auth.refresh(&rt2, None).await), ("invalid_grant".into(), "refresh token revoked".into()));
+    assert_eq!(edge_accepts(&auth, &second.access_token).await, Err("token revoked".into()));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -408,4 +429,5 @@ conformance!(
     replayed_successor_survives_restart,
     bump_entries_outlive_every_issued_access_token,
     revocation_after_lost_writes_still_revokes,
+    replay_stops_once_the_successor_rotated,
 );

@@ -390,6 +390,7 @@ impl Store for RedisStore {
         Ok(RefreshView {
             record: Some(RefreshRecord { sid, state }),
             family,
+            head: f.get("head").cloned(),
             min_sub: msub.parse().map_err(|_| corrupt("min"))?,
             min_sid: msid.parse().map_err(|_| corrupt("min"))?,
         })

@@ -250,14 +250,17 @@ impl Store for SqliteStore {
                 }
                 _ => RefreshState::Active,
             };
-            let family = family_row(&tx, &sid)?.map(|(f, _)| f);
+            let (family, head) = match family_row(&tx, &sid)? {
+                Some((f, h)) => (Some(f), Some(h)),
+                None => (None, None),
+            };
             let min_sub = match &family {
                 Some(f) => min_of(&tx, &format!("sub:{}", f.sub))?,
                 None => 0,
             };
             let min_sid = min_of(&tx, &format!("sid:{sid}"))?;
             tx.commit()?;
-            Ok(RefreshView { record: Some(RefreshRecord { sid, state }), family, min_sub, min_sid })
+            Ok(RefreshView { record: Some(RefreshRecord { sid, state }), family, head, min_sub, min_sid })
         })
         .await
     }
