@@ -509,7 +509,10 @@ impl Authority {
 
     /// RFC 7009. A refresh token revokes its family; an access token of
     /// this authority with a `sid` revokes that session. Unknown tokens are
-    /// not an error (RFC 7009 §2.2).
+    /// not an error (RFC 7009 §2.2). Idempotent: a family or token already
+    /// revoked (its `ver` below the `sub:` or `sid:` minimum) is not bumped
+    /// again, and the bump is conditional on the `sid:` minimum read, so
+    /// concurrent revocations of one family bump it once.
     pub async fn revoke_token(&self, token: &str) -> Result<(), OAuthError> {
         if token.len() <= MAX_REFRESH_TOKEN_LEN {
             let view = self
@@ -517,13 +520,22 @@ impl Authority {
                 .await
                 .map_err(unavailable)?;
             if let (Some(fam), Some(_)) = (view.family, view.record) {
-                self.revoke_key(&VersionKey::Session(fam.sid)).await.map_err(unavailable)?;
+                if view.min_sub <= fam.ver && view.min_sid <= fam.ver {
+                    // `None`: the minimum moved meanwhile, so it is revoked already.
+                    self.bump(&VersionKey::Session(fam.sid), Some(view.min_sid)).await.map_err(unavailable)?;
+                }
                 return Ok(());
             }
         }
         if let Ok(claims) = self.verifier.verify(token, TimeCheck::At(now_secs())) {
             if let Some(sid) = claims.sid.filter(|s| check_id(s).is_ok()) {
-                self.revoke_key(&VersionKey::Session(sid)).await.map_err(unavailable)?;
+                let (Ok(sub_key), sid_key) = (VersionKey::subject(&claims.sub), VersionKey::Session(sid)) else {
+                    return Ok(());
+                };
+                let mins = self.versions(&[sub_key, sid_key.clone()]).await.map_err(unavailable)?;
+                if mins.iter().all(|m| claims.ver >= *m) {
+                    self.bump(&sid_key, Some(mins[1])).await.map_err(unavailable)?;
+                }
             }
         }
         Ok(())

@@ -397,6 +397,36 @@ async fn replay_stops_once_the_successor_rotated(f: Fixture) {
     assert_eq!(edge_accepts(&auth, &second.access_token).await, Err("token revoked".into()));
 }
 
+/// M4: RFC 7009 revocation is idempotent: revoking an already revoked
+/// family (by its refresh or access token) bumps nothing.
+async fn revoking_a_revoked_family_bumps_nothing(f: Fixture) {
+    let auth = authority(f.open().await, settings(30_000));
+    let login = auth.login("alice", "read", None).await.expect("login");
+    let rt = login.refresh_token.clone().expect("rt");
+    let sid = VersionKey::session(&sid_of(&login.access_token)).expect("key");
+    auth.revoke_token(&rt).await.expect("revoke");
+    let min = auth.versions(std::slice::from_ref(&sid)).await.expect("versions");
+    assert!(min[0] > 0, "first revocation bumps");
+    let cursor = auth.feed(None).await.expect("snapshot").cursor;
+    for token in [&rt, &login.access_token, &rt] {
+        auth.revoke_token(token).await.expect("revoke again");
+    }
+    assert_eq!(auth.versions(std::slice::from_ref(&sid)).await.expect("versions"), min, "no further bump");
+    let delta = auth.feed(Some(&cursor)).await.expect("delta");
+    assert_eq!((delta.entries.len(), delta.cursor), (0, cursor), "nothing new in the feed");
+    // A subject bump also counts as revoked: the family's tokens are dead.
+    let other = auth.login("alice", "read", None).await.expect("login");
+    auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    let cursor = auth.feed(None).await.expect("snapshot").cursor;
+    auth.revoke_token(other.refresh_token.as_deref().expect("rt")).await.expect("revoke");
+    auth.revoke_token(&other.access_token).await.expect("revoke");
+    assert!(auth.feed(Some(&cursor)).await.expect("delta").entries.is_empty(), "already revoked by sub:");
+    // A live session's access token still revokes it.
+    let third = auth.login("alice", "read", None).await.expect("login");
+    auth.revoke_token(&third.access_token).await.expect("revoke");
+    assert_eq!(edge_accepts(&auth, &third.access_token).await, Err("token revoked".into()));
+}
+
 macro_rules! conformance {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -430,4 +460,5 @@ conformance!(
     bump_entries_outlive_every_issued_access_token,
     revocation_after_lost_writes_still_revokes,
     replay_stops_once_the_successor_rotated,
+    revoking_a_revoked_family_bumps_nothing,
 );
