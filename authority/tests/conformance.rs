@@ -235,13 +235,11 @@ async fn feed_deltas_converge_under_concurrent_bumps(f: Fixture) {
 
 async fn feed_entries_expire_but_minimums_stay(f: Fixture) {
     let mut s = settings(30_000);
-    s.access_ttl_secs = 1;
+    // Whole seconds: a 2 s lifetime leaves at least 1 s before the entry
+    // expires (1 s could leave a few ms when the bump is late in a second).
+    s.access_ttl_secs = 2;
     s.clock_skew_secs = 0;
     let auth = authority(f.open().await, s);
-    let sid = VersionKey::session("short").expect("key");
-    let b = auth.revoke_key(&sid).await.expect("bump");
-    let expires = b.expires_at.expect("a session entry expires");
-    assert!(expires <= now_secs() + 2);
     // API tokens: a never-expiring one keeps its entries forever.
     let api = auth
         .create_api_token(&ApiTokenRequest { sub: "bob".into(), scope: "read".into(), hosts: vec!["*".into()], days: -1, name: None })
@@ -261,6 +259,10 @@ async fn feed_entries_expire_but_minimums_stay(f: Fixture) {
     assert_eq!(listed.len(), 1);
     assert!(listed[0].revoked_at.is_some());
 
+    let sid = VersionKey::session("short").expect("key");
+    let b = auth.revoke_key(&sid).await.expect("bump");
+    let expires = b.expires_at.expect("a session entry expires");
+    assert!(expires <= now_secs() + 2);
     let keys = |page: &tollgate_authority::service::FeedAnswer| page.entries.iter().map(|e| e.key.clone()).collect::<HashSet<_>>();
     let before = auth.feed(None).await.expect("snapshot");
     assert!(keys(&before).contains("sid:short"));
@@ -425,6 +427,32 @@ async fn revoking_a_revoked_family_bumps_nothing(f: Fixture) {
     let third = auth.login("alice", "read", None).await.expect("login");
     auth.revoke_token(&third.access_token).await.expect("revoke");
     assert_eq!(edge_accepts(&auth, &third.access_token).await, Err("token revoked".into()));
+}
+
+/// M1: an evicting Redis could drop version minimums (un-revoking tokens)
+/// or rotation records; the store refuses to start on one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_refuses_an_evicting_server() {
+    use common::RedisServer;
+    use tollgate_authority::store::redis::RedisStore;
+    let cases: &[(&[&str], bool)] = &[
+        (&["--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"], false),
+        (&["--maxmemory", "64mb", "--maxmemory-policy", "volatile-ttl"], false),
+        (&["--maxmemory", "64mb", "--maxmemory-policy", "noeviction"], true),
+        (&["--maxmemory", "0", "--maxmemory-policy", "allkeys-lru"], true),
+    ];
+    for (args, ok) in cases {
+        let server = RedisServer::start_with(args);
+        let r = RedisStore::connect(&server.url(), "{tollgate}:", 0).await;
+        match (r, ok) {
+            (Ok(_), true) => {}
+            (Err(e), false) => {
+                let m = e.to_string();
+                assert!(m.contains("maxmemory-policy") && m.contains("noeviction"), "{args:?}: {m}");
+            }
+            (r, _) => panic!("{args:?}: got {:?}", r.map(|_| "connected")),
+        }
+    }
 }
 
 macro_rules! conformance {

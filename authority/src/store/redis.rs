@@ -244,10 +244,33 @@ fn opt_str(v: Option<u64>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
+/// Refuses a Redis that may evict keys: an evicted version minimum would
+/// make revoked tokens valid again, an evicted rotation record would let a
+/// rotated refresh token rotate again. Read from `INFO memory` (works where
+/// `CONFIG` is disabled, as on managed Redis).
+fn check_no_eviction(info: &str) -> StoreResult<()> {
+    let field = |name: &str| {
+        info.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_owned()))
+    };
+    let maxmemory = field("maxmemory").and_then(|v| v.parse::<u64>().ok());
+    let policy = field("maxmemory_policy");
+    match (maxmemory, policy.as_deref()) {
+        (Some(0), _) | (_, Some("noeviction")) => Ok(()),
+        (m, p) => Err(StoreError::Backend(format!(
+            "redis may evict keys (maxmemory {}, maxmemory-policy {}): evicting version minimums would \
+             un-revoke tokens; set maxmemory-policy noeviction (or maxmemory 0)",
+            m.map_or_else(|| "unknown".into(), |m| m.to_string()),
+            p.unwrap_or("unknown")
+        ))),
+    }
+}
+
 impl RedisStore {
     pub async fn connect(url: &str, prefix: &str, wait_replicas: usize) -> StoreResult<RedisStore> {
         let client = redis::Client::open(url).map_err(be)?;
         let mut conn = ConnectionManager::new(client).await.map_err(be)?;
+        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.map_err(be)?;
+        check_no_eviction(&info)?;
         let fresh = crate::util::random_id::<12>("");
         let id_key = format!("{prefix}meta:store_id");
         let _: bool = redis::cmd("SET")
@@ -312,6 +335,26 @@ impl RedisStore {
                 None => None,
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_no_eviction;
+
+    #[test]
+    fn eviction_policy_table() {
+        let info = |m: &str, p: &str| format!("# Memory\r\nused_memory:1\r\nmaxmemory:{m}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{p}\r\n");
+        let cases = [
+            ("0", "allkeys-lru", true),
+            ("1000", "noeviction", true),
+            ("1000", "allkeys-lru", false),
+            ("1000", "volatile-lfu", false),
+        ];
+        for (m, p, ok) in cases {
+            assert_eq!(check_no_eviction(&info(m, p)).is_ok(), ok, "{m} {p}");
+        }
+        assert!(check_no_eviction("# Memory\r\n").is_err(), "unknown settings are refused");
     }
 }
 

@@ -25,6 +25,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     pub dir: TempDir,
+    /// Extra `redis-server` arguments (e.g. memory settings).
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -48,10 +50,15 @@ fn ping(port: u16) -> bool {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let mut dir = tempfile::tempdir().expect("temp dir");
         for _attempt in 0..5 {
             let port = free_port();
-            let mut server = RedisServer { child: None, port, dir };
+            let extra = extra.iter().map(|s| s.to_string()).collect();
+            let mut server = RedisServer { child: None, port, dir, extra };
             server.spawn();
             if server.wait_ready() {
                 return server;
@@ -67,6 +74,7 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"])
             .args(["--protected-mode", "yes", "--loglevel", "warning"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
