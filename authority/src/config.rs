@@ -61,6 +61,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest API token lifetime in days (`-1`, never, is always allowed).
     pub api_token_max_days: u64,
+    /// Password / client-secret (argon2) checks at once; more answer 503
+    /// `temporarily_unavailable`. 0: the number of CPUs.
+    pub max_concurrent_hashes: usize,
     /// TOML file with `[[users]]` and `[[clients]]`. None: the demo principals.
     pub users_file: Option<String>,
     pub store: StoreConfig,
@@ -81,6 +84,7 @@ impl Default for Config {
             clock_skew_secs: 60,
             max_body_bytes: 16 * 1024,
             api_token_max_days: 3650,
+            max_concurrent_hashes: 0,
             users_file: None,
             store: StoreConfig::default(),
             keys: Vec::new(),

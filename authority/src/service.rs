@@ -66,6 +66,9 @@ pub struct Settings {
     pub refresh_grace_ms: u64,
     pub clock_skew_secs: u64,
     pub api_token_max_days: u64,
+    /// Password / client-secret checks (argon2) running at once; more fail
+    /// fast with 503. 0: the number of CPUs.
+    pub max_concurrent_hashes: usize,
 }
 
 impl Settings {
@@ -79,6 +82,7 @@ impl Settings {
             refresh_grace_ms: c.refresh_grace_ms,
             clock_skew_secs: c.clock_skew_secs,
             api_token_max_days: c.api_token_max_days,
+            max_concurrent_hashes: c.max_concurrent_hashes,
         }
     }
 }
@@ -223,6 +227,9 @@ pub struct Authority {
     pub verifier: Verifier,
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
+    /// Slots for argon2 checks on the blocking pool (which the SQLite store
+    /// also needs): a flood of password grants must not starve the store.
+    pub hash_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// RFC 6749 §3.3 scope-token characters.
@@ -281,7 +288,19 @@ impl Authority {
             allowed_typ: vec![ACCESS_TOKEN_TYP.into()],
             max_token_bytes: 8192,
         };
-        Authority { store, settings, keys, verifier, directory: Arc::new(directory), metrics: Arc::new(Metrics::default()) }
+        let slots = match settings.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(4, |n| n.get()),
+            n => n,
+        };
+        Authority {
+            store,
+            settings,
+            keys,
+            verifier,
+            directory: Arc::new(directory),
+            metrics: Arc::new(Metrics::default()),
+            hash_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+        }
     }
 
     /// Startup: records this configuration's access-token lifetime in the
@@ -351,10 +370,24 @@ impl Authority {
         })
     }
 
+    /// A slot for one argon2 check, or 503 at once when all are busy
+    /// (waiting would only queue work behind a flood; clients retry).
+    fn hash_slot(&self, grant: &'static str) -> Result<tokio::sync::OwnedSemaphorePermit, OAuthError> {
+        self.hash_slots.clone().try_acquire_owned().map_err(|_| {
+            self.metrics.grant(grant, "temporarily_unavailable");
+            tracing::warn!(grant, "all password-check slots busy; refusing");
+            OAuthError::Unavailable("too many concurrent credential checks; retry".into())
+        })
+    }
+
     pub async fn password_grant(&self, username: &str, password: &str, scope: Option<&str>, client_id: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        let slot = self.hash_slot("password")?;
         let dir = self.directory.clone();
         let (u, p) = (username.to_owned(), password.to_owned());
-        let granted = tokio::task::spawn_blocking(move || dir.check_user(&u, &p))
+        let granted = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            dir.check_user(&u, &p)
+        })
             .await
             .map_err(|_| OAuthError::Unavailable("password check failed".into()))?;
         let Some(allowed) = granted else {
@@ -369,9 +402,13 @@ impl Authority {
     }
 
     pub async fn client_credentials(&self, client_id: &str, secret: &str, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
+        let slot = self.hash_slot("client_credentials")?;
         let dir = self.directory.clone();
         let (c, s) = (client_id.to_owned(), secret.to_owned());
-        let granted = tokio::task::spawn_blocking(move || dir.check_client(&c, &s))
+        let granted = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            dir.check_client(&c, &s)
+        })
             .await
             .map_err(|_| OAuthError::Unavailable("client check failed".into()))?;
         let Some(allowed) = granted else {

@@ -429,6 +429,41 @@ async fn revoking_a_revoked_family_bumps_nothing(f: Fixture) {
     assert_eq!(edge_accepts(&auth, &third.access_token).await, Err("token revoked".into()));
 }
 
+/// M3: password and client-secret checks (argon2) are bounded; when every
+/// slot is busy a grant fails fast with 503 temporarily_unavailable
+/// instead of queueing on the blocking pool the SQLite store needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_are_bounded_and_fail_fast() {
+    let f = Fixture::sqlite();
+    let mut s = settings(30_000);
+    s.max_concurrent_hashes = 2;
+    let auth = authority(f.open().await, s);
+    let held = auth.hash_slots.clone().acquire_many_owned(2).await.expect("take every slot");
+    let started = std::time::Instant::now();
+    for r in [
+        auth.password_grant("alice", "alice-password", None, None).await,
+        auth.client_credentials("demo-client", "demo-client-secret", None).await,
+    ] {
+        let e = r.expect_err("no slot free");
+        assert_eq!((e.code(), e.status()), ("temporarily_unavailable", 503), "{e:?}");
+    }
+    assert!(started.elapsed() < Duration::from_millis(200), "fails fast, took {:?}", started.elapsed());
+    drop(held);
+    auth.password_grant("alice", "alice-password", None, None).await.expect("slot free again");
+    let many = join_all((0..8).map(|_| {
+        let auth = auth.clone();
+        tokio::spawn(async move { auth.password_grant("alice", "alice-password", None, None).await })
+    }))
+    .await;
+    for r in many {
+        match r.expect("task") {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.code(), "temporarily_unavailable", "{e:?}"),
+        }
+    }
+    assert_eq!(auth.hash_slots.available_permits(), 2, "every slot returned");
+}
+
 /// M1: an evicting Redis could drop version minimums (un-revoking tokens)
 /// or rotation records; the store refuses to start on one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
