@@ -8,6 +8,7 @@ use crate::service::{
     AdminError, ApiTokenError, ApiTokenRequest, Authority, FeedError, OAuthError, MAX_VERSION_KEYS,
 };
 use axum::body::{to_bytes, Body};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -182,6 +184,11 @@ fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Op
         (Some(i), Some(s)) => Some((i.clone(), s.clone())),
         _ => None,
     };
+    if let (Some((id, _)), Some(form_id)) = (&basic, form.get("client_id")) {
+        if form_id != id {
+            return Err(OAuthError::InvalidRequest("client_id differs from the Basic credentials".into()));
+        }
+    }
     match (basic, form_creds) {
         (Some(_), Some(_)) => Err(OAuthError::InvalidRequest("use one client authentication method".into())),
         (b, f) => Ok(b.or(f)),
@@ -280,11 +287,15 @@ async fn revoke_subject(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(sub): Path<String>,
+    sub: Result<Path<String>, PathRejection>,
 ) -> Response {
     if let Err(r) = admin(&state, &headers, peer).await {
         return r;
     }
+    let sub = match path_param(sub) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     match VersionKey::subject(&sub) {
         Ok(k) => bump_response(&state, k).await,
         Err(e) => invalid_request(e.description()),
@@ -295,11 +306,15 @@ async fn revoke_session(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(sid): Path<String>,
+    sid: Result<Path<String>, PathRejection>,
 ) -> Response {
     if let Err(r) = admin(&state, &headers, peer).await {
         return r;
     }
+    let sid = match path_param(sid) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     match VersionKey::session(&sid) {
         Ok(k) => bump_response(&state, k).await,
         Err(e) => invalid_request(e.description()),
@@ -417,11 +432,15 @@ async fn revoke_api_token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
     if let Err(r) = admin(&state, &headers, peer).await {
         return r;
     }
+    let id = match path_param(id) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
     match state.auth.store.api_token(&id).await {
         Ok(Some(_)) => {}
         Ok(None) => return json_error(StatusCode::NOT_FOUND, "not_found", "no such API token"),
@@ -448,6 +467,17 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn not_found() -> Response {
     json_error(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// 405 with a JSON body (axum keeps the `Allow` header).
+async fn method_not_allowed() -> Response {
+    json_error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request", "method not allowed for this endpoint")
+}
+
+/// A path parameter that did not decode (not UTF-8, bad percent-encoding):
+/// 400 `invalid_request` in JSON instead of axum's plain-text rejection.
+fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, Response> {
+    p.map(|Path(v)| v).map_err(|_| invalid_request("path parameter is not valid percent-encoded UTF-8"))
 }
 
 /// Serves until `shutdown` resolves.

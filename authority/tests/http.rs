@@ -319,3 +319,51 @@ async fn api_tokens_feed_versions_and_revoke() {
     let (s, _, b) = e.form("/v1/token", &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
     assert_eq!((s.as_u16(), error_of(&b)), (400, "invalid_grant"));
 }
+
+/// L4: extractor rejections and wrong methods answer RFC 6749-style JSON,
+/// and Basic client credentials with a different form `client_id` are refused.
+#[tokio::test]
+async fn malformed_paths_methods_and_client_ids_answer_json() {
+    let e = env().await;
+    let admin = e.admin_token().await;
+    let before = e.state().await;
+    for path in ["/v1/subjects/%FF/revoke", "/v1/sessions/%FF%FE/revoke", "/v1/api-tokens/%C3%28/revoke"] {
+        let r = e.http.post(e.server.url(path)).bearer_auth(&admin).send().await.expect("req");
+        let s = r.status().as_u16();
+        let text = r.text().await.expect("body");
+        let b: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!((s, error_of(&b)), (400, "invalid_request"), "{path}: {text}");
+    }
+    for (method, path) in [("GET", "/v1/token"), ("PUT", "/v1/revoke"), ("DELETE", "/v1/revocations"), ("POST", "/healthz")] {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let r = e.http.request(m, e.server.url(path)).send().await.expect("req");
+        let s = r.status().as_u16();
+        let allow = r.headers().get("allow").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = r.text().await.expect("body");
+        let b: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(s, 405, "{method} {path}");
+        assert!(b["error"].is_string() && b["error_description"].is_string(), "{method} {path}: {text:?}");
+        assert!(allow.is_some(), "{method} {path}: Allow header");
+    }
+    let r = e
+        .http
+        .post(e.server.url("/v1/token"))
+        .basic_auth("demo-client", Some("demo-client-secret"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "someone-else")])
+        .send()
+        .await
+        .expect("req");
+    let s = r.status().as_u16();
+    let b: Value = r.json().await.unwrap_or(Value::Null);
+    assert_eq!((s, error_of(&b)), (400, "invalid_request"), "{b}");
+    let r = e
+        .http
+        .post(e.server.url("/v1/token"))
+        .basic_auth("demo-client", Some("demo-client-secret"))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "demo-client")])
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), StatusCode::OK, "the same client_id in the form is allowed");
+    assert_eq!(e.state().await.0, before.0, "nothing bumped");
+}
