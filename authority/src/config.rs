@@ -13,6 +13,11 @@ pub const DEFAULT_DATA_DIR: &str = "./.run/authority";
 pub const DEFAULT_ISSUER: &str = "https://auth.tollgate.local";
 pub const DEFAULT_AUDIENCE: &str = "tollgate-demo";
 pub const DEFAULT_ADMIN_SCOPE: &str = "tollgate:admin";
+/// Longest refresh family (10 years): keeps `now + ttl` far from overflow
+/// and inside every store's integer range.
+pub const MAX_REFRESH_TTL_SECS: u64 = 10 * 366 * 86_400;
+/// Longest finite API token lifetime (100 years).
+pub const MAX_API_TOKEN_DAYS: u64 = 36_525;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -204,8 +209,11 @@ impl Config {
         if self.access_ttl_secs == 0 || self.access_ttl_secs > 24 * 3600 {
             return bad("access_ttl_secs must be within 1..=86400");
         }
-        if self.refresh_ttl_secs == 0 {
-            return bad("refresh_ttl_secs must be positive");
+        if self.refresh_ttl_secs == 0 || self.refresh_ttl_secs > MAX_REFRESH_TTL_SECS {
+            return bad(&format!("refresh_ttl_secs must be within 1..={MAX_REFRESH_TTL_SECS} (10 years)"));
+        }
+        if self.api_token_max_days == 0 || self.api_token_max_days > MAX_API_TOKEN_DAYS {
+            return bad(&format!("api_token_max_days must be within 1..={MAX_API_TOKEN_DAYS} (never-expiring tokens use days = -1)"));
         }
         if self.max_body_bytes < 256 {
             return bad("max_body_bytes must be at least 256");
@@ -226,5 +234,28 @@ impl Config {
         } else {
             self.keys.clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_are_bounded_and_named() {
+        let cases: &[(&str, fn(&mut Config))] = &[
+            ("refresh_ttl_secs", |c| c.refresh_ttl_secs = u64::MAX),
+            ("refresh_ttl_secs", |c| c.refresh_ttl_secs = 11 * 365 * 86_400),
+            ("api_token_max_days", |c| c.api_token_max_days = u64::MAX),
+            ("api_token_max_days", |c| c.api_token_max_days = 0),
+            ("access_ttl_secs", |c| c.access_ttl_secs = 0),
+        ];
+        for (field, set) in cases {
+            let mut c = Config::default();
+            set(&mut c);
+            let e = c.validate().expect_err(field).to_string();
+            assert!(e.contains(field), "{field}: {e}");
+        }
+        assert!(Config::default().validate().is_ok());
     }
 }

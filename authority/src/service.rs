@@ -346,6 +346,15 @@ impl Authority {
     pub async fn login(&self, sub: &str, scope: &str, client_id: Option<&str>) -> Result<TokenResponse, OAuthError> {
         check_id(sub).map_err(|e| OAuthError::InvalidRequest(format!("subject: {}", e.description())))?;
         let now = now_secs();
+        // Config validation bounds refresh_ttl_secs; this guards Settings
+        // built some other way.
+        let Some(family_end) = now
+            .checked_add(self.settings.refresh_ttl_secs)
+            .filter(|_| self.settings.refresh_ttl_secs <= crate::config::MAX_REFRESH_TTL_SECS)
+        else {
+            tracing::error!(refresh_ttl_secs = self.settings.refresh_ttl_secs, "refresh_ttl_secs out of range");
+            return Err(OAuthError::Unavailable("refresh_ttl_secs misconfigured".into()));
+        };
         let sid = random_id::<16>("s_");
         let (_, refresh_token) = refresh::new_refresh_token();
         let fam = NewFamily {
@@ -354,7 +363,7 @@ impl Authority {
             scope: scope.to_owned(),
             client_id: client_id.map(str::to_owned),
             created_at: now,
-            expires_at: now + self.settings.refresh_ttl_secs,
+            expires_at: family_end,
             first_token_hash: refresh::hash_token(&refresh_token),
         };
         let ver = self.timed("create_family", self.store.create_family(&fam)).await.map_err(unavailable)?;
@@ -392,7 +401,10 @@ impl Authority {
             .map_err(|_| OAuthError::Unavailable("password check failed".into()))?;
         let Some(allowed) = granted else {
             self.metrics.grant("password", "invalid_grant");
-            tracing::info!(username, "password grant refused");
+            // Not the username itself: people type passwords into it. A hash
+            // prefix still correlates repeated attempts.
+            let user = crate::util::sha256_hex(username.as_bytes());
+            tracing::info!(user_sha256 = &user[..12], "password grant refused");
             return Err(OAuthError::InvalidGrant("invalid username or password".into()));
         };
         let scope = narrow_scope(scope, &allowed)?;
@@ -658,10 +670,11 @@ impl Authority {
             return bad("name: at most 128 printable characters".into());
         }
         let now = now_secs();
+        let max_days = self.settings.api_token_max_days.min(crate::config::MAX_API_TOKEN_DAYS);
         let expires_at = match req.days {
             -1 => None,
-            d if d >= 1 && (d as u64) <= self.settings.api_token_max_days => Some(now + d as u64 * 86_400),
-            _ => return bad(format!("days: -1 (never) or 1..={}", self.settings.api_token_max_days)),
+            d if d >= 1 && (d as u64) <= max_days => Some(now + d as u64 * 86_400),
+            _ => return bad(format!("days: -1 (never) or 1..={max_days}")),
         };
         let scope = scopes.join(" ");
         let mut record = ApiToken {

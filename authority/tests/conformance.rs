@@ -464,6 +464,32 @@ async fn password_checks_are_bounded_and_fail_fast() {
     assert_eq!(auth.hash_slots.available_permits(), 2, "every slot returned");
 }
 
+/// L5: lifetimes that would overflow `now + ttl` are refused, not a panic
+/// (config validation bounds them; the service checks too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overflowing_lifetimes_are_refused() {
+    let f = Fixture::sqlite();
+    let mut s = settings(30_000);
+    s.api_token_max_days = u64::MAX;
+    s.refresh_ttl_secs = u64::MAX;
+    let auth = authority(f.open().await, s);
+    let req = ApiTokenRequest { sub: "bob".into(), scope: "read".into(), hosts: vec!["*".into()], days: i64::MAX, name: None };
+    let created = tokio::spawn({
+        let auth = auth.clone();
+        async move { auth.create_api_token(&req).await }
+    })
+    .await
+    .expect("no panic");
+    assert!(matches!(created, Err(tollgate_authority::service::ApiTokenError::Invalid(_))), "{created:?}");
+    let login = tokio::spawn({
+        let auth = auth.clone();
+        async move { auth.login("alice", "read", None).await }
+    })
+    .await
+    .expect("no panic");
+    assert_eq!(login.expect_err("refused").code(), "temporarily_unavailable");
+}
+
 /// M1: an evicting Redis could drop version minimums (un-revoking tokens)
 /// or rotation records; the store refuses to start on one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

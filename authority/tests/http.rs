@@ -367,3 +367,33 @@ async fn malformed_paths_methods_and_client_ids_answer_json() {
     assert_eq!(r.status(), StatusCode::OK, "the same client_id in the form is allowed");
     assert_eq!(e.state().await.0, before.0, "nothing bumped");
 }
+
+/// L5: a failed password grant does not log the typed username (users type
+/// passwords into the username field); successful sign-ins still name the subject.
+#[tokio::test]
+async fn failed_password_grants_do_not_log_the_username() {
+    let fixture = Fixture::sqlite();
+    let log_dir = tempfile::tempdir().expect("dir");
+    let log = log_dir.path().join("authority.log");
+    let server = Server::start_full(&fixture.server_args(), &[], &[("TOLLGATE_LOG", "info"), ("NO_COLOR", "1")], Some(&log));
+    let http = Client::new();
+    let typed = "Correct-Horse-Battery-Staple-42";
+    let r = http
+        .post(server.url("/v1/token"))
+        .form(&[("grant_type", "password"), ("username", typed), ("password", "x")])
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = http
+        .post(server.url("/v1/token"))
+        .form(&[("grant_type", "password"), ("username", "alice"), ("password", "alice-password")])
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), StatusCode::OK);
+    drop(server);
+    let text = std::fs::read_to_string(&log).expect("log");
+    assert!(text.contains("password grant refused"), "the refusal is logged:\n{text}");
+    assert!(!text.contains(typed), "the typed username is in the log:\n{text}");
+}

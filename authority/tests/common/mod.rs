@@ -257,13 +257,22 @@ impl Server {
     }
 
     pub fn start_with_env(store_args: &[String], extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full(store_args, extra, env, None)
+    }
+
+    /// Like [`Server::start_with_env`], with stderr (the log) written to `log`.
+    pub fn start_full(store_args: &[String], extra: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate-authority"));
         cmd.args(store_args).arg("serve").args(["--listen", "127.0.0.1:0"]).args(extra);
         cmd.env("TOLLGATE_LOG", "warn").env_remove("TOLLGATE_CONFIG");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn tollgate-authority");
+        let stderr = match log {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("log file")),
+            None => Stdio::inherit(),
+        };
+        let mut child = cmd.stdout(Stdio::piped()).stderr(stderr).spawn().expect("spawn tollgate-authority");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
