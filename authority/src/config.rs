@@ -241,9 +241,11 @@ impl Config {
 mod tests {
     use super::*;
 
+    type Case = (&'static str, fn(&mut Config));
+
     #[test]
     fn lifetimes_are_bounded_and_named() {
-        let cases: &[(&str, fn(&mut Config))] = &[
+        let cases: &[Case] = &[
             ("refresh_ttl_secs", |c| c.refresh_ttl_secs = u64::MAX),
             ("refresh_ttl_secs", |c| c.refresh_ttl_secs = 11 * 365 * 86_400),
             ("api_token_max_days", |c| c.api_token_max_days = u64::MAX),

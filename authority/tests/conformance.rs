@@ -490,6 +490,39 @@ async fn overflowing_lifetimes_are_refused() {
     assert_eq!(login.expect_err("refused").code(), "temporarily_unavailable");
 }
 
+/// M2: with `redis_wait_replicas`, WAIT must not block the connection that
+/// reads and other writes share. No replica is attached here, so every
+/// write waits the full WAIT timeout (1 s) and then fails NotReplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_wait_does_not_block_other_requests() {
+    use tollgate_authority::store::redis::RedisStore;
+    use tollgate_authority::store::StoreError;
+    let server = common::RedisServer::start();
+    let store: Arc<dyn tollgate_authority::store::Store> =
+        Arc::new(RedisStore::connect(&server.url(), "{tollgate}:", 1).await.expect("store"));
+    let auth = authority(store, settings(30_000));
+    let started = std::time::Instant::now();
+    let writes: Vec<_> = (0..4)
+        .map(|i| {
+            let auth = auth.clone();
+            tokio::spawn(async move { auth.revoke_key(&VersionKey::subject(&format!("w{i}")).expect("key")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let read_start = std::time::Instant::now();
+    auth.versions(&[VersionKey::subject("w0").expect("key")]).await.expect("read");
+    let read_took = read_start.elapsed();
+    for w in join_all(writes).await {
+        match w.expect("task") {
+            Err(StoreError::NotReplicated { wanted: 1, got: 0 }) => {}
+            other => panic!("expected NotReplicated, got {other:?}"),
+        }
+    }
+    let writes_took = started.elapsed();
+    assert!(read_took < Duration::from_millis(400), "a read waited {read_took:?} behind WAIT");
+    assert!(writes_took < Duration::from_millis(1_900), "4 concurrent writes took {writes_took:?}: their WAITs ran one after another");
+}
+
 /// M1: an evicting Redis could drop version minimums (un-revoking tokens)
 /// or rotation records; the store refuses to start on one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,8 +18,8 @@ use super::{
 use crate::feed::{Entry, VersionKey};
 use crate::refresh::{AccessStamp, Family, RefreshRecord, RefreshState, RefreshView, Rotation};
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
-use redis::{Script, Value};
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use std::collections::HashMap;
 
 pub const DEFAULT_PREFIX: &str = "{tollgate}:";
@@ -202,8 +202,51 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{LIB}\n{body}"))
 }
 
+/// Idle dedicated write connections kept for reuse.
+const MAX_IDLE_WRITERS: usize = 16;
+/// Writes in flight at once with `redis_wait_replicas` (each on its own
+/// connection while it WAITs); more wait for a slot.
+const MAX_WRITERS: usize = 64;
+
+/// The connection a write runs on. Without `redis_wait_replicas` writes
+/// share the multiplexed connection with reads. With it, each write runs its
+/// script and then `WAIT` on a connection of its own: `WAIT` counts the
+/// writes of the connection it is sent on, and it blocks that connection
+/// until the replicas answer (up to 1 s), which on the shared connection
+/// stalled every other request of the instance.
+enum WriteConn {
+    Shared(ConnectionManager),
+    Dedicated(MultiplexedConnection, tokio::sync::OwnedSemaphorePermit),
+}
+
+impl ConnectionLike for WriteConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            WriteConn::Shared(c) => c.req_packed_command(cmd),
+            WriteConn::Dedicated(c, _) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, cmd: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            WriteConn::Shared(c) => c.req_packed_commands(cmd, offset, count),
+            WriteConn::Dedicated(c, _) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            WriteConn::Shared(c) => c.get_db(),
+            WriteConn::Dedicated(c, _) => c.get_db(),
+        }
+    }
+}
+
 pub struct RedisStore {
     conn: ConnectionManager,
+    client: redis::Client,
+    idle_writers: std::sync::Mutex<Vec<MultiplexedConnection>>,
+    writer_slots: std::sync::Arc<tokio::sync::Semaphore>,
     prefix: String,
     store_id: String,
     scripts: Scripts,
@@ -268,7 +311,7 @@ fn check_no_eviction(info: &str) -> StoreResult<()> {
 impl RedisStore {
     pub async fn connect(url: &str, prefix: &str, wait_replicas: usize) -> StoreResult<RedisStore> {
         let client = redis::Client::open(url).map_err(be)?;
-        let mut conn = ConnectionManager::new(client).await.map_err(be)?;
+        let mut conn = ConnectionManager::new(client.clone()).await.map_err(be)?;
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.map_err(be)?;
         check_no_eviction(&info)?;
         let fresh = crate::util::random_id::<12>("");
@@ -284,6 +327,9 @@ impl RedisStore {
         let store_id: String = redis::cmd("GET").arg(&id_key).query_async(&mut conn).await.map_err(be)?;
         Ok(RedisStore {
             conn,
+            client,
+            idle_writers: std::sync::Mutex::new(Vec::new()),
+            writer_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WRITERS)),
             prefix: prefix.to_owned(),
             store_id,
             scripts: Scripts {
@@ -301,17 +347,40 @@ impl RedisStore {
         })
     }
 
-    async fn wait(&self) -> StoreResult<()> {
+    /// The connection for one write (see [`WriteConn`]).
+    async fn writer(&self) -> StoreResult<WriteConn> {
         if self.wait_replicas == 0 {
-            return Ok(());
+            return Ok(WriteConn::Shared(self.conn.clone()));
         }
-        let mut conn = self.conn.clone();
-        let got: usize = redis::cmd("WAIT")
-            .arg(self.wait_replicas)
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let slot = self.writer_slots.clone().acquire_owned().await.map_err(be)?;
+        let idle = self.idle_writers.lock().ok().and_then(|mut v| v.pop());
+        let conn = match idle {
+            Some(c) => c,
+            None => self.client.get_multiplexed_async_connection().await.map_err(be)?,
+        };
+        Ok(WriteConn::Dedicated(conn, slot))
+    }
+
+    /// Ends a write: if it `wrote`, `WAIT`s for the configured replicas on
+    /// the same connection; then returns the connection for reuse. A
+    /// connection that failed is dropped (the early `?` returns do that).
+    async fn finish(&self, w: WriteConn, wrote: bool) -> StoreResult<()> {
+        let WriteConn::Dedicated(mut conn, slot) = w else { return Ok(()) };
+        let mut got = self.wait_replicas;
+        if wrote {
+            got = redis::cmd("WAIT")
+                .arg(self.wait_replicas)
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(be)?;
+        }
+        if let Ok(mut idle) = self.idle_writers.lock() {
+            if idle.len() < MAX_IDLE_WRITERS {
+                idle.push(conn);
+            }
+        }
+        drop(slot);
         if got < self.wait_replicas {
             return Err(StoreError::NotReplicated { wanted: self.wait_replicas, got });
         }
@@ -338,26 +407,6 @@ impl RedisStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::check_no_eviction;
-
-    #[test]
-    fn eviction_policy_table() {
-        let info = |m: &str, p: &str| format!("# Memory\r\nused_memory:1\r\nmaxmemory:{m}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{p}\r\n");
-        let cases = [
-            ("0", "allkeys-lru", true),
-            ("1000", "noeviction", true),
-            ("1000", "allkeys-lru", false),
-            ("1000", "volatile-lfu", false),
-        ];
-        for (m, p, ok) in cases {
-            assert_eq!(check_no_eviction(&info(m, p)).is_ok(), ok, "{m} {p}");
-        }
-        assert!(check_no_eviction("# Memory\r\n").is_err(), "unknown settings are refused");
-    }
-}
-
 #[async_trait]
 impl Store for RedisStore {
     fn store_id(&self) -> &str {
@@ -369,7 +418,7 @@ impl Store for RedisStore {
     }
 
     async fn create_family(&self, f: &NewFamily) -> StoreResult<u64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer().await?;
         let ver: u64 = self
             .scripts
             .create_family
@@ -385,7 +434,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(be)?;
-        self.wait().await?;
+        self.finish(conn, true).await?;
         Ok(ver)
     }
 
@@ -440,7 +489,7 @@ impl Store for RedisStore {
     }
 
     async fn apply_rotation(&self, token_hash: &str, expected: Expected, rot: &Rotation) -> StoreResult<bool> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer().await?;
         let applied: i64 = self
             .scripts
             .apply_rotation
@@ -457,9 +506,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(be)?;
-        if applied == 1 {
-            self.wait().await?;
-        }
+        self.finish(conn, applied == 1).await?;
         Ok(applied == 1)
     }
 
@@ -496,7 +543,7 @@ impl Store for RedisStore {
     }
 
     async fn bump(&self, key: &VersionKey, req: BumpRequest) -> StoreResult<Option<Bumped>> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer().await?;
         let out: Vec<String> = self
             .scripts
             .bump
@@ -510,8 +557,11 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(be)?;
-        let [min, exp, seq] = out.as_slice() else { return Ok(None) };
-        self.wait().await?;
+        let [min, exp, seq] = out.as_slice() else {
+            self.finish(conn, false).await?;
+            return Ok(None);
+        };
+        self.finish(conn, true).await?;
         Ok(Some(Bumped {
             key: key.to_string(),
             min_ver: min.parse().map_err(|_| corrupt("min"))?,
@@ -521,7 +571,7 @@ impl Store for RedisStore {
     }
 
     async fn raise_ttl_max(&self, secs: u64) -> StoreResult<u64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer().await?;
         let v: String = self
             .scripts
             .raise_ttl_max
@@ -530,7 +580,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(be)?;
-        self.wait().await?;
+        self.finish(conn, true).await?;
         v.parse().map_err(|_| corrupt("ttl_max"))
     }
 
@@ -569,7 +619,7 @@ impl Store for RedisStore {
     }
 
     async fn create_api_token(&self, t: &ApiToken) -> StoreResult<u64> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.writer().await?;
         let ver: u64 = self
             .scripts
             .create_api
@@ -584,7 +634,7 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(be)?;
-        self.wait().await?;
+        self.finish(conn, true).await?;
         Ok(ver)
     }
 
@@ -661,5 +711,25 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(be)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_no_eviction;
+
+    #[test]
+    fn eviction_policy_table() {
+        let info = |m: &str, p: &str| format!("# Memory\r\nused_memory:1\r\nmaxmemory:{m}\r\nmaxmemory_human:x\r\nmaxmemory_policy:{p}\r\n");
+        let cases = [
+            ("0", "allkeys-lru", true),
+            ("1000", "noeviction", true),
+            ("1000", "allkeys-lru", false),
+            ("1000", "volatile-lfu", false),
+        ];
+        for (m, p, ok) in cases {
+            assert_eq!(check_no_eviction(&info(m, p)).is_ok(), ok, "{m} {p}");
+        }
+        assert!(check_no_eviction("# Memory\r\n").is_err(), "unknown settings are refused");
     }
 }
