@@ -362,7 +362,8 @@ fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<
             _ => format!("{name}={token}"),
         });
     }
-    let unchanged = cookies.len() == 1 && rest.as_deref() == Some(cookies[0]);
+    // Only rewrite what changed: values are never re-joined for nothing.
+    let unchanged = rest.as_deref() == Some(cookies.join("; ").as_str());
     let no_cookies_at_all = cookies.is_empty() && rest.as_deref().is_none_or(str::is_empty);
     if !unchanged && !no_cookies_at_all {
         ops.push(match rest {
@@ -418,7 +419,8 @@ pub fn client_address(config: &Config, req: &Request<'_>) -> Option<IpAddr> {
                 .flat_map(|(_, v)| v.split(','))
                 .map(str::trim)
                 .collect();
-            let i = entries.len().checked_sub(1 + config.trusted_hops as usize)?;
+            let hops = usize::try_from(config.trusted_hops).ok()?.checked_add(1)?;
+            let i = entries.len().checked_sub(hops)?;
             parse_ip(entries[i])
         }
     }

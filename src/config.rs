@@ -504,6 +504,9 @@ impl Document {
         if self.admin_scope.is_empty() || self.admin_scope.contains(' ') {
             return Err(ConfigError::new("admin_scope", "must be one non-empty scope token"));
         }
+        if self.client_address.trusted_hops > 64 {
+            return Err(ConfigError::new("client_address.trusted_hops", "must be at most 64"));
+        }
         let sources = self.sources.build()?;
         let identity_headers = self.identity_headers.build()?;
         let mut rules = Vec::with_capacity(self.rules.len());
@@ -578,10 +581,12 @@ impl RevocationDoc {
             return Err(ConfigError::new("revocation.sync_interval_ms", "must be between 100 and 60000"));
         }
         let max_staleness_ms = self.max_staleness_ms.unwrap_or(5 * self.sync_interval_ms);
-        if max_staleness_ms < self.sync_interval_ms {
+        // One poll may be late (a round trip, a worker's reload tick, a
+        // lease handover) without every request turning into a 503.
+        if max_staleness_ms < 2 * self.sync_interval_ms {
             return Err(ConfigError::new(
                 "revocation.max_staleness_ms",
-                "must be at least sync_interval_ms",
+                "must be at least twice sync_interval_ms",
             ));
         }
         Ok(RevocationPolicy { sync_interval_ms: self.sync_interval_ms, max_staleness_ms, on_stale: self.on_stale })

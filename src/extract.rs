@@ -2,7 +2,7 @@
 //! configuration enables, and refuses ambiguous requests (two different
 //! tokens, a token in the query when that is off).
 
-use crate::config::Sources;
+use crate::config::{Config, Sources};
 
 /// Where a token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,8 @@ pub enum ExtractError {
     QueryNotAllowed,
     /// A configured source is present but empty.
     EmptyToken,
+    /// A header that carries credentials or addresses is not UTF-8.
+    NotUtf8,
 }
 
 impl ExtractError {
@@ -42,8 +44,37 @@ impl ExtractError {
             ExtractError::MalformedAuthorization => "malformed Authorization header",
             ExtractError::QueryNotAllowed => "access token in query string not allowed",
             ExtractError::EmptyToken => "empty access token",
+            ExtractError::NotUtf8 => "credentials header is not valid UTF-8",
         }
     }
+}
+
+/// Header values as Envoy hands them over (bytes; HTTP allows obs-text).
+/// Headers that carry credentials or addresses, or that Tollgate may rewrite,
+/// must be UTF-8: otherwise the request is refused. Other values are read
+/// lossily; Tollgate never writes them back.
+pub fn decode_headers(config: &Config, raw: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, String)>, ExtractError> {
+    let sources = &config.sources;
+    let refresh_header = config.refresh.as_ref().and_then(|r| r.header.as_ref()).map(|h| h.request.as_str());
+    let mut out = Vec::with_capacity(raw.len());
+    for (name, value) in raw {
+        let value = match String::from_utf8(value) {
+            Ok(v) => v,
+            Err(e) => {
+                let n = name.as_str();
+                let read_by_us = n.starts_with(':')
+                    || matches!(n, "authorization" | "cookie" | "x-forwarded-for")
+                    || sources.header_pair.as_ref().is_some_and(|(t, u)| n == t || n == u)
+                    || refresh_header == Some(n);
+                if read_by_us {
+                    return Err(ExtractError::NotUtf8);
+                }
+                String::from_utf8_lossy(e.as_bytes()).into_owned()
+            }
+        };
+        out.push((name, value));
+    }
+    Ok(out)
 }
 
 /// Looks for a token in `headers` (lower-case names, as Envoy gives them)

@@ -331,3 +331,31 @@ fn refresh_cookies_carry_the_configured_attributes() {
         ]
     );
 }
+
+#[test]
+fn header_values_that_are_not_utf8() {
+    let config = config_with("");
+    let raw = |name: &str, value: &[u8]| vec![(":path".to_string(), b"/x".to_vec()), (name.to_string(), value.to_vec())];
+    // (header, value, refused?)
+    let cases: [(&str, &[u8], bool); 7] = [
+        ("user-agent", b"caf\xe9", false),
+        ("x-tollgate-sub", b"r\xffoot", false),
+        ("authorization", b"Bearer \xff", true),
+        ("cookie", b"tg_access=\xff", true),
+        ("token-user", b"al\xe9", true),
+        ("x-forwarded-for", b"10.0.0.1\xff", true),
+        (":path", b"/\xff", true),
+    ];
+    for (name, value, refused) in cases {
+        let got = tollgate::extract::decode_headers(&config, raw(name, value));
+        assert_eq!(got.is_err(), refused, "{name}: {got:?}");
+    }
+    // A spoofed identity header with bad bytes is still seen, so still removed.
+    let headers = tollgate::extract::decode_headers(&config, raw("x-tollgate-sub", b"r\xffoot")).unwrap();
+    let req = Request { method: "GET", path: "/healthz", headers: &headers, peer: None };
+    let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
+    let Decision::Allow(allow) = decide(&config, &req, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live }) else {
+        panic!("anonymous route")
+    };
+    assert_eq!(allow.header_ops, vec![HeaderOp::Remove("x-tollgate-sub".into())]);
+}
