@@ -174,11 +174,13 @@ impl Coordinator {
     }
 
     /// Request `ctx` is gone (its stream ended). A group that loses its
-    /// leader keeps its followers; its deadline still bounds them.
+    /// leader is due at once: the answer to the leader's callout goes to a
+    /// context that no longer exists, so its followers must not wait for it.
     pub fn leave(&mut self, ctx: u32) {
         self.groups.retain(|_, g| {
             if g.leader == Some(ctx) {
                 g.leader = None;
+                g.deadline_ms = 0;
             }
             g.followers.retain(|&f| f != ctx);
             g.leader.is_some() || !g.followers.is_empty()
@@ -223,12 +225,35 @@ impl Slot {
     /// else's token count as free: slots are reused, never leaked).
     pub fn decide(current: Option<&Slot>, token: &TokenHash, now_ms: u64, claim_ms: u64) -> SlotDecision {
         match current {
-            Some(Slot::Done { token: t, outcome, until_ms }) if t == token && now_ms < *until_ms => {
+            // A shared failure answers the requests already waiting on it
+            // (see `outcome_for`), never a new one: that one tries itself,
+            // so the edge recovers as soon as the authority does.
+            Some(Slot::Done { token: t, outcome, until_ms })
+                if t == token && now_ms < *until_ms && *outcome != Outcome::Unavailable =>
+            {
                 SlotDecision::Use(outcome.clone())
             }
             Some(Slot::Claimed { token: t, until_ms }) if t == token && now_ms < *until_ms => SlotDecision::Wait,
             _ => SlotDecision::Claim(Slot::Claimed { token: token.clone(), until_ms: now_ms + claim_ms }),
         }
+    }
+
+    fn token(&self) -> &TokenHash {
+        match self {
+            Slot::Claimed { token, .. } | Slot::Done { token, .. } => token,
+        }
+    }
+
+    /// Still claimed or still answering at `now_ms`.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        match self {
+            Slot::Claimed { until_ms, .. } | Slot::Done { until_ms, .. } => now_ms < *until_ms,
+        }
+    }
+
+    /// Live, and for another refresh token: not ours to overwrite.
+    pub fn is_live_for_other(&self, token: &TokenHash, now_ms: u64) -> bool {
+        self.token() != token && self.is_live(now_ms)
     }
 
     /// The answer for `token` in this slot, if it holds one.
@@ -278,8 +303,7 @@ mod tests {
         c.join(&t, 1, 0, 100);
         c.join(&t, 2, 0, 100);
         c.leave(1);
-        assert!(c.overdue(99).is_empty());
-        assert_eq!(c.overdue(100), vec![(t.clone(), vec![2])]);
+        assert_eq!(c.overdue(1), vec![(t.clone(), vec![2])], "due at once, not at 100");
         assert!(c.is_empty());
         // A group whose every request left disappears at once.
         c.join(&t, 3, 0, 100);
@@ -305,6 +329,7 @@ mod tests {
         let claimed = Slot::Claimed { token: t.clone(), until_ms: 100 };
         let done = Slot::Done { token: t.clone(), outcome: Outcome::Refreshed(tokens()), until_ms: 200 };
         let others = Slot::Done { token: other.clone(), outcome: Outcome::Rejected, until_ms: 200 };
+        let failed = Slot::Done { token: t.clone(), outcome: Outcome::Unavailable, until_ms: 200 };
         let claim_at = |now: u64| SlotDecision::Claim(Slot::Claimed { token: t.clone(), until_ms: now + 30 });
         // (slot, now, decision)
         let cases = [
@@ -314,7 +339,9 @@ mod tests {
             (Some(&done), 150, SlotDecision::Use(Outcome::Refreshed(tokens()))),
             (Some(&done), 200, claim_at(200)),
             (Some(&others), 10, claim_at(10)),
+            (Some(&failed), 10, claim_at(10)),
         ];
+        assert_eq!(failed.outcome_for(&t, 10), Some(&Outcome::Unavailable), "waiters still learn of it");
         for (slot, now, want) in cases {
             assert_eq!(Slot::decide(slot, &t, now, 30), want, "{slot:?} at {now}");
         }
@@ -361,6 +388,13 @@ mod tests {
             assert!(n < 64);
         }
         let s = Slot::Done { token: h.clone(), outcome: Outcome::Rejected, until_ms: 5 };
-        assert_eq!(Slot::decode(&s.encode()), Some(s));
+        assert_eq!(Slot::decode(&s.encode()), Some(s.clone()));
+        assert_eq!(Slot::decode(b""), None, "a cleared slot");
+        // (now, live?, live for another token?)
+        for (now, live, other) in [(4, true, true), (5, false, false)] {
+            assert_eq!(s.is_live(now), live);
+            assert_eq!(s.is_live_for_other(&hash("r2"), now), other);
+            assert!(!s.is_live_for_other(&h, now), "never 'other' for its own token");
+        }
     }
 }

@@ -233,6 +233,12 @@ impl RevocationSet {
     }
 }
 
+/// A short fingerprint of an encoded set: workers reload when it changes.
+pub fn fingerprint(encoded: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(encoded)[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The version keys of a token: `sub:<sub>`, and `sid:<sid>` when it has one.
 pub fn version_keys(sub: &str, sid: Option<&str>) -> Vec<String> {
     let mut keys = vec![format!("sub:{sub}")];
