@@ -28,9 +28,9 @@ struct Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _trailers: usize) {
         if let Some(worker) = self.worker.clone() {
-            worker.on_callout_response(self, self.id, token, body_size);
+            worker.on_callout_response(self, self.id, token, headers, body_size);
         }
     }
 }
@@ -49,7 +49,8 @@ impl RootContext for Root {
             log::error!("tollgate: could not define metrics");
             return false;
         };
-        let worker = Worker::new(config, metrics);
+        let started_ms = self.get_current_time().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let worker = Worker::new(config, metrics, started_ms);
         if let Some(period) = worker.tick() {
             self.set_tick_period(period);
         }
@@ -79,8 +80,8 @@ struct Filter {
 }
 
 impl Context for Filter {
-    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        self.worker.clone().on_callout_response(self, self.id, token, body_size);
+    fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _trailers: usize) {
+        self.worker.clone().on_callout_response(self, self.id, token, headers, body_size);
     }
 
     fn on_done(&mut self) -> bool {
@@ -91,7 +92,9 @@ impl Context for Filter {
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let headers = self.get_http_request_headers();
+        // Bytes: HTTP allows non-UTF-8 values, and the SDK's String variant
+        // would panic on them (and take the VM down).
+        let headers = self.get_http_request_headers_bytes();
         let peer = self
             .get_property(vec!["source", "address"])
             .and_then(|b| String::from_utf8(b).ok())

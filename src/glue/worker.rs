@@ -5,17 +5,23 @@
 //!
 //! Paused requests are resumed from whichever callback learns their answer
 //! (a callout response or the root's tick) through `set_effective_context`.
-//! No `RefCell` borrow is held across a host call.
+//! No `RefCell` borrow is held across a host call that can re-enter the VM
+//! (Envoy defers resumes and local replies until the VM call returns anyway).
+//!
+//! The SDK routes a callout's answer to the context that made it; if that
+//! request is gone the answer is dropped. So a group whose leader leaves is
+//! due at once, and the root makes the callout again on its next tick.
 
 use super::metrics::Metrics;
-use crate::authenticator::{self, Decision, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request};
-use crate::config::Config;
+use crate::authenticator::{self, Decision, Denial, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request};
+use crate::config::{Authority, Config};
+use crate::extract;
 use crate::refresh::{self, Coordinator, Join, Outcome, Slot, SlotDecision, TokenHash};
 use crate::response;
-use crate::revocation::{FeedPage, LiveVersions, RevocationSet, MAX_FEED_BYTES};
+use crate::revocation::{self, FeedPage, Freshness, LiveVersions, RevocationSet, MAX_FEED_BYTES};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
-use proxy_wasm::types::{Action, Status};
+use proxy_wasm::types::{Action, Bytes, MapType, Status};
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -26,14 +32,24 @@ const SET_KEY: &str = "tollgate.revocation.set";
 const META_KEY: &str = "tollgate.revocation.meta";
 const WORKERS_KEY: &str = "tollgate.workers";
 /// Shared slots for refresh results: bounded memory, whatever the traffic.
-const REFRESH_SLOTS: u32 = 256;
+const REFRESH_SLOTS: u32 = 1024;
+/// How long a failed refresh is shared: long enough for the other workers'
+/// waiting requests to learn of it on their next tick (new requests retry).
+const SHARE_FAILURE_MS: u64 = 2 * MAX_TICK_MS;
+/// The root's tick, at most: how late a worker may notice shared changes.
+const MAX_TICK_MS: u64 = 100;
+/// A request pauses at most this often (a refresh, then a live check).
+const MAX_ROUNDS: u8 = 3;
 
-/// What a paused request needs to be decided again.
+/// A request paused for the authority, with what it takes to decide again.
 struct Paused {
     headers: Vec<(String, String)>,
     peer: Option<IpAddr>,
-    /// The refresh it waits on, if any (kept to answer a failed refresh).
+    /// The refresh it waits on or went through.
     refresh: Option<RefreshNeed>,
+    /// The access token a refresh gave it: decided with from then on.
+    replacement: Option<String>,
+    rounds: u8,
 }
 
 enum Callout {
@@ -50,16 +66,21 @@ struct InFlight {
 #[derive(Default)]
 struct State {
     revocations: RevocationSet,
+    /// Fingerprint of the shared set this copy was loaded from.
+    loaded: Option<String>,
     live: LiveVersions,
     refreshes: Coordinator,
     checks: Coordinator,
+    /// The keys of each live-check group, for a callout made again by the root.
+    check_keys: HashMap<TokenHash, Vec<String>>,
     paused: HashMap<u32, Paused>,
     callouts: HashMap<u32, InFlight>,
     /// Response headers owed to a request (Set-Cookie after a refresh).
     owed: HashMap<u32, Vec<(String, String)>>,
-    /// Refresh groups whose wait for another worker ran out: this worker
-    /// made its own callout.
+    /// Groups whose wait ran out once: the root made its own callout.
     fell_back: HashSet<TokenHash>,
+    /// Refresh slots this worker wrote, and when to clear them.
+    written_slots: HashMap<String, u64>,
     feed_in_flight: bool,
     next_poll_ms: u64,
 }
@@ -69,6 +90,8 @@ pub(crate) struct Worker {
     pub metrics: Metrics,
     /// Unique among the VMs of this Envoy (a CAS counter in shared data).
     id: u32,
+    /// When this VM was configured (ms since the epoch).
+    started_ms: u64,
     state: RefCell<State>,
 }
 
@@ -80,9 +103,13 @@ fn header<'h>(headers: &'h [(String, String)], name: &str) -> &'h str {
     headers.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str())
 }
 
+fn unavailable(why: &'static str) -> Decision {
+    Decision::Deny(Denial { reason: DenyReason::Unavailable(why) })
+}
+
 impl Worker {
-    pub fn new(config: Config, metrics: Metrics) -> Worker {
-        Worker { config, metrics, id: claim_worker_id(), state: RefCell::new(State::default()) }
+    pub fn new(config: Config, metrics: Metrics, started_ms: u64) -> Worker {
+        Worker { config, metrics, id: claim_worker_id(), started_ms, state: RefCell::new(State::default()) }
     }
 
     /// The root's tick period, when anything needs one.
@@ -92,18 +119,47 @@ impl Worker {
             || self.config.policy.has_fresh_rules();
         callouts.then(|| {
             let sync = self.config.revocation.as_ref().map_or(1000, |r| r.sync_interval_ms);
-            Duration::from_millis((sync / 4).clamp(20, 100))
+            Duration::from_millis((sync / 4).clamp(20, MAX_TICK_MS))
         })
+    }
+
+    fn authority(&self) -> Option<&Authority> {
+        self.config.authority.as_ref()
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        self.authority().map_or(1000, |a| a.timeout_ms)
+    }
+
+    /// How long a group waits: never shorter than its own callout can take.
+    fn refresh_wait_ms(&self) -> u64 {
+        let wait = self.config.refresh.as_ref().map_or(0, |r| r.wait_ms);
+        wait.max(self.timeout_ms() + 2 * MAX_TICK_MS)
+    }
+
+    fn check_wait_ms(&self) -> u64 {
+        self.timeout_ms() + 2 * MAX_TICK_MS
     }
 
     // ---- requests -------------------------------------------------------
 
     /// A new request: decide, and carry the decision out in place.
-    pub fn on_request(&self, ctx: &dyn Context, id: u32, headers: Vec<(String, String)>, peer: Option<IpAddr>) -> Action {
+    pub fn on_request(&self, ctx: &dyn Context, id: u32, raw: Vec<(String, Bytes)>, peer: Option<IpAddr>) -> Action {
         let now = now_ms(ctx);
-        let decision = self.decide(&headers, peer, now, None);
-        let paused = Paused { headers, peer, refresh: None };
-        self.carry_out(ctx, id, paused, decision, now, false)
+        let headers = match extract::decode_headers(&self.config, raw) {
+            Ok(h) => h,
+            Err(e) => {
+                self.deny(&DenyReason::InvalidRequest(e), None);
+                return Action::Pause;
+            }
+        };
+        if self.config.revocation.is_some() && self.state.borrow().revocations.synced_at_ms().is_none() {
+            // Before this worker's first tick: use what another worker learned.
+            self.reload_revocations(ctx);
+        }
+        let p = Paused { headers, peer, refresh: None, replacement: None, rounds: 0 };
+        let decision = self.decide(&p, now);
+        self.carry_out(ctx, id, p, decision, now, false)
     }
 
     /// Response headers owed to request `id`.
@@ -114,17 +170,19 @@ impl Worker {
     /// Request `id` is gone.
     pub fn forget(&self, id: u32) {
         let mut st = self.state.borrow_mut();
-        st.paused.remove(&id);
         st.owed.remove(&id);
-        st.refreshes.leave(id);
-        st.checks.leave(id);
+        if st.paused.remove(&id).is_some() {
+            st.refreshes.leave(id);
+            st.checks.leave(id);
+        }
     }
 
-    fn decide(&self, headers: &[(String, String)], peer: Option<IpAddr>, now: u64, refreshed: Option<&str>) -> Decision {
-        let req = Request { method: header(headers, ":method"), path: header(headers, ":path"), headers, peer };
+    fn decide(&self, p: &Paused, now: u64) -> Decision {
+        let h = &p.headers;
+        let req = Request { method: header(h, ":method"), path: header(h, ":path"), headers: h, peer: p.peer };
         let st = self.state.borrow();
         let k = Knowledge { now_ms: now, revocations: &st.revocations, live: &st.live };
-        match refreshed {
+        match &p.replacement {
             Some(token) => authenticator::decide_refreshed(&self.config, &req, &k, token),
             None => authenticator::decide(&self.config, &req, &k),
         }
@@ -140,12 +198,14 @@ impl Worker {
             Decision::Allow(allow) => {
                 for op in &allow.header_ops {
                     let _ = match op {
-                        HeaderOp::Remove(name) => hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, None),
-                        HeaderOp::Set(name, value) => hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, Some(value)),
+                        HeaderOp::Remove(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+                        HeaderOp::Set(name, value) => {
+                            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                        }
                     };
                 }
                 Metrics::count(if allow.subject.is_some() { self.metrics.allowed } else { self.metrics.anonymous });
-                if self.stale_allowed(now) {
+                if self.stale(now) {
                     Metrics::count(self.metrics.stale_allowed);
                 }
                 if deferred {
@@ -157,11 +217,11 @@ impl Worker {
                 self.deny(&denial.reason, p.refresh.as_ref());
                 Action::Pause
             }
-            Decision::CheckVersions(keys) if !deferred || p.refresh.is_some() => {
-                self.start_check(ctx, id, p, keys, now)
+            Decision::CheckVersions(keys) if p.rounds < MAX_ROUNDS => self.start_check(ctx, id, p, keys, now, deferred),
+            Decision::Refresh(need) if p.rounds < MAX_ROUNDS && p.refresh.is_none() => {
+                self.start_refresh(ctx, id, p, need, now, deferred)
             }
-            Decision::Refresh(need) if !deferred => self.start_refresh(ctx, id, p, need, now),
-            // Asked twice for the same request: the authority did not settle it.
+            // The authority's answers did not settle this request.
             Decision::CheckVersions(_) | Decision::Refresh(_) => {
                 self.deny(&DenyReason::Unavailable("authority unavailable"), None);
                 Action::Pause
@@ -172,23 +232,19 @@ impl Worker {
     fn deny(&self, reason: &DenyReason, refresh: Option<&RefreshNeed>) {
         self.metrics.denied(reason.metric());
         let answer = response::render(&self.config.realm, reason);
-        let mut headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let cleared = match (reason, refresh) {
             (DenyReason::RefreshRejected, Some(need)) if !need.header_mode => response::cleared_cookies(&self.config),
             _ => Vec::new(),
         };
+        let mut headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         headers.extend(cleared.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let _ = hostcalls::send_http_response(answer.status as u32, headers, Some(answer.body.as_bytes()));
     }
 
-    fn stale_allowed(&self, now: u64) -> bool {
+    fn stale(&self, now: u64) -> bool {
         let Some(policy) = &self.config.revocation else { return false };
         let st = self.state.borrow();
-        !matches!(st.revocations.freshness(now, policy.max_staleness_ms), crate::revocation::Freshness::Fresh)
-    }
-
-    fn authority(&self) -> Option<&crate::config::Authority> {
-        self.config.authority.as_ref()
+        st.revocations.freshness(now, policy.max_staleness_ms) != Freshness::Fresh
     }
 
     /// Dispatches a callout through the SDK (so its answer is routed back).
@@ -203,65 +259,99 @@ impl Worker {
         Ok(())
     }
 
+    fn dispatch_refresh(&self, ctx: &dyn Context, token: &TokenHash, refresh_token: &str, now: u64) -> Result<(), Status> {
+        let client_id = self.config.refresh.as_ref().map_or("", |r| r.client_id.as_str());
+        let body = refresh::token_request_body(refresh_token, client_id);
+        self.dispatch(ctx, "POST", "/v1/token", Some(body.as_bytes()), Callout::Refresh { token: token.clone() }, now)
+    }
+
+    fn dispatch_check(&self, ctx: &dyn Context, group: &TokenHash, keys: &[String], now: u64) -> Result<(), Status> {
+        let query: Vec<String> = keys.iter().map(|k| format!("key={}", refresh::form_encode(k))).collect();
+        let path = format!("/v1/versions?{}", query.join("&"));
+        self.dispatch(ctx, "GET", &path, None, Callout::Versions { group: group.clone(), keys: keys.to_vec() }, now)
+    }
+
     // ---- refresh --------------------------------------------------------
 
-    fn start_refresh(&self, ctx: &dyn Context, id: u32, mut p: Paused, need: RefreshNeed, now: u64) -> Action {
-        let Some(policy) = self.config.refresh.clone() else { return Action::Continue };
+    fn start_refresh(&self, ctx: &dyn Context, id: u32, mut p: Paused, need: RefreshNeed, now: u64, deferred: bool) -> Action {
         let token = refresh::hash(&need.refresh_token);
         p.refresh = Some(need.clone());
-        let joined = {
+        p.rounds += 1;
+        let wait = self.refresh_wait_ms();
+        {
             let mut st = self.state.borrow_mut();
-            st.paused.insert(id, p);
-            st.refreshes.has_group(&token).then(|| st.refreshes.join(&token, id, now, policy.wait_ms))
-        };
-        if joined.is_some() {
-            Metrics::count(self.metrics.refresh_coalesced);
-            return Action::Pause;
+            if st.refreshes.has_group(&token) {
+                st.paused.insert(id, p);
+                st.refreshes.join(&token, id, now, wait);
+                drop(st);
+                Metrics::count(self.metrics.refresh_coalesced);
+                return Action::Pause;
+            }
         }
         let key = refresh::slot_key(&token, REFRESH_SLOTS);
         let (bytes, cas) = ctx.get_shared_data(&key);
         let current = bytes.as_deref().and_then(Slot::decode);
-        let claim_ms = self.authority().map_or(1000, |a| a.timeout_ms) + 500;
-        match Slot::decide(current.as_ref(), &token, now, claim_ms) {
+        match Slot::decide(current.as_ref(), &token, now, self.timeout_ms() + 2 * MAX_TICK_MS) {
             SlotDecision::Use(outcome) => {
                 Metrics::count(self.metrics.refresh_shared);
-                let p = self.state.borrow_mut().paused.remove(&id);
-                match p {
-                    Some(p) => self.resolve_refresh(ctx, id, p, &outcome, now, false),
-                    None => Action::Pause,
-                }
+                self.resolve_refresh(ctx, id, p, &outcome, now, deferred)
             }
             SlotDecision::Wait => {
-                self.state.borrow_mut().refreshes.wait_elsewhere(&token, id, now, policy.wait_ms);
+                let mut st = self.state.borrow_mut();
+                st.paused.insert(id, p);
+                st.refreshes.wait_elsewhere(&token, id, now, wait);
                 Action::Pause
             }
-            SlotDecision::Claim(slot) => {
-                if ctx.set_shared_data(&key, Some(&slot.encode()), cas).is_err() {
-                    // Another worker claimed it a moment ago.
-                    self.state.borrow_mut().refreshes.wait_elsewhere(&token, id, now, policy.wait_ms);
-                    return Action::Pause;
+            SlotDecision::Claim(claim) => {
+                // A live slot of another token is left alone: this refresh is
+                // then simply not shared.
+                let taken_by_other = current.as_ref().is_some_and(|s| s.is_live_for_other(&token, now));
+                if !taken_by_other {
+                    if ctx.set_shared_data(&key, Some(&claim.encode()), cas).is_err() {
+                        // Another worker claimed it a moment ago.
+                        let mut st = self.state.borrow_mut();
+                        st.paused.insert(id, p);
+                        st.refreshes.wait_elsewhere(&token, id, now, wait);
+                        return Action::Pause;
+                    }
+                    self.state.borrow_mut().written_slots.insert(key, now + wait);
                 }
-                self.state.borrow_mut().refreshes.join(&token, id, now, policy.wait_ms);
-                let body = refresh::token_request_body(&need.refresh_token, &policy.client_id);
-                if self.dispatch(ctx, "POST", "/v1/token", Some(body.as_bytes()), Callout::Refresh { token: token.clone() }, now).is_err() {
-                    self.finish_refresh(ctx, &token, Outcome::Unavailable, now, true);
+                if self.dispatch_refresh(ctx, &token, &need.refresh_token, now).is_err() {
+                    Metrics::count(self.metrics.refresh_failed);
+                    self.share(ctx, &token, &Outcome::Unavailable, now);
+                    return self.resolve_refresh(ctx, id, p, &Outcome::Unavailable, now, deferred);
                 }
+                let mut st = self.state.borrow_mut();
+                st.paused.insert(id, p);
+                st.refreshes.join(&token, id, now, wait);
                 Action::Pause
             }
         }
     }
 
-    /// Ends the refresh of `token` for every request waiting on it.
-    /// `share`: publish the answer for the other workers.
+    /// Publishes a refresh answer for the other workers, unless its slot
+    /// holds another token's live answer.
+    fn share(&self, ctx: &dyn Context, token: &TokenHash, outcome: &Outcome, now: u64) {
+        let keep_ms = match outcome {
+            Outcome::Unavailable => SHARE_FAILURE_MS,
+            _ => self.config.refresh.as_ref().map_or(0, |r| r.share_ms),
+        };
+        let key = refresh::slot_key(token, REFRESH_SLOTS);
+        let (bytes, cas) = ctx.get_shared_data(&key);
+        if bytes.as_deref().and_then(Slot::decode).is_some_and(|s| s.is_live_for_other(token, now)) {
+            return;
+        }
+        let slot = Slot::Done { token: token.clone(), outcome: outcome.clone(), until_ms: now + keep_ms };
+        if ctx.set_shared_data(&key, Some(&slot.encode()), cas).is_ok() {
+            self.state.borrow_mut().written_slots.insert(key, now + keep_ms);
+        }
+    }
+
+    /// Ends the refresh of `token` for every request of this worker waiting
+    /// on it. `share`: this worker made the callout; publish its answer.
     fn finish_refresh(&self, ctx: &dyn Context, token: &TokenHash, outcome: Outcome, now: u64, share: bool) {
-        let share_ms = self.config.refresh.as_ref().map_or(0, |r| r.share_ms);
         if share {
-            let slot = match &outcome {
-                // A failure is not shared: release the claim so others retry.
-                Outcome::Unavailable => Slot::Claimed { token: token.clone(), until_ms: now },
-                o => Slot::Done { token: token.clone(), outcome: o.clone(), until_ms: now + share_ms },
-            };
-            let _ = ctx.set_shared_data(&refresh::slot_key(token, REFRESH_SLOTS), Some(&slot.encode()), None);
+            self.share(ctx, token, &outcome, now);
         }
         let waiting: Vec<(u32, Paused)> = {
             let mut st = self.state.borrow_mut();
@@ -274,16 +364,18 @@ impl Worker {
         }
     }
 
-    fn resolve_refresh(&self, ctx: &dyn Context, id: u32, p: Paused, outcome: &Outcome, now: u64, deferred: bool) -> Action {
+    fn resolve_refresh(&self, ctx: &dyn Context, id: u32, mut p: Paused, outcome: &Outcome, now: u64, deferred: bool) -> Action {
         let Some(need) = p.refresh.clone() else { return Action::Pause };
         let decision = match outcome {
             Outcome::Refreshed(tokens) => {
                 let owed = response::refreshed_headers(&self.config, tokens, need.header_mode);
                 self.state.borrow_mut().owed.insert(id, owed);
-                self.decide(&p.headers, p.peer, now, Some(&tokens.access_token))
+                p.replacement = Some(tokens.access_token.clone());
+                self.decide(&p, now)
             }
             Outcome::Rejected | Outcome::Unavailable => {
-                let req = Request { method: header(&p.headers, ":method"), path: header(&p.headers, ":path"), headers: &p.headers, peer: p.peer };
+                let h = &p.headers;
+                let req = Request { method: header(h, ":method"), path: header(h, ":path"), headers: h, peer: p.peer };
                 let st = self.state.borrow();
                 let k = Knowledge { now_ms: now, revocations: &st.revocations, live: &st.live };
                 authenticator::refresh_failed(&self.config, &req, &k, &need, *outcome == Outcome::Rejected)
@@ -294,21 +386,27 @@ impl Worker {
 
     // ---- live version checks -------------------------------------------
 
-    fn start_check(&self, ctx: &dyn Context, id: u32, p: Paused, keys: Vec<String>, now: u64) -> Action {
+    fn start_check(&self, ctx: &dyn Context, id: u32, mut p: Paused, keys: Vec<String>, now: u64, deferred: bool) -> Action {
+        p.rounds += 1;
         let group: TokenHash = format!("v:{}", keys.join(","));
-        let wait_ms = self.authority().map_or(1000, |a| a.timeout_ms) + 500;
-        let join = {
+        let wait = self.check_wait_ms();
+        {
             let mut st = self.state.borrow_mut();
-            st.paused.insert(id, p);
-            st.checks.join(&group, id, now, wait_ms)
-        };
-        if join == Join::Lead {
-            let query: Vec<String> = keys.iter().map(|k| format!("key={}", refresh::form_encode(k))).collect();
-            let path = format!("/v1/versions?{}", query.join("&"));
-            if self.dispatch(ctx, "GET", &path, None, Callout::Versions { group: group.clone(), keys: keys.clone() }, now).is_err() {
-                self.finish_check(ctx, &group, &keys, None, now);
+            if st.checks.has_group(&group) {
+                st.paused.insert(id, p);
+                st.checks.join(&group, id, now, wait);
+                return Action::Pause;
             }
         }
+        if self.dispatch_check(ctx, &group, &keys, now).is_err() {
+            Metrics::count(self.metrics.live_failed);
+            return self.carry_out(ctx, id, p, unavailable("authority unavailable for live check"), now, deferred);
+        }
+        let mut st = self.state.borrow_mut();
+        st.paused.insert(id, p);
+        st.check_keys.insert(group.clone(), keys);
+        let joined = st.checks.join(&group, id, now, wait);
+        debug_assert_eq!(joined, Join::Lead);
         Action::Pause
     }
 
@@ -317,36 +415,43 @@ impl Worker {
         Metrics::count(if learned { self.metrics.live_checks } else { self.metrics.live_failed });
         let waiting: Vec<(u32, Paused)> = {
             let mut st = self.state.borrow_mut();
+            st.check_keys.remove(group);
+            st.fell_back.remove(group);
             let ids = st.checks.finish(group);
             ids.into_iter().filter_map(|id| st.paused.remove(&id).map(|p| (id, p))).collect()
         };
         for (id, p) in waiting {
-            let decision = if learned {
-                self.decide(&p.headers, p.peer, now, None)
-            } else {
-                Decision::Deny(authenticator::Denial { reason: DenyReason::Unavailable("authority unavailable for live check") })
-            };
-            // A second CheckVersions for the same request is refused in carry_out.
-            let p = Paused { refresh: None, ..p };
+            let decision = if learned { self.decide(&p, now) } else { unavailable("authority unavailable for live check") };
             self.carry_out(ctx, id, p, decision, now, true);
         }
     }
 
     // ---- callout answers ------------------------------------------------
 
-    pub fn on_callout_response(&self, ctx: &dyn Context, own_id: u32, token: u32, body_size: usize) {
+    pub fn on_callout_response(&self, ctx: &dyn Context, own_id: u32, token: u32, num_headers: usize, body_size: usize) {
         let Some(call) = self.state.borrow_mut().callouts.remove(&token) else { return };
         let now = now_ms(ctx);
         Metrics::set(self.metrics.callout_ms, now.saturating_sub(call.started_ms));
-        let status = ctx.get_http_call_response_header(":status").and_then(|s| s.parse::<u16>().ok());
-        let body = if body_size <= MAX_FEED_BYTES { ctx.get_http_call_response_body(0, body_size) } else { None };
+        // A call that failed in transport has no headers at all; asking for
+        // one would make the SDK panic on the host's BadArgument.
+        let status = if num_headers == 0 {
+            None
+        } else {
+            ctx.get_http_call_response_headers_bytes()
+                .into_iter()
+                .find(|(n, _)| n == ":status")
+                .and_then(|(_, v)| std::str::from_utf8(&v).ok()?.parse::<u16>().ok())
+        };
+        let readable = body_size > 0 && body_size <= MAX_FEED_BYTES;
+        let body = if readable { ctx.get_http_call_response_body(0, body_size) } else { None };
+        let body = body.as_deref().unwrap_or_default();
         match call.what {
-            Callout::Feed => self.on_feed(ctx, status, body.as_deref().unwrap_or_default(), body_size, now),
+            Callout::Feed => self.on_feed(ctx, status, body, body_size, now),
             Callout::Refresh { token } => {
                 let outcome = if body_size > refresh::MAX_TOKEN_RESPONSE_BYTES {
                     Outcome::Unavailable
                 } else {
-                    Outcome::from_response(status, body.as_deref().unwrap_or_default())
+                    Outcome::from_response(status, body)
                 };
                 Metrics::count(match outcome {
                     Outcome::Refreshed(_) => self.metrics.refresh_ok,
@@ -356,8 +461,8 @@ impl Worker {
                 self.finish_refresh(ctx, &token, outcome, now, true);
             }
             Callout::Versions { group, keys } => {
-                let body = body.filter(|_| status == Some(200));
-                self.finish_check(ctx, &group, &keys, body.as_deref(), now);
+                let body = (status == Some(200)).then_some(body);
+                self.finish_check(ctx, &group, &keys, body, now);
             }
         }
         let _ = hostcalls::set_effective_context(own_id);
@@ -371,22 +476,13 @@ impl Worker {
             self.reload_revocations(ctx);
             self.poll_feed(ctx, now);
         }
-        self.tick_refreshes(ctx, now);
-        // Live checks whose answer never came (the leader's request went
-        // away and Envoy cancelled its callout): 503 for everyone waiting.
-        let overdue = self.state.borrow_mut().checks.overdue(now);
-        for (_, ids) in overdue {
-            let waiting: Vec<(u32, Paused)> = {
-                let mut st = self.state.borrow_mut();
-                ids.into_iter().filter_map(|id| st.paused.remove(&id).map(|p| (id, p))).collect()
-            };
-            for (id, p) in waiting {
-                let d = Decision::Deny(authenticator::Denial { reason: DenyReason::Unavailable("authority unavailable for live check") });
-                self.carry_out(ctx, id, p, d, now, true);
-            }
+        if self.config.refresh.is_some() {
+            self.tick_refreshes(ctx, now);
         }
-        // Callouts Envoy will never answer (cancelled with their request).
-        let horizon = self.authority().map_or(1000, |a| a.timeout_ms) * 4;
+        self.tick_checks(ctx, now);
+        self.clear_slots(ctx, now);
+        // Callouts Envoy will never answer to us (their request went away).
+        let horizon = self.timeout_ms() * 4;
         let mut st = self.state.borrow_mut();
         st.callouts.retain(|_, c| now.saturating_sub(c.started_ms) < horizon);
         if st.feed_in_flight && !st.callouts.values().any(|c| matches!(c.what, Callout::Feed)) {
@@ -395,9 +491,6 @@ impl Worker {
     }
 
     fn tick_refreshes(&self, ctx: &dyn Context, now: u64) {
-        if self.config.refresh.is_none() {
-            return;
-        }
         // Answers another worker published.
         let elsewhere = self.state.borrow().refreshes.waiting_elsewhere();
         for token in elsewhere {
@@ -408,51 +501,85 @@ impl Worker {
                 self.finish_refresh(ctx, &token, outcome, now, false);
             }
         }
-        // Waits that ran out.
+        // Waits that ran out: once, the root asks itself (the authority's
+        // grace window answers with the same pair); twice, give up.
         let overdue = self.state.borrow_mut().refreshes.overdue(now);
-        let wait_ms = self.config.refresh.as_ref().map_or(0, |r| r.wait_ms);
         for (token, ids) in overdue {
-            let first_fallback = self.state.borrow_mut().fell_back.insert(token.clone());
-            let need = ids.iter().find_map(|id| self.state.borrow().paused.get(id).and_then(|p| p.refresh.clone()));
-            match (first_fallback, need) {
-                (true, Some(need)) => {
-                    // The other worker's answer never came: ask ourselves; the
-                    // authority's grace window answers with the same pair.
-                    {
-                        let mut st = self.state.borrow_mut();
-                        for id in &ids {
-                            st.refreshes.wait_elsewhere(&token, *id, now, wait_ms);
-                        }
-                    }
-                    let client_id = self.config.refresh.as_ref().map_or("", |r| r.client_id.as_str());
-                    let body = refresh::token_request_body(&need.refresh_token, client_id);
-                    if self.dispatch(ctx, "POST", "/v1/token", Some(body.as_bytes()), Callout::Refresh { token: token.clone() }, now).is_err() {
-                        self.finish_refresh(ctx, &token, Outcome::Unavailable, now, false);
+            let (first, need) = {
+                let mut st = self.state.borrow_mut();
+                let need = ids.iter().find_map(|id| st.paused.get(id).and_then(|p| p.refresh.clone()));
+                (st.fell_back.insert(token.clone()), need)
+            };
+            if let (true, Some(need)) = (first, need) {
+                {
+                    let mut st = self.state.borrow_mut();
+                    for id in &ids {
+                        st.refreshes.wait_elsewhere(&token, *id, now, self.refresh_wait_ms());
                     }
                 }
-                _ => {
-                    let waiting: Vec<(u32, Paused)> = {
-                        let mut st = self.state.borrow_mut();
-                        st.fell_back.remove(&token);
-                        ids.into_iter().filter_map(|id| st.paused.remove(&id).map(|p| (id, p))).collect()
-                    };
-                    for (id, p) in waiting {
-                        self.resolve_refresh(ctx, id, p, &Outcome::Unavailable, now, true);
+                if self.dispatch_refresh(ctx, &token, &need.refresh_token, now).is_ok() {
+                    continue;
+                }
+                Metrics::count(self.metrics.refresh_failed);
+            }
+            self.finish_refresh(ctx, &token, Outcome::Unavailable, now, false);
+        }
+    }
+
+    fn tick_checks(&self, ctx: &dyn Context, now: u64) {
+        let overdue = self.state.borrow_mut().checks.overdue(now);
+        for (group, ids) in overdue {
+            let (first, keys) = {
+                let mut st = self.state.borrow_mut();
+                (st.fell_back.insert(group.clone()), st.check_keys.get(&group).cloned())
+            };
+            if let (true, Some(keys)) = (first, keys) {
+                {
+                    let mut st = self.state.borrow_mut();
+                    for id in &ids {
+                        st.checks.wait_elsewhere(&group, *id, now, self.check_wait_ms());
                     }
+                }
+                if self.dispatch_check(ctx, &group, &keys, now).is_ok() {
+                    continue;
                 }
             }
+            let keys = self.state.borrow().check_keys.get(&group).cloned().unwrap_or_default();
+            self.finish_check(ctx, &group, &keys, None, now);
+        }
+    }
+
+    /// Clears refresh slots this worker wrote once they are of no use: no
+    /// token lingers in shared data past its `share_ms`.
+    fn clear_slots(&self, ctx: &dyn Context, now: u64) {
+        let due: Vec<String> = {
+            let st = self.state.borrow();
+            st.written_slots.iter().filter(|(_, until)| **until <= now).map(|(k, _)| k.clone()).collect()
+        };
+        for key in due {
+            let (bytes, cas) = ctx.get_shared_data(&key);
+            let expired = bytes.as_deref().and_then(Slot::decode).is_some_and(|s| !s.is_live(now));
+            if expired {
+                let _ = ctx.set_shared_data(&key, Some(b""), cas);
+            }
+            self.state.borrow_mut().written_slots.remove(&key);
         }
     }
 
     // ---- revocation sync ------------------------------------------------
 
-    /// Loads the set another worker published, when it changed.
+    /// Loads the set another worker published, when its fingerprint changed.
     fn reload_revocations(&self, ctx: &dyn Context) {
-        let Some((generation, synced_at)) = read_meta(ctx) else { return };
-        let stale_copy = self.state.borrow().revocations.generation() != generation;
-        if stale_copy {
-            if let Some(set) = ctx.get_shared_data(SET_KEY).0.as_deref().and_then(RevocationSet::decode) {
-                self.state.borrow_mut().revocations = set;
+        let Some((fingerprint, synced_at)) = read_meta(ctx) else { return };
+        let known = self.state.borrow().loaded.as_deref() == Some(fingerprint.as_str());
+        if !known {
+            if let Some(bytes) = ctx.get_shared_data(SET_KEY).0 {
+                if let Some(set) = RevocationSet::decode(&bytes) {
+                    let mut st = self.state.borrow_mut();
+                    st.revocations = set;
+                    // META may lag SET by one write: remember what was read.
+                    st.loaded = Some(revocation::fingerprint(&bytes));
+                }
             }
         }
         let mut st = self.state.borrow_mut();
@@ -465,8 +592,9 @@ impl Worker {
         let Some(policy) = &self.config.revocation else { return };
         {
             let st = self.state.borrow();
-            let age = st.revocations.synced_at_ms().map_or(now, |t| now.saturating_sub(t));
-            Metrics::set(self.metrics.staleness_ms, age);
+            // Before the first sync: the age of this VM, not of the epoch.
+            let since = st.revocations.synced_at_ms().unwrap_or(self.started_ms);
+            Metrics::set(self.metrics.staleness_ms, now.saturating_sub(since));
             if st.feed_in_flight || now < st.next_poll_ms {
                 return;
             }
@@ -492,40 +620,53 @@ impl Worker {
             Some(200) if body_size <= MAX_FEED_BYTES => FeedPage::parse(body).ok(),
             _ => None,
         };
+        if page.is_none() {
+            Metrics::count(self.metrics.sync_failed);
+            if status != Some(410) {
+                return;
+            }
+        }
         // Start from what the workers share: it may be newer than our copy.
         let (shared, cas) = ctx.get_shared_data(SET_KEY);
-        let mut set = shared.as_deref().and_then(RevocationSet::decode).unwrap_or_else(|| self.state.borrow().revocations.clone());
-        let changed = match (page, status) {
-            (Some(page), _) => set.apply(page, now),
-            (None, Some(410)) => {
-                // The authority does not know our cursor: re-snapshot next.
-                Metrics::count(self.metrics.sync_failed);
+        let mut set = shared
+            .as_deref()
+            .and_then(RevocationSet::decode)
+            .unwrap_or_else(|| self.state.borrow().revocations.clone());
+        let changed = match page {
+            Some(page) => set.apply(page, now),
+            None => {
+                // 410: the authority does not know our cursor; re-snapshot next.
                 set.forget_cursor();
                 true
             }
-            (None, _) => {
-                Metrics::count(self.metrics.sync_failed);
-                return;
-            }
         };
-        if changed && ctx.set_shared_data(SET_KEY, Some(&set.encode()), cas).is_err() {
-            // Someone wrote in between; the next poll merges again.
-            return;
-        }
+        let encoded = set.encode();
+        let fingerprint = if changed {
+            if ctx.set_shared_data(SET_KEY, Some(&encoded), cas).is_err() {
+                return; // another worker wrote in between; the next poll merges again
+            }
+            revocation::fingerprint(&encoded)
+        } else {
+            shared.as_deref().map_or_else(|| revocation::fingerprint(&encoded), revocation::fingerprint)
+        };
         if status == Some(200) {
             Metrics::count(self.metrics.sync_ok);
-            let meta = format!("{}:{}", set.generation(), set.synced_at_ms().unwrap_or(now));
-            let _ = ctx.set_shared_data(META_KEY, Some(meta.as_bytes()), None);
         }
-        self.state.borrow_mut().revocations = set;
+        let meta = format!("{fingerprint}:{}", set.synced_at_ms().unwrap_or(0));
+        let _ = ctx.set_shared_data(META_KEY, Some(meta.as_bytes()), None);
+        let mut st = self.state.borrow_mut();
+        st.revocations = set;
+        st.loaded = Some(fingerprint);
     }
 }
 
-fn read_meta(ctx: &dyn Context) -> Option<(u64, Option<u64>)> {
+/// `<fingerprint>:<synced_at_ms>` (0: never synced).
+fn read_meta(ctx: &dyn Context) -> Option<(String, Option<u64>)> {
     let bytes = ctx.get_shared_data(META_KEY).0?;
     let text = std::str::from_utf8(&bytes).ok()?;
-    let (g, t) = text.split_once(':')?;
-    Some((g.parse().ok()?, t.parse().ok()))
+    let (f, t) = text.split_once(':')?;
+    let t = t.parse::<u64>().ok().filter(|t| *t > 0);
+    Some((f.to_owned(), t))
 }
 
 /// Takes or renews the poller lease: `<worker>:<until_ms>`.
@@ -548,7 +689,12 @@ fn take_lease(ctx: &dyn Context, me: u32, now: u64, lease_ms: u64) -> bool {
 fn claim_worker_id() -> u32 {
     for _ in 0..16 {
         let Ok((bytes, cas)) = hostcalls::get_shared_data(WORKERS_KEY) else { break };
-        let n = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse::<u32>().ok()).unwrap_or(0) + 1;
+        let n = bytes
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(0)
+            .wrapping_add(1);
         if hostcalls::set_shared_data(WORKERS_KEY, Some(n.to_string().as_bytes()), cas).is_ok() {
             return n;
         }
