@@ -117,11 +117,15 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     };
     let (method, path) = (method.to_owned(), path.to_owned());
     let mut headers = Vec::new();
+    let mut raw = Vec::new();
     loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        // Header values may hold obs-text (bytes above 0x7f): read bytes and
+        // echo them lossily rather than drop the connection.
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw)? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
+        let line = String::from_utf8_lossy(&raw);
         let l = line.trim_end_matches(['\r', '\n']);
         if l.is_empty() {
             break;

@@ -18,6 +18,8 @@ pub struct Request {
     pub target: String,
     /// Sent in this order, names as written.
     pub headers: Vec<(String, String)>,
+    /// Sent after `headers`, values as raw bytes (HTTP allows obs-text).
+    pub raw_headers: Vec<(String, Vec<u8>)>,
     pub body: Vec<u8>,
     /// Credentials this request carries: they must never come back in a
     /// local answer (see [`Response::assert_no_secret`]).
@@ -30,6 +32,7 @@ impl Request {
             method: method.into(),
             target: target.into(),
             headers: Vec::new(),
+            raw_headers: Vec::new(),
             body: Vec::new(),
             secrets: Vec::new(),
         }
@@ -46,6 +49,12 @@ impl Request {
     /// Adds a header as written (no de-duplication, casing kept).
     pub fn header(mut self, name: &str, value: &str) -> Request {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Adds a header whose value is raw bytes, possibly not UTF-8.
+    pub fn raw_header(mut self, name: &str, value: &[u8]) -> Request {
+        self.raw_headers.push((name.into(), value.to_vec()));
         self
     }
 
@@ -90,8 +99,14 @@ impl Request {
         if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
             out.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
         }
-        out.push_str("Connection: close\r\n\r\n");
         let mut bytes = out.into_bytes();
+        for (n, v) in &self.raw_headers {
+            bytes.extend_from_slice(n.as_bytes());
+            bytes.extend_from_slice(b": ");
+            bytes.extend_from_slice(v);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"Connection: close\r\n\r\n");
         bytes.extend_from_slice(&self.body);
         bytes
     }

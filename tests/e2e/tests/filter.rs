@@ -850,3 +850,33 @@ fn envoy_refuses_to_start_with_a_bad_configuration() {
         tail(&err.log, 20)
     );
 }
+
+/// HTTP allows bytes above 0x7f in header values (obs-text). The SDK's
+/// String header getter panics on them, which would take the worker's VM
+/// down for every request after; the filter reads bytes instead. A value
+/// that is not UTF-8 where credentials travel is a 400; anywhere else it is
+/// just carried along.
+#[test]
+fn header_values_that_are_not_utf8_never_take_the_vm_down() {
+    let envoy = Envoy::start(&Options::local());
+    let good = tokens::token_with_scope("alice", "read");
+    let api = || Request::get("/api/x");
+    // More requests than workers, on fresh connections, so both VMs see them.
+    for round in 0..8 {
+        let r = envoy.send(&api().bearer(&good).raw_header("User-Agent", b"caf\xe9 \xff"));
+        assert_eq!(r.status, 200, "round {round}: obs-text outside credentials is carried: {r}");
+        let r = envoy.send(&api().raw_header("Authorization", b"Bearer \xff\xfe"));
+        assert_eq!(r.status, 400, "round {round}: {r}");
+        assert_eq!(r.json()["error_description"], "credentials header is not valid UTF-8", "{r}");
+        let r = envoy.send(&api().bearer(&good).raw_header("Cookie", b"tg_access=\xe9"));
+        assert_eq!(r.status, 400, "round {round}: {r}");
+    }
+    for round in 0..8 {
+        let r = envoy.send(&api().bearer(&good));
+        assert_eq!(r.status, 200, "round {round}: the VMs still serve: {r}");
+    }
+    let log = envoy.log();
+    for sign in ["panicked", "Wasm VM failed", "wasm trap", "Function: proxy_on_request_headers failed"] {
+        assert!(!log.contains(sign), "the log shows `{sign}`:\n{}", tail(&log, 30));
+    }
+}
