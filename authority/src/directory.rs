@@ -190,22 +190,9 @@ mod tests {
 #[cfg(test)]
 mod demo_tests {
     use super::*;
-    use argon2::password_hash::Salt;
 
-    /// Regenerates the demo hashes:
-    /// `cargo test -p tollgate-authority --release -- --ignored print_demo_hashes --nocapture`
-    #[test]
-    #[ignore]
-    fn print_demo_hashes() {
-        let all = DEMO_USERS.iter().chain(DEMO_CLIENTS.iter());
-        for (name, secret, _, _) in all {
-            let salt_b64 = tollgate::token::b64::encode(format!("demo-salt-{name}").as_bytes());
-            let salt = Salt::from_b64(&salt_b64).expect("salt");
-            let h = Argon2::default().hash_password(secret.as_bytes(), salt).expect("hash");
-            println!("{name}: {h}");
-        }
-    }
-
+    // The demo hashes are argon2id of the demo secrets; to make new ones:
+    //   printf %s 'alice-password' | tollgate-authority hash-secret
     #[test]
     fn demo_hashes_match_demo_passwords() {
         let d = Directory::demo();

@@ -9,7 +9,7 @@
 
 use crate::envoy::{repo_root, spawn_tied};
 use crate::http::{self, Request, Response};
-use crate::redis::RedisServer;
+use tollgate_test_support::redis::RedisServer;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};

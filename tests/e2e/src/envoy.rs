@@ -19,11 +19,9 @@ use crate::render::{self, Ports};
 use crate::tokens::{DEMO_KEY_B64, DEMO_KEY_ENV};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -506,60 +504,4 @@ pub fn validate(options: &Options) -> Validation {
     }
 }
 
-type SpawnJob = (Command, mpsc::Sender<io::Result<Child>>);
-
-/// Spawns `command` from a thread that lives as long as the process, with
-/// `PR_SET_PDEATHSIG` so the kernel kills the child when that thread (that
-/// is, the process) dies. Spawning from a test's own thread would not do: the
-/// signal fires when the *thread* that forked exits.
-pub fn spawn_tied(command: Command) -> io::Result<Child> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<SpawnJob>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<SpawnJob>();
-        thread::Builder::new()
-            .name("envoy-spawner".into())
-            .spawn(move || {
-                for (mut command, reply) in rx {
-                    let _ = reply.send(spawn_with_deathsig(&mut command));
-                }
-                // Keep the parent thread alive until the process ends.
-                loop {
-                    thread::park();
-                }
-            })
-            .expect("spawn the spawner thread");
-        Mutex::new(tx)
-    });
-    let (tx, rx) = mpsc::channel();
-    spawner
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .send((command, tx))
-        .map_err(|_| io::Error::other("spawner thread gone"))?;
-    rx.recv()
-        .map_err(|_| io::Error::other("spawner thread gone"))?
-}
-
-#[cfg(target_os = "linux")]
-fn spawn_with_deathsig(command: &mut Command) -> io::Result<Child> {
-    use std::os::unix::process::CommandExt;
-    let parent = unsafe { libc::getpid() };
-    unsafe {
-        command.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The parent died between fork and prctl: do not run orphaned.
-            if libc::getppid() != parent {
-                libc::_exit(1);
-            }
-            Ok(())
-        });
-    }
-    command.spawn()
-}
-
-#[cfg(not(target_os = "linux"))]
-fn spawn_with_deathsig(command: &mut Command) -> io::Result<Child> {
-    command.spawn()
-}
+pub use tollgate_test_support::process::spawn_tied;

@@ -26,7 +26,7 @@ pub mod authority;
 pub mod callouts;
 pub mod echo;
 pub mod faults;
-pub mod redis;
+
 pub mod envoy;
 pub mod http;
 pub mod render;

@@ -1,32 +1,36 @@
-//! A `redis-server` of the test's own on a free loopback port, in a temp
-//! dir, tied to the test process (killed on drop and when the process dies).
-//! The same idea as `authority/tests/common`, kept separate on purpose.
+//! A `redis-server` of the test's own: a free loopback port, a temp dir, the
+//! append-only file fsynced on every write (as in production), killed on
+//! drop and when the test process dies. Needs Debian's `redis-server`
+//! (`make test` installs it); a missing binary fails the test.
 
-use crate::envoy::spawn_tied;
+use crate::process::spawn_tied;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 pub const REDIS_SERVER: &str = "redis-server";
 
+/// A `redis-server` of our own on a free loopback port, in a temp dir, with
+/// the append-only file fsynced on every write. Killed on drop.
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
-    dir: tempfile::TempDir,
+    pub dir: TempDir,
+    /// Extra `redis-server` arguments (e.g. memory settings).
+    extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
 }
 
 fn ping(port: u16) -> bool {
-    let Ok(mut s) =
-        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
+    let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)) else {
         return false;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
@@ -38,23 +42,22 @@ fn ping(port: u16) -> bool {
 }
 
 impl RedisServer {
-    /// Starts a server (append-only file, fsync on every write, as in
-    /// production) and waits until it answers PING.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let mut dir = tempfile::tempdir().expect("temp dir");
         for _attempt in 0..5 {
-            let mut server = RedisServer {
-                child: None,
-                port: free_port(),
-                dir: tempfile::Builder::new()
-                    .prefix("tollgate-e2e-redis-")
-                    .tempdir()
-                    .expect("temp dir"),
-            };
+            let port = free_port();
+            let extra = extra.iter().map(|s| s.to_string()).collect();
+            let mut server = RedisServer { child: None, port, dir, extra };
             server.spawn();
             if server.wait_ready() {
                 return server;
             }
             server.kill();
+            dir = std::mem::replace(&mut server.dir, tempfile::tempdir().expect("temp dir"));
         }
         panic!("redis-server did not come up on a loopback port after 5 attempts");
     }
@@ -65,17 +68,17 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--daemonize", "no"])
             .args(["--protected-mode", "yes", "--loglevel", "warning"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = spawn_tied(command).unwrap_or_else(|e| {
-            panic!(
-                "cannot start {REDIS_SERVER} ({e}): install Debian's redis-server \
-                 (`make test` does: scripts/deps.sh)"
-            )
-        });
+                panic!(
+                    "cannot start {REDIS_SERVER} ({e}). The Redis conformance tests need Debian's \
+                     redis-server package: apt-get install -y redis-server (make test installs it)"
+                )
+            });
         self.child = Some(child);
     }
 
@@ -95,6 +98,13 @@ impl RedisServer {
         false
     }
 
+    /// SIGKILLs the server and starts it again on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        assert!(self.wait_ready(), "redis-server did not come back after restart");
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -112,3 +122,4 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
