@@ -6,7 +6,8 @@
 # Installs what it needs, idempotently (a no-op when already present):
 #   - the rustup target wasm32-unknown-unknown;
 #   - wasm-bindgen-cli at exactly the version of the `wasm-bindgen` crate in
-#     Cargo.lock, under .tools/wasm-bindgen-<version>/ (git-ignored).
+#     Cargo.lock, under ${TOLLGATE_TOOLS:-~/.cache/tollgate}/wasm-bindgen-<version>/,
+#     outside the checkout, so a fresh clone on the same machine reuses it.
 #
 # Exits non-zero when a test fails, when no test ran, or when a source file
 # with `#[test]` functions lacks the wasm-bindgen-test import (plain `#[test]`
@@ -64,10 +65,10 @@ mapfile -t versions < <(awk '
 ((${#versions[@]} == 1)) ||
     die "expected exactly one wasm-bindgen in Cargo.lock, found: ${versions[*]:-none}"
 wbg_version=${versions[0]}
-tools="$root/.tools/wasm-bindgen-$wbg_version"
+tools="${TOLLGATE_TOOLS:-$HOME/.cache/tollgate}/wasm-bindgen-$wbg_version"
 runner="$tools/bin/wasm-bindgen-test-runner"
 if [ ! -x "$runner" ]; then
-    say "installing wasm-bindgen-cli $wbg_version into ${tools#"$root"/}"
+    say "installing wasm-bindgen-cli $wbg_version into $tools"
     if ! cargo install --locked --root "$tools" --version "=$wbg_version" wasm-bindgen-cli; then
         # --locked needs every crate of wasm-bindgen-cli's own Cargo.lock in
         # the registry index; a mirror may lack one. The CLI version stays exact.
