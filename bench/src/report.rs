@@ -226,6 +226,19 @@ pub fn run(a: Args) -> Result<(), String> {
         m("date"),
         if quick { " in **smoke mode (BENCH_QUICK=1): one short round, numbers are not meaningful**" } else { "" }
     );
+    let disturbed = spread(data.runs.iter().filter(|r| r.mode == "closed").map(|r| r.other0).collect());
+    if disturbed.med > 0.10 {
+        let _ = writeln!(
+            w,
+            "> **This run was disturbed.** Other work on this machine kept core 0 (Envoy's) busy beside the \
+             contender: {:.0}% in the median measurement, up to {:.0}% (column `core 0 other`), and Envoy did not \
+             always saturate its core (column `util`). Throughput and latency carry that noise, so read the spreads \
+             and prefer the CPU-per-request columns, which count only Envoy's own time. Rerun `make bench` on an idle \
+             machine for clean numbers.\n",
+            100.0 * disturbed.med,
+            100.0 * disturbed.max
+        );
+    }
     let _ = writeln!(w, "![throughput and CPU per request](docs/bench/throughput.svg)\n");
 
     // ---- headline --------------------------------------------------------
@@ -475,6 +488,13 @@ pub fn run(a: Args) -> Result<(), String> {
          tokens with distinct `sub`/`sid`/`jti`; one hot token; a denied mix of 1,000 tokens (a quarter each: MAC from \
          another key, expired, another audience, not a JWS). Order in each round: every workload, every contender \
          (starting contender rotated per round), then the open-loop runs; a 1 s warm-up per contender first."
+    );
+    let _ = writeln!(
+        w,
+        "- Shared-machine guard: before every measurement the harness samples both cores and waits while anything \
+         else keeps them over 10% busy (a budget of 60 s per run); this run waited {} s in total. The `core 0 other` \
+         column shows what still ran beside Envoy during each measurement.",
+        m("quiet_waited_s")
     );
     let _ = writeln!(w, "- Wall time of this `make bench` measurement phase: {} s.", m("wall_s"));
 

@@ -6,13 +6,16 @@
 #
 #   BENCH_QUICK=1        smoke mode: one short round per contender (~1 min)
 #   BENCH_ROUNDS=N       rounds (default 3)
-#   BENCH_SECONDS=S      closed-loop seconds per run (default 5)
-#   BENCH_OPEN_SECONDS=S open-loop seconds per run (default 6)
+#   BENCH_SECONDS=S      closed-loop seconds per run (default 4)
+#   BENCH_OPEN_SECONDS=S open-loop seconds per run (default 5)
 #   BENCH_CONNECTIONS=N  wrk connections (default 32)
 #   BENCH_OPEN_RATE=R    open-loop req/s (default: half the slowest contender's
 #                        saturated pool throughput in round 1)
 #   BENCH_PORT_BASE=P    listeners on P..P+4, authorizer P+99, admin P+100..
 #   BENCH_OUT=FILE       the markdown report (default BENCHMARKS.md)
+#   BENCH_QUIET_BUDGET=S seconds the whole run may spend waiting, before a
+#                        measurement, for other processes to leave the two
+#                        cores alone (default 60; 0 = never wait)
 #
 # Every contender is its own Envoy process from .venv/bin/envoy with
 # --concurrency 1 on core 0 (taskset -c 0); wrk and the open-loop generator
@@ -26,7 +29,7 @@ QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   ROUNDS=${BENCH_ROUNDS:-1}; SECONDS_RUN=${BENCH_SECONDS:-1}; OPEN_SECONDS=${BENCH_OPEN_SECONDS:-1}
 else
-  ROUNDS=${BENCH_ROUNDS:-3}; SECONDS_RUN=${BENCH_SECONDS:-5}; OPEN_SECONDS=${BENCH_OPEN_SECONDS:-6}
+  ROUNDS=${BENCH_ROUNDS:-3}; SECONDS_RUN=${BENCH_SECONDS:-4}; OPEN_SECONDS=${BENCH_OPEN_SECONDS:-5}
 fi
 CONNS=${BENCH_CONNECTIONS:-32}
 PORT_BASE=${BENCH_PORT_BASE:-18000}
@@ -93,7 +96,7 @@ meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
 
 # ---- micro: criterion, on core 0 while nothing else runs ------------------
 log "criterion: benches/verify.rs"
-if [ "$QUICK" = 1 ]; then CRIT_ARGS=(--warm-up-time 0.2 --measurement-time 0.3); else CRIT_ARGS=(--warm-up-time 1 --measurement-time 2); fi
+if [ "$QUICK" = 1 ]; then CRIT_ARGS=(--warm-up-time 0.2 --measurement-time 0.3); else CRIT_ARGS=(--warm-up-time 1 --measurement-time 1.5); fi
 rm -rf target/criterion
 taskset -c 0 timeout 300 cargo bench --bench verify -- --noplot "${CRIT_ARGS[@]}" >"$DIR/criterion.log" 2>&1 \
   || { tail -n 30 "$DIR/criterion.log" >&2; die "criterion failed"; }
@@ -159,6 +162,24 @@ alive() {
   for c in "${CONTENDERS[@]}"; do kill -0 "${EPID[$c]}" 2>/dev/null || die "Envoy ($c) died; see $DIR/envoy-$c.log"; done
   kill -0 "$AUTHZ_PID" 2>/dev/null || die "the authorizer died; see $DIR/authz.log"
 }
+# Before each measurement our processes are idle, so busy time on either core
+# belongs to something else on the machine. Wait (in 0.5 s samples) until
+# both cores are under 10% busy, within a budget for the whole run; the
+# time waited and the last sample go into the results.
+QUIET_LEFT=$(( ${BENCH_QUIET_BUDGET:-60} * 2 ))
+WAITED=0; PRE_BUSY=0
+wait_quiet() {
+  local x0 y0 x1 y1 half=$(( $(getconf CLK_TCK) / 2 ))
+  WAITED=0
+  while :; do
+    x0=$(core_busy 0); y0=$(core_busy 1); sleep 0.5; x1=$(core_busy 0); y1=$(core_busy 1)
+    PRE_BUSY=$(( (x1 - x0 + y1 - y0) * 100 / (2 * half) ))
+    if [ "$PRE_BUSY" -lt 10 ] || [ "$QUIET_LEFT" -le 0 ]; then break; fi
+    QUIET_LEFT=$((QUIET_LEFT - 1)); WAITED=$((WAITED + 1))
+  done
+  [ "$WAITED" -gt 0 ] && log "waited $((WAITED / 2)) s for other load to pass (last sample ${PRE_BUSY}% busy)"
+  return 0
+}
 WRK_FLAGS=(-t1 "-c$CONNS" --timeout 2s --latency -s scripts/bench/rotate.lua)
 wrk_run() { # port seconds tokens-file -> WRKJSON payload
   taskset -c 1 timeout $(($2 + 30)) wrk "${WRK_FLAGS[@]}" "-d${2}s" "http://127.0.0.1:$1/api/items" -- "$3" \
@@ -169,6 +190,7 @@ measure() { # round mode workload contender
   local round=$1 mode=$2 wl=$3 c=$4 apid="" e0 e1 a0 a1 b0 b1 l0 l1 out key
   [ "$c" = ext_authz ] && apid=$AUTHZ_PID
   alive
+  wait_quiet
   e0=$(ticks "${EPID[$c]}"); a0=$(ticks "$apid"); b0=$(core_busy 0); l0=$(core_busy 1)
   if [ "$mode" = closed ]; then
     out=$(wrk_run "${PORT[$c]}" "$SECONDS_RUN" "$DIR/tokens-$wl.txt"); key=wrk
@@ -178,8 +200,8 @@ measure() { # round mode workload contender
   fi
   e1=$(ticks "${EPID[$c]}"); a1=$(ticks "$apid"); b1=$(core_busy 0); l1=$(core_busy 1)
   [ -n "$out" ] || die "no result from the $mode run ($wl, $c)"
-  printf '{"round":%d,"mode":"%s","workload":"%s","contender":"%s","envoy_ticks":%d,"authz_ticks":%d,"core0_ticks":%d,"core1_ticks":%d,"rss_kb":%d,"authz_rss_kb":%d,"%s":%s}\n' \
-    "$round" "$mode" "$wl" "$c" $((e1 - e0)) $((a1 - a0)) $((b1 - b0)) $((l1 - l0)) "$(rss_kb "${EPID[$c]}")" \
+  printf '{"round":%d,"mode":"%s","workload":"%s","contender":"%s","envoy_ticks":%d,"authz_ticks":%d,"core0_ticks":%d,"core1_ticks":%d,"waited_half_s":%d,"pre_busy_pct":%d,"rss_kb":%d,"authz_rss_kb":%d,"%s":%s}\n' \
+    "$round" "$mode" "$wl" "$c" $((e1 - e0)) $((a1 - a0)) $((b1 - b0)) $((l1 - l0)) "$WAITED" "$PRE_BUSY" "$(rss_kb "${EPID[$c]}")" \
     "$( [ -n "$apid" ] && rss_kb "$apid" || echo 0)" "$key" "$out" >>"$RESULTS"
   log "round $round $mode $wl $c: $(printf '%s' "$out" | grep -oE '"(requests|achieved_rps|p99_us)":[0-9.]+' | tr '\n' ' ')"
 }
@@ -238,6 +260,7 @@ meta token_bytes "$(head -n 1 "$DIR/tokens-pool.txt" | tr -d '\n' | wc -c)"
 meta jwt_stats "${jwt_stats% ; }"
 meta tollgate_stats "$tg_stats"
 meta wall_s "$((T_END - T_MEASURE)) (whole script so far $((T_END - T_START)))"
+meta quiet_waited_s "$(( ${BENCH_QUIET_BUDGET:-60} - QUIET_LEFT / 2 ))"
 
 "$BIN" report --dir "$DIR" --md "$MD_OUT" --svg "$SVG_OUT" --criterion target/criterion
 log "done in $(($(date +%s) - T_START)) s: $MD_OUT, $SVG_OUT (raw results in $DIR)"
