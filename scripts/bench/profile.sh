@@ -23,26 +23,37 @@ trap cleanup EXIT
 
 tar --exclude=./target --exclude=./.venv --exclude=./.run --exclude=./.tools --exclude=./.git -cf - . | (cd "$WORK" && tar xf -)
 python3 - "$WORK" <<'EOF'
-import sys
+# Statement-level patch, tolerant of small glue changes: time the header
+# fetch, the peer lookup, the whole callback, and the core's decide().
+import re, sys
 root = sys.argv[1]
+def die(what):
+    sys.exit(f"profile.sh: cannot find {what} in the glue; update the patch")
 p = root + '/src/glue/mod.rs'
 s = open(p).read()
-anchor = 'mod metrics;\nmod worker;'
-old = '''        let headers = self.get_http_request_headers();
-        let peer = self
-            .get_property(vec!["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| authenticator::parse_ip(&s));
-        self.worker.clone().on_request(self, self.id, headers, peer)'''
-if anchor not in s or old not in s:
-    sys.exit("profile.sh: src/glue/mod.rs changed shape; update the patch")
-s = s.replace(anchor, anchor + '''
+m = re.search(r'fn on_http_request_headers\(&mut self[^{]*\{\n', s) or die("on_http_request_headers")
+body_start = m.end()
+body_end = s.index('\n    }\n', body_start)
+body = s[body_start:body_end]
+hm = re.search(r'(        let headers = self\.get_http_request_headers[^;]*;)', body) or die("the header fetch")
+body = body.replace(hm.group(1), '        let __h0 = prof::now();\n' + hm.group(1) + '\n        prof::add(0, prof::now() - __h0);')
+pm = re.search(r'(        let peer = self[^;]*;)', body, re.S) or die("the peer lookup")
+body = body.replace(pm.group(1), '        let __p0 = prof::now();\n' + pm.group(1) + '\n        prof::add(1, prof::now() - __p0);')
+lines = body.rstrip('\n').split('\n')
+last = lines[-1]
+if not last.strip().startswith('self.worker'):
+    die("the callback's final expression")
+lines[-1] = '        let __a = ' + last.strip() + ';\n        prof::add(2, prof::now() - __t0);\n        prof::add(7, 1);\n        __a'
+body = '        let __e0 = prof::now();\n        prof::add(5, prof::now() - __e0);\n        let __t0 = prof::now();\n' + '\n'.join(lines)
+s = s[:body_start] + body + s[body_end:]
+s = s.replace('mod worker;', """mod worker;
+
 pub(crate) mod prof {
     use proxy_wasm::hostcalls;
     use proxy_wasm::types::MetricType;
     use std::cell::RefCell;
-    pub const NAMES: [&str; 8] = ["prof.headers_ns", "prof.peer_ns", "prof.on_request_ns", "prof.decide_ns",
-        "prof.carry_out_ns", "prof.empty_ns", "prof.clock_ns", "prof.requests"];
+    pub const NAMES: [&str; 8] = ["prof.headers_ns", "prof.peer_ns", "prof.callback_ns", "prof.decide_ns",
+        "prof.unused_ns", "prof.empty_ns", "prof.unused2_ns", "prof.requests"];
     thread_local! { static IDS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) }; }
     pub fn now() -> u64 {
         hostcalls::get_current_time()
@@ -58,45 +69,12 @@ pub(crate) mod prof {
             let _ = hostcalls::increment_metric(ids[i], v as i64);
         })
     }
-}''')
-s = s.replace(old, '''        let ta = prof::now();
-        let t0 = prof::now();
-        let headers = self.get_http_request_headers();
-        let t1 = prof::now();
-        let peer = self
-            .get_property(vec!["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| authenticator::parse_ip(&s));
-        let t2 = prof::now();
-        let a = self.worker.clone().on_request(self, self.id, headers, peer);
-        let t3 = prof::now();
-        prof::add(5, t0 - ta);
-        prof::add(0, t1 - t0);
-        prof::add(1, t2 - t1);
-        prof::add(2, t3 - t2);
-        prof::add(7, 1);
-        a''')
+}""", 1)
 open(p, 'w').write(s)
 p = root + '/src/glue/worker.rs'
 s = open(p).read()
-old = '''        let now = now_ms(ctx);
-        let decision = self.decide(&headers, peer, now, None);
-        let paused = Paused { headers, peer, refresh: None };
-        self.carry_out(ctx, id, paused, decision, now, false)'''
-if old not in s:
-    sys.exit("profile.sh: src/glue/worker.rs changed shape; update the patch")
-s = s.replace(old, '''        let n0 = super::prof::now();
-        let now = now_ms(ctx);
-        let d0 = super::prof::now();
-        let decision = self.decide(&headers, peer, now, None);
-        let d1 = super::prof::now();
-        let paused = Paused { headers, peer, refresh: None };
-        let a = self.carry_out(ctx, id, paused, decision, now, false);
-        let d2 = super::prof::now();
-        super::prof::add(6, d0 - n0);
-        super::prof::add(3, d1 - d0);
-        super::prof::add(4, d2 - d1);
-        a''')
+m = re.search(r'None => (authenticator::decide\(&self\.config, &req, &k\)),', s) or die("the decide() call")
+s = s.replace(m.group(0), 'None => { let __d0 = super::prof::now(); let __r = ' + m.group(1) + '; super::prof::add(3, super::prof::now() - __d0); __r }')
 open(p, 'w').write(s)
 EOF
 echo "profile: building the instrumented filter" >&2
@@ -108,16 +86,16 @@ sed "s#\"filename\": \"[^\"]*tollgate.wasm\"#\"filename\": \"$PROF_WASM\"#; s/\"
 setsid taskset -c 0 .venv/bin/envoy -c "$WORK/envoy.json" --concurrency 1 --disable-hot-restart --log-level warn >"$WORK/envoy.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do curl -fs -o /dev/null "http://127.0.0.1:$ADMIN/ready" && break; sleep 0.1; done
-WRK=(taskset -c 1 timeout 60 wrk -t1 -c32 -s scripts/bench/rotate.lua "http://127.0.0.1:$PORT/api/items" -- "$DIR/tokens-pool.txt")
-"${WRK[@]}" -d2s >/dev/null
+wrk_for() { taskset -c 1 timeout 60 wrk -t1 -c32 "-d$1" -s scripts/bench/rotate.lua "http://127.0.0.1:$PORT/api/items" -- "$DIR/tokens-pool.txt"; }
+wrk_for 2s >/dev/null
 stats() { curl -s "http://127.0.0.1:$ADMIN/stats?filter=prof" | tr -d ':'; }
 stats >"$WORK/before"; t0=$(awk '{print $14 + $15}' "/proc/$PID/stat")
-out=$("${WRK[@]}" -d5s | sed -n 's/^WRKJSON //p')
+out=$(wrk_for 5s | sed -n 's/^WRKJSON //p')
 t1=$(awk '{print $14 + $15}' "/proc/$PID/stat"); stats >"$WORK/after"
 req=$(printf '%s' "$out" | grep -oE '"requests":[0-9]+' | cut -d: -f2)
 echo "requests: $req in 5 s; Envoy CPU per request: $(awk -v t=$((t1 - t0)) -v r="$req" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", t / hz * 1e6 / r}') µs (instrumented)"
-echo "in-filter wall time per request, µs (each includes one clock read = 'empty'):"
-join <(sort "$WORK/before") <(sort "$WORK/after") | awk '$1 ~ /_ns$/ {d = $3 - $2; n = $1; sub(/^wasmcustom\.prof\./, "", n); sub(/_ns$/, "", n); printf "  %-12s %6.2f\n", n, d / 1000 / '"$req"'}'
+echo "in-filter wall time per request, µs (headers, peer, decide each include one clock read = 'empty'; callback = the whole on_http_request_headers):"
+join <(sort "$WORK/before") <(sort "$WORK/after") | awk '$1 ~ /_ns$/ && $1 !~ /unused/ {d = $3 - $2; n = $1; sub(/^wasmcustom\.prof\./, "", n); sub(/_ns$/, "", n); printf "  %-12s %6.2f\n", n, d / 1000 / '"$req"'}'
 if command -v node >/dev/null; then
   (cd bench/wasm-probe && cargo build -q --release --target wasm32-unknown-unknown --target-dir ../../target/wasm-probe)
   echo "the core compiled to Wasm, in Node's V8 (ns per call), TurboFan then Liftoff-only:"
