@@ -240,6 +240,10 @@ pub fn run(a: Args) -> Result<(), String> {
         );
     }
     let _ = writeln!(w, "![throughput and CPU per request](docs/bench/throughput.svg)\n");
+    let _ = writeln!(
+        w,
+        "Where the time goes inside the filter, from separate measurements: [docs/bench/profile.md](docs/bench/profile.md).\n"
+    );
 
     // ---- headline --------------------------------------------------------
     let tp_jwt = data.paired("closed", "pool", "tollgate", "jwt_authn_cache", |r| r.rps, ratio);

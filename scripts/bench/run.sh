@@ -4,7 +4,8 @@
 # this machine, interleaved over rounds; writes BENCHMARKS.md and
 # docs/bench/throughput.svg. See BENCHMARKS.md, "Setup", for the method.
 #
-#   BENCH_QUICK=1        smoke mode: one short round per contender (~1 min)
+#   BENCH_QUICK=1        smoke mode: one short round per contender (~2 min with
+#                        a warm build), written under .run/bench/
 #   BENCH_ROUNDS=N       rounds (default 3)
 #   BENCH_SECONDS=S      closed-loop seconds per run (default 4)
 #   BENCH_OPEN_SECONDS=S open-loop seconds per run (default 5)
@@ -12,7 +13,10 @@
 #   BENCH_OPEN_RATE=R    open-loop req/s (default: half the slowest contender's
 #                        saturated pool throughput in round 1)
 #   BENCH_PORT_BASE=P    listeners on P..P+4, authorizer P+99, admin P+100..
-#   BENCH_OUT=FILE       the markdown report (default BENCHMARKS.md)
+#   BENCH_OUT=FILE       the markdown report (default BENCHMARKS.md; smoke mode:
+#                        .run/bench/BENCHMARKS-quick.md)
+#   BENCH_SVG=FILE       the chart (default docs/bench/throughput.svg; smoke
+#                        mode: .run/bench/throughput-quick.svg)
 #   BENCH_QUIET_BUDGET=S seconds the whole run may spend waiting, before a
 #                        measurement, for other processes to leave the two
 #                        cores alone (default 60; 0 = never wait)
@@ -34,8 +38,12 @@ fi
 CONNS=${BENCH_CONNECTIONS:-32}
 PORT_BASE=${BENCH_PORT_BASE:-18000}
 OPEN_FRACTION=0.5
-MD_OUT=${BENCH_OUT:-BENCHMARKS.md}
-SVG_OUT=docs/bench/throughput.svg
+# A smoke run writes beside its raw results, never over the committed report.
+if [ "$QUICK" = 1 ]; then
+  MD_OUT=${BENCH_OUT:-.run/bench/BENCHMARKS-quick.md}; SVG_OUT=${BENCH_SVG:-.run/bench/throughput-quick.svg}
+else
+  MD_OUT=${BENCH_OUT:-BENCHMARKS.md}; SVG_OUT=${BENCH_SVG:-docs/bench/throughput.svg}
+fi
 DIR=.run/bench
 WASM=target/wasm32-wasip1/release/tollgate.wasm
 BIN=target/release/tollgate-bench
