@@ -48,10 +48,11 @@ pub fn shared() -> SocketAddr {
     })
 }
 
-struct Head {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
+/// A request line and its headers (lower-case names).
+pub(crate) struct Head {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
 }
 
 fn handle(stream: TcpStream) -> io::Result<()> {
@@ -95,7 +96,7 @@ fn describe(head: &Head, body: &[u8]) -> String {
 }
 
 /// Reads one request line and its headers; `None` at a clean end of stream.
-fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
+pub(crate) fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     let mut line = String::new();
     // Tolerate empty lines between requests (RFC 9112 §2.2).
     loop {
@@ -142,7 +143,8 @@ fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     }))
 }
 
-fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> io::Result<Vec<u8>> {
+/// The body after `head`: chunked or `content-length`.
+pub(crate) fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     let chunked = headers
         .iter()

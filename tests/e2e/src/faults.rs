@@ -6,6 +6,7 @@
 //! Envoy keeps upstream connections alive, so the proxy serves keep-alive
 //! downstream and makes one connection per request upstream.
 
+use crate::echo;
 use crate::http::{self, Request};
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Write};
@@ -199,44 +200,16 @@ fn forward(s: &Shared, req: &Request) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Reads one request (head and `content-length` body); `None` at a clean end.
+/// Reads one request (the echo server's reader); `None` at a clean end.
 fn read_request(reader: &mut impl BufRead) -> io::Result<Option<Request>> {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        if !line.trim_end().is_empty() {
-            break;
-        }
-    }
-    let mut parts = line.trim_end().splitn(3, ' ');
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad request line"));
-    };
-    let mut req = Request::new(method, target);
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let l = line.trim_end_matches(['\r', '\n']);
-        if l.is_empty() {
-            break;
-        }
-        let Some((name, value)) = l.split_once(':') else { continue };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_owned());
-        if name == "content-length" {
-            len = value.parse().unwrap_or(0);
-        }
+    let Some(head) = echo::read_head(reader)? else { return Ok(None) };
+    let body = echo::read_body(reader, &head.headers)?;
+    let mut req = Request::new(&head.method, &head.path);
+    for (name, value) in &head.headers {
         // The client sets Host, Content-Length and Connection itself.
         if !matches!(name.as_str(), "host" | "content-length" | "connection" | "transfer-encoding") {
-            req = req.header(&name, &value);
+            req = req.header(name, value);
         }
     }
-    let mut body = vec![0u8; len];
-    reader.read_exact(&mut body)?;
     Ok(Some(req.body(&body)))
 }
