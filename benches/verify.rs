@@ -17,7 +17,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tollgate::authenticator::{self, Knowledge, Request};
+use tollgate::authenticator::{self, Knowledge, Peer, Request};
 use tollgate::config::Config;
 use tollgate::revocation::{LiveVersions, RevocationSet};
 use tollgate::token::jws::Header;
@@ -146,7 +146,7 @@ fn benches(c: &mut Criterion) {
     let revocations = RevocationSet::new();
     let live = LiveVersions::default();
     let knowledge = Knowledge { now_ms: f.now * 1000, revocations: &revocations, live: &live };
-    let request = |h| Request { method: "GET", path: "/api/items", headers: h, peer: None };
+    let request = |h| Request { method: "GET", path: "/api/items", headers: h, peer: Peer::Known(None) };
     let mut g = c.benchmark_group("decide");
     g.bench_function("decide_allow", |b| {
         b.iter(|| authenticator::decide(&f.config, black_box(&request(&ok_headers)), &knowledge))

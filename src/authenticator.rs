@@ -19,7 +19,33 @@ pub struct Request<'r> {
     /// Every request header, lower-case names (pseudo-headers may be present).
     pub headers: &'r [(String, String)],
     /// The downstream peer (Envoy's `source.address`).
-    pub peer: Option<IpAddr>,
+    pub peer: Peer<'r>,
+}
+
+/// The downstream peer. Looking it up costs the glue a host call, so it can
+/// be given lazily: it is asked for only when a `hosts` check needs it.
+#[derive(Clone, Copy)]
+pub enum Peer<'r> {
+    Known(Option<IpAddr>),
+    Lazy(&'r dyn Fn() -> Option<IpAddr>),
+}
+
+impl Peer<'_> {
+    pub fn get(&self) -> Option<IpAddr> {
+        match self {
+            Peer::Known(ip) => *ip,
+            Peer::Lazy(lookup) => lookup(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Peer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Peer::Known(ip) => write!(f, "Known({ip:?})"),
+            Peer::Lazy(_) => f.write_str("Lazy"),
+        }
+    }
 }
 
 /// What the edge knows besides the request: the clock and what it learned
@@ -410,7 +436,7 @@ fn authorize(
 /// `x-forwarded-for` that sits `trusted_hops` places left of the rightmost.
 pub fn client_address(config: &Config, req: &Request<'_>) -> Option<IpAddr> {
     match config.client_address {
-        ClientAddressFrom::Peer => req.peer,
+        ClientAddressFrom::Peer => req.peer.get(),
         ClientAddressFrom::XForwardedFor => {
             let entries: Vec<&str> = req
                 .headers

@@ -4,7 +4,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use tollgate::authenticator::{decide, Decision, DenyReason, HeaderOp, Knowledge, Request};
+use tollgate::authenticator::{Peer, decide, Decision, DenyReason, HeaderOp, Knowledge, Request};
 use tollgate::revocation::{LiveVersions, RevocationSet};
 use tollgate::config::Config;
 use tollgate::extract::ExtractError;
@@ -96,7 +96,7 @@ fn run(config: &Config, r: &Req) -> Decision {
         method: r.method,
         path: &r.path,
         headers: &r.headers,
-        peer: r.peer.map(|p| p.parse().unwrap()),
+        peer: Peer::Known(r.peer.map(|p| p.parse().unwrap())),
     };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
     decide(config, &request, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live })
@@ -352,10 +352,32 @@ fn header_values_that_are_not_utf8() {
     }
     // A spoofed identity header with bad bytes is still seen, so still removed.
     let headers = tollgate::extract::decode_headers(&config, raw("x-tollgate-sub", b"r\xffoot")).unwrap();
-    let req = Request { method: "GET", path: "/healthz", headers: &headers, peer: None };
+    let req = Request { method: "GET", path: "/healthz", headers: &headers, peer: Peer::Known(None) };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
     let Decision::Allow(allow) = decide(&config, &req, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live }) else {
         panic!("anonymous route")
     };
     assert_eq!(allow.header_ops, vec![HeaderOp::Remove("x-tollgate-sub".into())]);
+}
+
+#[test]
+fn the_peer_is_looked_up_only_for_a_hosts_check() {
+    use std::cell::Cell;
+    let config = config_with("");
+    let asked = Cell::new(0);
+    let lookup = || {
+        asked.set(asked.get() + 1);
+        "127.0.0.1".parse().ok()
+    };
+    let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
+    let k = Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live };
+    // (token, lookups expected)
+    let cases = [(token(|_| {}), 0), (token(|c| c.hosts = Some(vec!["*".into()])), 0), (token(|c| c.hosts = Some(vec!["127.0.0.1".into()])), 1)];
+    for (t, want) in cases {
+        asked.set(0);
+        let headers = vec![("authorization".to_string(), format!("Bearer {t}"))];
+        let req = Request { method: "GET", path: "/x", headers: &headers, peer: Peer::Lazy(&lookup) };
+        assert!(matches!(decide(&config, &req, &k), Decision::Allow(_)));
+        assert_eq!(asked.get(), want);
+    }
 }

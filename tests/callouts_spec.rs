@@ -6,7 +6,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use tollgate::authenticator::{decide, decide_refreshed, refresh_failed, Decision, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request};
+use tollgate::authenticator::{Peer, decide, decide_refreshed, refresh_failed, Decision, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request};
 use tollgate::config::Config;
 use tollgate::revocation::{Entry, FeedPage, LiveVersions, RevocationSet};
 use tollgate::token::{mint, Algorithm, Claims, Key, TokenError};
@@ -64,7 +64,7 @@ fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn run(config: &Config, path: &str, h: &[(String, String)], set: &RevocationSet, live: &LiveVersions, now_ms: u64) -> Decision {
-    let req = Request { method: "GET", path, headers: h, peer: None };
+    let req = Request { method: "GET", path, headers: h, peer: Peer::Known(None) };
     decide(config, &req, &Knowledge { now_ms, revocations: set, live })
 }
 
@@ -155,7 +155,7 @@ fn after_the_refresh() {
     let expired = token(|t| t.exp = Some(NOW - 1));
     let fresh_token = token(|t| t.ver = 5);
     let h = headers(&[("cookie", &format!("theme=dark; tg_access={expired}; tg_refresh=R1"))]);
-    let req = Request { method: "POST", path: "/x", headers: &h, peer: None };
+    let req = Request { method: "POST", path: "/x", headers: &h, peer: Peer::Known(None) };
     let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live };
 
     // Success: the new access token replaces the old one upstream; the
@@ -173,7 +173,7 @@ fn after_the_refresh() {
     let optional = RefreshNeed { optional: true, ..needed.clone() };
     let ending = token(|t| t.exp = Some(NOW + 30));
     let h_ending = headers(&[("cookie", &format!("tg_access={ending}; tg_refresh=R1"))]);
-    let req_ending = Request { method: "GET", path: "/x", headers: &h_ending, peer: None };
+    let req_ending = Request { method: "GET", path: "/x", headers: &h_ending, peer: Peer::Known(None) };
     assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, true)), Some(DenyReason::RefreshRejected));
     assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, false)), Some(DenyReason::Unavailable("authority unavailable for refresh")));
     assert!(matches!(refresh_failed(&c, &req_ending, &k, &optional, false), Decision::Allow(_)), "still valid: go on");

@@ -95,11 +95,13 @@ impl HttpContext for Filter {
         // Bytes: HTTP allows non-UTF-8 values, and the SDK's String variant
         // would panic on them (and take the VM down).
         let headers = self.get_http_request_headers_bytes();
-        let peer = self
-            .get_property(vec!["source", "address"])
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| authenticator::parse_ip(&s));
-        self.worker.clone().on_request(self, self.id, headers, peer)
+        // A host call: made only when a `hosts` check needs the address.
+        let peer = || {
+            self.get_property(vec!["source", "address"])
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| authenticator::parse_ip(&s))
+        };
+        self.worker.clone().on_request(self, self.id, headers, &peer)
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {

@@ -13,7 +13,7 @@
 //! due at once, and the root makes the callout again on its next tick.
 
 use super::metrics::Metrics;
-use crate::authenticator::{self, Decision, Denial, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request};
+use crate::authenticator::{self, Decision, Denial, DenyReason, HeaderOp, Knowledge, Peer, RefreshNeed, Request};
 use crate::config::{Authority, Config};
 use crate::extract;
 use crate::refresh::{self, Coordinator, Join, Outcome, Slot, SlotDecision, TokenHash};
@@ -144,7 +144,13 @@ impl Worker {
     // ---- requests -------------------------------------------------------
 
     /// A new request: decide, and carry the decision out in place.
-    pub fn on_request(&self, ctx: &dyn Context, id: u32, raw: Vec<(String, Bytes)>, peer: Option<IpAddr>) -> Action {
+    pub fn on_request(
+        &self,
+        ctx: &dyn Context,
+        id: u32,
+        raw: Vec<(String, Bytes)>,
+        peer: &dyn Fn() -> Option<IpAddr>,
+    ) -> Action {
         let now = now_ms(ctx);
         let headers = match extract::decode_headers(&self.config, raw) {
             Ok(h) => h,
@@ -157,8 +163,11 @@ impl Worker {
             // Before this worker's first tick: use what another worker learned.
             self.reload_revocations(ctx);
         }
+        let decision = self.decide_with(&headers, Peer::Lazy(peer), None, now);
+        // A request that pauses keeps its peer for later decisions.
+        let pauses = matches!(decision, Decision::CheckVersions(_) | Decision::Refresh(_));
+        let peer = if pauses { peer() } else { None };
         let p = Paused { headers, peer, refresh: None, replacement: None, rounds: 0 };
-        let decision = self.decide(&p, now);
         self.carry_out(ctx, id, p, decision, now, false)
     }
 
@@ -178,11 +187,14 @@ impl Worker {
     }
 
     fn decide(&self, p: &Paused, now: u64) -> Decision {
-        let h = &p.headers;
-        let req = Request { method: header(h, ":method"), path: header(h, ":path"), headers: h, peer: p.peer };
+        self.decide_with(&p.headers, Peer::Known(p.peer), p.replacement.as_deref(), now)
+    }
+
+    fn decide_with(&self, h: &[(String, String)], peer: Peer<'_>, replacement: Option<&str>, now: u64) -> Decision {
+        let req = Request { method: header(h, ":method"), path: header(h, ":path"), headers: h, peer };
         let st = self.state.borrow();
         let k = Knowledge { now_ms: now, revocations: &st.revocations, live: &st.live };
-        match &p.replacement {
+        match replacement {
             Some(token) => authenticator::decide_refreshed(&self.config, &req, &k, token),
             None => authenticator::decide(&self.config, &req, &k),
         }
@@ -375,7 +387,7 @@ impl Worker {
             }
             Outcome::Rejected | Outcome::Unavailable => {
                 let h = &p.headers;
-                let req = Request { method: header(h, ":method"), path: header(h, ":path"), headers: h, peer: p.peer };
+                let req = Request { method: header(h, ":method"), path: header(h, ":path"), headers: h, peer: Peer::Known(p.peer) };
                 let st = self.state.borrow();
                 let k = Knowledge { now_ms: now, revocations: &st.revocations, live: &st.live };
                 authenticator::refresh_failed(&self.config, &req, &k, &need, *outcome == Outcome::Rejected)

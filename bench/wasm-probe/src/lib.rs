@@ -5,7 +5,7 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::cell::RefCell;
-use tollgate::authenticator::{self, Knowledge, Request};
+use tollgate::authenticator::{self, Knowledge, Peer, Request};
 use tollgate::config::Config;
 use tollgate::revocation::{LiveVersions, RevocationSet};
 use tollgate::token::{b64, Algorithm, Claims, Key, RawClaims, TimeCheck};
@@ -110,7 +110,7 @@ pub extern "C" fn run_verify(n: u32) -> u32 {
 pub extern "C" fn run_decide(n: u32) -> u32 {
     with(|s| {
         let k = Knowledge { now_ms: NOW * 1000, revocations: &s.revocations, live: &s.live };
-        let req = Request { method: "GET", path: "/api/items", headers: &s.headers, peer: None };
+        let req = Request { method: "GET", path: "/api/items", headers: &s.headers, peer: Peer::Known(None) };
         (0..n)
             .filter(|_| matches!(authenticator::decide(&s.config, &req, &k), authenticator::Decision::Allow(_)))
             .count() as u32
