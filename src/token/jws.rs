@@ -90,6 +90,9 @@ pub struct Key {
     kid: Option<String>,
     alg: Algorithm,
     mac: Keyed,
+    /// The base64url header this key writes on access tokens: a token whose
+    /// header segment is these very bytes needs no decoding or parsing.
+    access_header: String,
 }
 
 impl fmt::Debug for Key {
@@ -114,7 +117,8 @@ impl Key {
             Algorithm::HS512 => Hmac::<Sha512>::new_from_slice(secret).map(Keyed::HS512),
         }
         .map_err(|_| KeyError::TooShort { alg, min: alg.output_len(), got: secret.len() })?;
-        Ok(Key { kid, alg, mac })
+        let access_header = b64::encode(header_json(alg, Some(super::ACCESS_TOKEN_TYP), kid.as_deref()).as_bytes());
+        Ok(Key { kid, alg, mac, access_header })
     }
 
     pub fn kid(&self) -> Option<&str> {
@@ -163,15 +167,7 @@ impl Key {
     /// Signs `payload` (already serialized JSON) as a compact JWS whose header
     /// carries `alg`, `typ` when given, and this key's `kid`.
     pub fn sign(&self, typ: Option<&str>, payload: &[u8]) -> String {
-        let mut header = serde_json::Map::new();
-        header.insert("alg".into(), self.alg.name().into());
-        if let Some(typ) = typ {
-            header.insert("typ".into(), typ.into());
-        }
-        if let Some(kid) = &self.kid {
-            header.insert("kid".into(), kid.as_str().into());
-        }
-        let header = serde_json::Value::Object(header).to_string();
+        let header = header_json(self.alg, typ, self.kid.as_deref());
         let mut out = b64::encode(header.as_bytes());
         out.push('.');
         out.push_str(&b64::encode(payload));
@@ -180,6 +176,20 @@ impl Key {
         out.push_str(&b64::encode(&tag));
         out
     }
+}
+
+/// The JOSE header Tollgate writes: `alg`, then `kid` and `typ` when given
+/// (serde_json's map keeps keys sorted, so the bytes are stable).
+fn header_json(alg: Algorithm, typ: Option<&str>, kid: Option<&str>) -> String {
+    let mut header = serde_json::Map::new();
+    header.insert("alg".into(), alg.name().into());
+    if let Some(typ) = typ {
+        header.insert("typ".into(), typ.into());
+    }
+    if let Some(kid) = kid {
+        header.insert("kid".into(), kid.into());
+    }
+    serde_json::Value::Object(header).to_string()
 }
 
 /// The keys a verifier accepts: usually one, two during a rotation.
@@ -221,6 +231,17 @@ impl KeySet {
             return Err(TokenError::TooLarge);
         }
         let (header_b64, payload_b64, sig_b64) = split(token)?;
+        // The common case: a header byte-identical to one a configured key
+        // writes. Same bytes, same parse: skip decoding and parsing it.
+        if let Some(key) = self.keys.iter().find(|k| k.access_header.as_bytes() == header_b64) {
+            let header = Header {
+                alg: Some(Field::Valid(key.alg.name().to_owned())),
+                kid: key.kid.clone().map(Field::Valid),
+                typ: Some(Field::Valid(super::ACCESS_TOKEN_TYP.to_owned())),
+                crit: false,
+            };
+            return finish(key, header, token, header_b64, payload_b64, sig_b64);
+        }
         let header_bytes = b64::decode(header_b64).ok_or(TokenError::BadEncoding("header"))?;
         let header = Header::parse(&header_bytes)?;
         let alg_name = match &header.alg {
@@ -247,14 +268,19 @@ impl KeySet {
         if key.alg != alg {
             return Err(TokenError::AlgorithmMismatch);
         }
-        let tag = b64::decode(sig_b64).ok_or(TokenError::BadEncoding("signature"))?;
-        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        if !key.check(signing_input, &tag) {
-            return Err(TokenError::SignatureInvalid);
-        }
-        let payload = b64::decode(payload_b64).ok_or(TokenError::BadEncoding("payload"))?;
-        Ok(Verified { header, payload })
+        finish(key, header, token, header_b64, payload_b64, sig_b64)
     }
+}
+
+/// MAC (constant time), then the payload's encoding.
+fn finish(key: &Key, header: Header, token: &[u8], header_b64: &[u8], payload_b64: &[u8], sig_b64: &[u8]) -> Result<Verified, TokenError> {
+    let tag = b64::decode(sig_b64).ok_or(TokenError::BadEncoding("signature"))?;
+    let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+    if !key.check(signing_input, &tag) {
+        return Err(TokenError::SignatureInvalid);
+    }
+    let payload = b64::decode(payload_b64).ok_or(TokenError::BadEncoding("payload"))?;
+    Ok(Verified { header, payload })
 }
 
 /// A JWS whose MAC checked out.
@@ -341,5 +367,48 @@ impl<'de> Visitor<'de> for HeaderVisitor {
             seen.insert::<A::Error>(name)?;
         }
         Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    /// The fast path and the full parse must agree on every header a key
+    /// writes, and the fast path must never apply to any other header.
+    #[test]
+    fn header_fast_path_agrees_with_the_full_parse() {
+        let secret = [7u8; 64];
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            for kid in [None, Some("k1".to_string()), Some("k\"2\u{e9}".to_string())] {
+                let key = Key::new(kid.clone(), alg, &secret).unwrap();
+                let parsed = Header::parse(&b64::decode(key.access_header.as_bytes()).unwrap()).unwrap();
+                assert_eq!(parsed.alg, Some(Field::Valid(alg.name().to_owned())));
+                assert_eq!(parsed.kid, kid.clone().map(Field::Valid));
+                assert_eq!(parsed.typ, Some(Field::Valid("at+jwt".to_owned())));
+                assert!(!parsed.crit);
+                // A token signed by the key takes the fast path and verifies.
+                let token = key.sign(Some("at+jwt"), b"{}");
+                let set = KeySet::new(vec![key.clone()]).unwrap();
+                let v = set.verify(token.as_bytes(), 8192).unwrap();
+                assert_eq!(v.header.alg, parsed.alg);
+                // Another typ spelling is a different header: the full path.
+                let other = key.sign(Some("AT+JWT"), b"{}");
+                assert!(!other.starts_with(&key.access_header));
+                assert!(set.verify(other.as_bytes(), 8192).is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_still_checks_the_mac() {
+        let key = Key::new(Some("k1".into()), Algorithm::HS256, &[1u8; 32]).unwrap();
+        let forger = Key::new(Some("k1".into()), Algorithm::HS256, &[2u8; 32]).unwrap();
+        let set = KeySet::new(vec![key]).unwrap();
+        let forged = forger.sign(Some("at+jwt"), b"{}");
+        assert_eq!(set.verify(forged.as_bytes(), 8192).err(), Some(TokenError::SignatureInvalid));
     }
 }
