@@ -7,7 +7,7 @@ WASM := target/wasm32-wasip1/release/tollgate.wasm
 # environment (vm_config.environment_variables), the authority from its own.
 export TOLLGATE_DEMO_KEY ?= ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24
 
-.PHONY: help deps build bins run token test test-deploy oci compose-up compose-down clean
+.PHONY: help deps build bins run token test test-deploy oci compose-up compose-down bench clean
 
 help:
 	@echo "make run          the demo: authority :8080, echo upstream :8081, Envoy+Tollgate :10000 (admin :9901)"
@@ -16,6 +16,7 @@ help:
 	@echo "make token        a demo access token for alice"
 	@echo "make oci          the filter as an OCI image (target/oci/tollgate-filter)"
 	@echo "make compose-up   the docker-compose demo (needs a Docker engine)"
+	@echo "make bench        Tollgate vs bare Envoy, jwt_authn, ext_authz -> BENCHMARKS.md (~8 min; BENCH_QUICK=1 smoke run)"
 
 deps:
 	@scripts/deps.sh
@@ -51,6 +52,9 @@ compose-up: build
 
 compose-down:
 	docker compose -p tollgate -f envoy/docker-compose.yml down
+
+bench: deps
+	scripts/bench/run.sh
 
 clean:
 	cargo clean
