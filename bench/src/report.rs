@@ -242,7 +242,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let _ = writeln!(w, "![throughput and CPU per request](docs/bench/throughput.svg)\n");
     let _ = writeln!(
         w,
-        "Where the time goes inside the filter, from separate measurements: [docs/bench/profile.md](docs/bench/profile.md).\n"
+        "Where the time goes inside the filter, from separate measurements: [docs/bench/profile.md](docs/bench/profile.md). What each hot-path change bought: [docs/bench/changes.md](docs/bench/changes.md).\n"
     );
 
     // ---- headline --------------------------------------------------------
