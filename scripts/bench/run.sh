@@ -7,8 +7,8 @@
 #   BENCH_QUICK=1        smoke mode: one short round per contender (~2 min with
 #                        a warm build), written under .run/bench/
 #   BENCH_ROUNDS=N       rounds (default 3)
-#   BENCH_SECONDS=S      closed-loop seconds per run (default 4)
-#   BENCH_OPEN_SECONDS=S open-loop seconds per run (default 5)
+#   BENCH_SECONDS=S      closed-loop seconds per run (default 3)
+#   BENCH_OPEN_SECONDS=S open-loop seconds per run (default 4)
 #   BENCH_CONNECTIONS=N  wrk connections (default 32)
 #   BENCH_OPEN_RATE=R    open-loop req/s (default: half the slowest contender's
 #                        saturated pool throughput in round 1)
@@ -33,7 +33,7 @@ QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   ROUNDS=${BENCH_ROUNDS:-1}; SECONDS_RUN=${BENCH_SECONDS:-1}; OPEN_SECONDS=${BENCH_OPEN_SECONDS:-1}
 else
-  ROUNDS=${BENCH_ROUNDS:-3}; SECONDS_RUN=${BENCH_SECONDS:-4}; OPEN_SECONDS=${BENCH_OPEN_SECONDS:-5}
+  ROUNDS=${BENCH_ROUNDS:-3}; SECONDS_RUN=${BENCH_SECONDS:-3}; OPEN_SECONDS=${BENCH_OPEN_SECONDS:-4}
 fi
 CONNS=${BENCH_CONNECTIONS:-32}
 PORT_BASE=${BENCH_PORT_BASE:-18000}
