@@ -372,3 +372,19 @@ pub fn claims_of(token: &str) -> serde_json::Value {
     let bytes = tollgate::token::b64::decode(payload.as_bytes()).expect("payload is base64url");
     serde_json::from_slice(&bytes).expect("payload is JSON")
 }
+
+/// A copy of `access_token` (same subject, session, version and scope),
+/// minted with the demo key and the given `exp` and `iat`: the browser's
+/// expired or nearly expired copy of a real login's token.
+pub fn remint(access_token: &str, exp: u64, iat: u64) -> String {
+    let c = claims_of(access_token);
+    crate::tokens::mint(&tollgate::token::Claims {
+        sub: c["sub"].as_str().expect("sub").into(),
+        sid: c["sid"].as_str().map(Into::into),
+        ver: c["ver"].as_u64().expect("ver"),
+        scope: c["scope"].as_str().map(Into::into),
+        exp: Some(exp),
+        iat: Some(iat),
+        ..crate::tokens::claims("x")
+    })
+}

@@ -13,8 +13,7 @@
 
 use std::thread;
 use std::time::{Duration, Instant};
-use tollgate::token::Claims;
-use tollgate_e2e::authority::{claims_of, Authority, Settings, Store};
+use tollgate_e2e::authority::{remint, Authority, Settings, Store};
 use tollgate_e2e::callouts::{self, api, assert_no_crash, poll, set_cookie, set_cookies, Timing};
 use tollgate_e2e::faults::{Fault, FaultProxy};
 use tollgate_e2e::{http, tokens, Envoy, Options, Request, Response};
@@ -32,17 +31,8 @@ fn timed(envoy: &Envoy, req: &Request) -> (Response, Duration) {
 /// An access token of `login`'s session, still valid but inside
 /// `refresh_before_seconds` (30 s): a refresh is optional.
 fn nearly_expired(access_token: &str, expired: bool) -> String {
-    let c = claims_of(access_token);
     let now = tokens::now();
-    tokens::mint(&Claims {
-        sub: c["sub"].as_str().unwrap().into(),
-        sid: c["sid"].as_str().map(Into::into),
-        ver: c["ver"].as_u64().unwrap(),
-        scope: c["scope"].as_str().map(Into::into),
-        exp: Some(if expired { now - 3600 } else { now + 10 }),
-        iat: Some(now - 600),
-        ..tokens::claims("x")
-    })
+    remint(access_token, if expired { now - 3600 } else { now + 10 }, now - 600)
 }
 
 fn with_cookies(access: Option<&str>, refresh: &str) -> Request {

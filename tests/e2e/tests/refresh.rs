@@ -7,8 +7,7 @@
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tollgate::token::Claims;
-use tollgate_e2e::authority::{claims_of, Authority, Pair, Settings, Store};
+use tollgate_e2e::authority::{claims_of, remint, Authority, Pair, Settings, Store};
 use tollgate_e2e::callouts::{self, api, assert_no_crash, measure_revocation, set_cookie, set_cookies, Timing};
 use tollgate_e2e::{http, tokens, Envoy, Request, Response};
 
@@ -170,17 +169,8 @@ fn a_refresh_storm_is_one_callout_per_worker_and_one_pair_for_all_on_redis() {
 
 /// The browser's copy of `login`'s access token, expired an hour ago.
 fn expired_copy(access_token: &str) -> String {
-    let c = claims_of(access_token);
     let now = tokens::now();
-    tokens::mint(&Claims {
-        sub: c["sub"].as_str().unwrap().into(),
-        sid: c["sid"].as_str().map(Into::into),
-        ver: c["ver"].as_u64().unwrap(),
-        scope: c["scope"].as_str().map(Into::into),
-        exp: Some(now - 3600),
-        iat: Some(now - 4500),
-        ..tokens::claims("x")
-    })
+    remint(access_token, now - 3600, now - 4500)
 }
 
 #[test]
