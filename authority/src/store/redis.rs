@@ -364,6 +364,12 @@ impl RedisStore {
     /// Ends a write: if it `wrote`, `WAIT`s for the configured replicas on
     /// the same connection; then returns the connection for reuse. A
     /// connection that failed is dropped (the early `?` returns do that).
+    /// Every field of the hash at `key` (empty when there is none).
+    async fn hash_fields(&self, key: String) -> StoreResult<HashMap<String, String>> {
+        let mut conn = self.conn.clone();
+        redis::cmd("HGETALL").arg(key).query_async(&mut conn).await.map_err(be)
+    }
+
     async fn finish(&self, w: WriteConn, wrote: bool) -> StoreResult<()> {
         let WriteConn::Dedicated(mut conn, slot) = w else { return Ok(()) };
         let mut got = self.wait_replicas;
@@ -511,12 +517,7 @@ impl Store for RedisStore {
     }
 
     async fn family(&self, sid: &str) -> StoreResult<Option<Family>> {
-        let mut conn = self.conn.clone();
-        let f: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("{}fam:{sid}", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let f = self.hash_fields(format!("{}fam:{sid}", self.prefix)).await?;
         if f.is_empty() {
             return Ok(None);
         }
@@ -639,12 +640,7 @@ impl Store for RedisStore {
     }
 
     async fn api_token(&self, id: &str) -> StoreResult<Option<ApiToken>> {
-        let mut conn = self.conn.clone();
-        let m: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("{}api:{id}", self.prefix))
-            .query_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let m = self.hash_fields(format!("{}api:{id}", self.prefix)).await?;
         if m.is_empty() {
             return Ok(None);
         }
