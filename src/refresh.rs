@@ -9,6 +9,11 @@
 //! - [`Slot`] is what workers share: a claim ("worker N is refreshing this
 //!   token until T") and then the answer, kept for the grace window only.
 //!   Refresh tokens are never stored: groups and slots hold a SHA-256.
+//!   A new token pair is never stored in clear either: shared data is
+//!   readable by every plugin of the same `vm_id`, so the pair is sealed
+//!   ([`Shared::seal`], XChaCha20-Poly1305) under a key derived from the
+//!   refresh token it answers. Only a request that presents that refresh
+//!   token can open it, and the slot's name and token hash reveal nothing.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -161,9 +166,14 @@ impl Coordinator {
         }
     }
 
-    /// Groups waiting on another worker's refresh: their hashes.
-    pub fn waiting_elsewhere(&self) -> Vec<TokenHash> {
-        self.groups.iter().filter(|(_, g)| g.leader.is_none()).map(|(h, _)| h.clone()).collect()
+    /// Groups waiting on another worker's refresh: their hashes and one
+    /// request of each (whose refresh token opens the shared answer).
+    pub fn waiting_elsewhere(&self) -> Vec<(TokenHash, u32)> {
+        self.groups
+            .iter()
+            .filter(|(_, g)| g.leader.is_none())
+            .filter_map(|(h, g)| Some((h.clone(), *g.followers.first()?)))
+            .collect()
     }
 
     /// Groups past their deadline, removed, with their requests.
@@ -192,13 +202,80 @@ impl Coordinator {
     }
 }
 
+/// An outcome as workers share it: a new token pair sealed under a key
+/// derived from the refresh token it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Shared {
+    /// base64url of nonce ‖ ciphertext of the [`Tokens`] as JSON.
+    Refreshed(String),
+    Rejected,
+    Unavailable,
+}
+
+/// Domain-separated derivations from a refresh token: the seal key is not
+/// the [`hash`] that names the slot.
+fn seal_key(refresh_token: &str) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(b"tollgate/refresh-seal/v1\0")
+        .chain_update(refresh_token.as_bytes())
+        .finalize()
+        .into()
+}
+
+impl Shared {
+    /// The shareable form of `outcome`. The nonce is synthetic (a hash of key
+    /// and plaintext): two seals collide only for the same pair under the
+    /// same key, so no randomness is needed and the engine stays pure.
+    pub fn seal(outcome: &Outcome, refresh_token: &str) -> Shared {
+        use chacha20poly1305::aead::{Aead, KeyInit};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        match outcome {
+            Outcome::Rejected => Shared::Rejected,
+            Outcome::Unavailable => Shared::Unavailable,
+            Outcome::Refreshed(tokens) => {
+                let key = seal_key(refresh_token);
+                let plain = serde_json::to_vec(tokens).unwrap_or_default();
+                let digest = Sha256::new().chain_update(b"nonce").chain_update(key).chain_update(&plain).finalize();
+                let nonce = XNonce::from_slice(&digest[..24]);
+                let cipher = XChaCha20Poly1305::new((&key).into());
+                // Encryption into a Vec fails only on allocation limits; an
+                // empty seal then opens to nothing and the request retries.
+                let sealed = cipher.encrypt(nonce, plain.as_slice()).unwrap_or_default();
+                let mut out = nonce.to_vec();
+                out.extend_from_slice(&sealed);
+                Shared::Refreshed(crate::token::b64::encode(&out))
+            }
+        }
+    }
+
+    /// The outcome, when `refresh_token` is the one it answers.
+    pub fn open(&self, refresh_token: &str) -> Option<Outcome> {
+        use chacha20poly1305::aead::{Aead, KeyInit};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        match self {
+            Shared::Rejected => Some(Outcome::Rejected),
+            Shared::Unavailable => Some(Outcome::Unavailable),
+            Shared::Refreshed(sealed) => {
+                let bytes = crate::token::b64::decode(sealed.as_bytes())?;
+                if bytes.len() < 24 {
+                    return None;
+                }
+                let (nonce, ciphertext) = bytes.split_at(24);
+                let cipher = XChaCha20Poly1305::new((&seal_key(refresh_token)).into());
+                let plain = cipher.decrypt(XNonce::from_slice(nonce), ciphertext).ok()?;
+                serde_json::from_slice::<Tokens>(&plain).ok().map(Outcome::Refreshed)
+            }
+        }
+    }
+}
+
 /// A worker-shared slot for one refresh token (proxy-wasm shared data).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Slot {
     /// A worker is refreshing until `until_ms`.
     Claimed { token: TokenHash, until_ms: u64 },
     /// The answer, reusable until `until_ms` (the grace window).
-    Done { token: TokenHash, outcome: Outcome, until_ms: u64 },
+    Done { token: TokenHash, outcome: Shared, until_ms: u64 },
 }
 
 /// What a worker does, given the slot it read.
@@ -223,15 +300,21 @@ impl Slot {
 
     /// Decides from the current slot content (absent, expired or someone
     /// else's token count as free: slots are reused, never leaked).
-    pub fn decide(current: Option<&Slot>, token: &TokenHash, now_ms: u64, claim_ms: u64) -> SlotDecision {
+    /// `refresh_token` opens a sealed answer.
+    pub fn decide(current: Option<&Slot>, refresh_token: &str, now_ms: u64, claim_ms: u64) -> SlotDecision {
+        let token = &hash(refresh_token);
         match current {
             // A shared failure answers the requests already waiting on it
             // (see `outcome_for`), never a new one: that one tries itself,
             // so the edge recovers as soon as the authority does.
             Some(Slot::Done { token: t, outcome, until_ms })
-                if t == token && now_ms < *until_ms && *outcome != Outcome::Unavailable =>
+                if t == token && now_ms < *until_ms && *outcome != Shared::Unavailable =>
             {
-                SlotDecision::Use(outcome.clone())
+                match outcome.open(refresh_token) {
+                    Some(outcome) => SlotDecision::Use(outcome),
+                    // Tampered: refresh ourselves.
+                    None => SlotDecision::Claim(Slot::Claimed { token: token.clone(), until_ms: now_ms + claim_ms }),
+                }
             }
             Some(Slot::Claimed { token: t, until_ms }) if t == token && now_ms < *until_ms => SlotDecision::Wait,
             _ => SlotDecision::Claim(Slot::Claimed { token: token.clone(), until_ms: now_ms + claim_ms }),
@@ -256,10 +339,12 @@ impl Slot {
         self.token() != token && self.is_live(now_ms)
     }
 
-    /// The answer for `token` in this slot, if it holds one.
-    pub fn outcome_for(&self, token: &TokenHash, now_ms: u64) -> Option<&Outcome> {
+    /// The answer for `refresh_token` in this slot, if it holds one that opens.
+    pub fn outcome_for(&self, refresh_token: &str, now_ms: u64) -> Option<Outcome> {
         match self {
-            Slot::Done { token: t, outcome, until_ms } if t == token && now_ms < *until_ms => Some(outcome),
+            Slot::Done { token: t, outcome, until_ms } if *t == hash(refresh_token) && now_ms < *until_ms => {
+                outcome.open(refresh_token)
+            }
             _ => None,
         }
     }
@@ -317,7 +402,7 @@ mod tests {
         let t = hash("r1");
         c.wait_elsewhere(&t, 7, 0, 50);
         c.wait_elsewhere(&t, 8, 0, 50);
-        assert_eq!(c.waiting_elsewhere(), vec![t.clone()]);
+        assert_eq!(c.waiting_elsewhere(), vec![(t.clone(), 7)]);
         assert_eq!(c.join(&t, 9, 0, 50), Join::Follow, "a group exists: follow it");
         assert_eq!(c.finish(&t), vec![7, 8, 9]);
     }
@@ -327,9 +412,14 @@ mod tests {
         let t = hash("r1");
         let other = hash("r2");
         let claimed = Slot::Claimed { token: t.clone(), until_ms: 100 };
-        let done = Slot::Done { token: t.clone(), outcome: Outcome::Refreshed(tokens()), until_ms: 200 };
-        let others = Slot::Done { token: other.clone(), outcome: Outcome::Rejected, until_ms: 200 };
-        let failed = Slot::Done { token: t.clone(), outcome: Outcome::Unavailable, until_ms: 200 };
+        let done = Slot::Done { token: t.clone(), outcome: Shared::seal(&Outcome::Refreshed(tokens()), "r1"), until_ms: 200 };
+        let others = Slot::Done { token: other.clone(), outcome: Shared::Rejected, until_ms: 200 };
+        let failed = Slot::Done { token: t.clone(), outcome: Shared::Unavailable, until_ms: 200 };
+        // A sealed answer whose ciphertext was altered by another plugin.
+        let Slot::Done { outcome: Shared::Refreshed(sealed), .. } = &done else { panic!("sealed") };
+        let mut bytes = crate::token::b64::decode(sealed.as_bytes()).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        let tampered = Slot::Done { token: t.clone(), outcome: Shared::Refreshed(crate::token::b64::encode(&bytes)), until_ms: 200 };
         let claim_at = |now: u64| SlotDecision::Claim(Slot::Claimed { token: t.clone(), until_ms: now + 30 });
         // (slot, now, decision)
         let cases = [
@@ -340,10 +430,35 @@ mod tests {
             (Some(&done), 200, claim_at(200)),
             (Some(&others), 10, claim_at(10)),
             (Some(&failed), 10, claim_at(10)),
+            (Some(&tampered), 10, claim_at(10)),
         ];
-        assert_eq!(failed.outcome_for(&t, 10), Some(&Outcome::Unavailable), "waiters still learn of it");
+        assert_eq!(failed.outcome_for("r1", 10), Some(Outcome::Unavailable), "waiters still learn of it");
+        assert_eq!(done.outcome_for("r1", 10), Some(Outcome::Refreshed(tokens())));
+        assert_eq!(done.outcome_for("r2", 10), None, "another refresh token opens nothing");
+        assert_eq!(tampered.outcome_for("r1", 10), None);
         for (slot, now, want) in cases {
-            assert_eq!(Slot::decide(slot, &t, now, 30), want, "{slot:?} at {now}");
+            assert_eq!(Slot::decide(slot, "r1", now, 30), want, "{slot:?} at {now}");
+        }
+    }
+
+    #[test]
+    fn shared_data_never_holds_a_token_in_clear() {
+        let refresh_token = "rt-0123456789abcdef0123456789abcdef";
+        let pair = Tokens { access_token: "eyJhbGciOi.access.sig".into(), refresh_token: "rt-successor-secret".into(), expires_in: 60 };
+        let slot = Slot::Done { token: hash(refresh_token), outcome: Shared::seal(&Outcome::Refreshed(pair.clone()), refresh_token), until_ms: 9 };
+        let bytes = slot.encode();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [refresh_token, "eyJhbGciOi", "rt-successor-secret", "access"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        let back = Slot::decode(&bytes).expect("decodes");
+        assert_eq!(back.outcome_for(refresh_token, 1), Some(Outcome::Refreshed(pair.clone())));
+        // The seal is deterministic for one pair and key, different across keys.
+        assert_eq!(Shared::seal(&Outcome::Refreshed(pair.clone()), refresh_token), Shared::seal(&Outcome::Refreshed(pair.clone()), refresh_token));
+        assert_ne!(Shared::seal(&Outcome::Refreshed(pair.clone()), refresh_token), Shared::seal(&Outcome::Refreshed(pair), "rt-other"));
+        // Garbage in a slot opens to nothing and panics nowhere.
+        for junk in ["", "AAAA", "!!!", &"A".repeat(100)] {
+            assert_eq!(Shared::Refreshed(junk.into()).open(refresh_token), None, "{junk}");
         }
     }
 
@@ -387,7 +502,7 @@ mod tests {
             let n: u32 = k.trim_start_matches("tollgate.refresh.").parse().unwrap();
             assert!(n < 64);
         }
-        let s = Slot::Done { token: h.clone(), outcome: Outcome::Rejected, until_ms: 5 };
+        let s = Slot::Done { token: h.clone(), outcome: Shared::Rejected, until_ms: 5 };
         assert_eq!(Slot::decode(&s.encode()), Some(s.clone()));
         assert_eq!(Slot::decode(b""), None, "a cleared slot");
         // (now, live?, live for another token?)

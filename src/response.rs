@@ -45,6 +45,7 @@ pub fn refreshed_headers(config: &Config, tokens: &Tokens, header_mode: bool) ->
             Some(h) => vec![
                 (h.access_response.clone(), tokens.access_token.clone()),
                 (h.refresh_response.clone(), tokens.refresh_token.clone()),
+                no_store(),
             ],
             None => Vec::new(),
         };
@@ -57,7 +58,16 @@ pub fn refreshed_headers(config: &Config, tokens: &Tokens, header_mode: bool) ->
     if let Some(refresh) = &policy.cookie {
         out.push(("set-cookie".into(), cookie(policy, refresh, &tokens.refresh_token, max_age)));
     }
+    out.push(no_store());
     out
+}
+
+/// `Cache-Control` of every response that carries a new token: no cache
+/// may keep it (RFC 9111 §5.2.2.5). It replaces what the upstream set.
+pub const NO_STORE: &str = "no-store";
+
+fn no_store() -> (String, String) {
+    ("cache-control".into(), NO_STORE.into())
 }
 
 /// `Set-Cookie` lines that delete both cookies (refresh token rejected).

@@ -106,7 +106,11 @@ impl HttpContext for Filter {
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in self.worker.owed(self.id) {
-            self.add_http_response_header(&name, &value);
+            if name == "cache-control" {
+                self.set_http_response_header(&name, Some(&value));
+            } else {
+                self.add_http_response_header(&name, &value);
+            }
         }
         Action::Continue
     }
