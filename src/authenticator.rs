@@ -1,25 +1,30 @@
 //! The authenticator: extractor → verifier → matcher, composed into one
-//! decision per request. Pure: it reads a [`Request`] and the clock and
-//! returns a [`Decision`] for the glue to carry out.
+//! decision per request. Pure: it reads a [`Request`] (the canonical
+//! [`RequestView`] plus the peer) and the clock and returns a [`Decision`]
+//! for the glue to carry out.
 
 use crate::config::{ClientAddressFrom, Config, OnStale};
 use crate::extract::{self, Credential, ExtractError, Source};
 use crate::policy::Rule;
+use crate::request::{same_header, RequestError, RequestView};
 use crate::revocation::{self, Freshness, LiveVersions, RevocationSet};
 use crate::token::{Claims, TimeCheck, TokenError};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
-/// What the authenticator sees of a request.
+/// What the authenticator sees of a request: the one canonical view every
+/// decision reads, and the peer.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'r> {
-    pub method: &'r str,
-    /// `:path`, query string included.
-    pub path: &'r str,
-    /// Every request header, lower-case names (pseudo-headers may be present).
-    pub headers: &'r [(String, String)],
+    pub view: &'r RequestView,
     /// The downstream peer (Envoy's `source.address`).
     pub peer: Peer<'r>,
+}
+
+impl<'r> Request<'r> {
+    fn headers(&self) -> &'r [(String, String)] {
+        &self.view.headers
+    }
 }
 
 /// The downstream peer. Looking it up costs the glue a host call, so it can
@@ -106,7 +111,7 @@ pub enum DenyReason {
     /// 401 without an error code (RFC 6750 §3.1).
     NoToken,
     /// 400 `invalid_request`.
-    InvalidRequest(ExtractError),
+    InvalidRequest(InvalidRequest),
     /// 401 `invalid_token`.
     InvalidToken(TokenError),
     /// 403 `insufficient_scope`: this scope is missing.
@@ -191,6 +196,36 @@ impl DenyReason {
     ];
 }
 
+/// Why a request is malformed (400 `invalid_request`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidRequest {
+    /// Its path, method or headers are spelled ambiguously.
+    Request(RequestError),
+    /// Its credentials are ambiguous or malformed.
+    Credential(ExtractError),
+}
+
+impl InvalidRequest {
+    pub fn description(self) -> &'static str {
+        match self {
+            InvalidRequest::Request(e) => e.description(),
+            InvalidRequest::Credential(e) => e.description(),
+        }
+    }
+}
+
+impl From<RequestError> for DenyReason {
+    fn from(e: RequestError) -> DenyReason {
+        DenyReason::InvalidRequest(InvalidRequest::Request(e))
+    }
+}
+
+impl From<ExtractError> for DenyReason {
+    fn from(e: ExtractError) -> DenyReason {
+        DenyReason::InvalidRequest(InvalidRequest::Credential(e))
+    }
+}
+
 /// A local answer: status, challenge and body are rendered by [`crate::response`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
@@ -231,10 +266,10 @@ fn decide_with_refresh(
     may_refresh: bool,
 ) -> Decision {
     let now = k.now_ms / 1000;
-    let rule = config.policy.rule_for(req.method, req.path);
-    let extracted = match extract::extract(&config.sources, req.headers, req.path) {
+    let rule = config.policy.rule_for(&req.view.method, &req.view.route);
+    let extracted = match extract::extract(&config.sources, req.headers(), &req.view.path) {
         Ok(c) => c,
-        Err(e) => return deny(DenyReason::InvalidRequest(e)),
+        Err(e) => return deny(e.into()),
     };
     let refresh_token = if may_refresh { refresh_token(config, req) } else { None };
     let credential = match (replacement, extracted) {
@@ -291,13 +326,13 @@ fn decide_with_refresh(
 fn refresh_token<'r>(config: &Config, req: &Request<'r>) -> Option<(&'r str, bool)> {
     let policy = config.refresh.as_ref()?;
     let from_cookie = policy.cookie.as_deref().and_then(|name| {
-        req.headers
+        req.headers()
             .iter()
             .filter(|(n, _)| n == "cookie")
             .find_map(|(_, v)| extract::cookie_values(v, name).find(|t| !t.is_empty()))
     });
     let from_header = policy.header.as_ref().and_then(|h| {
-        req.headers.iter().find(|(n, _)| *n == h.request).map(|(_, v)| v.trim()).filter(|t| !t.is_empty())
+        req.headers().iter().find(|(n, _)| *n == h.request).map(|(_, v)| v.trim()).filter(|t| !t.is_empty())
     });
     from_cookie.map(|t| (t, false)).or(from_header.map(|t| (t, true)))
 }
@@ -313,10 +348,11 @@ fn check_versions(config: &Config, rule: &Rule, claims: &Claims, k: &Knowledge<'
     if let Some(policy) = &config.revocation {
         match k.revocations.freshness(k.now_ms, policy.max_staleness_ms) {
             Freshness::Fresh => {}
-            _ if policy.on_stale == OnStale::Allow => {}
+            // Whatever `on_stale` says: a version never learned is never read as 0.
             Freshness::NeverSynced => {
                 return Err(Versions::Deny(DenyReason::Unavailable("revocation state not yet known")))
             }
+            Freshness::Stale(_) if policy.on_stale == OnStale::Allow => {}
             Freshness::Stale(_) => return Err(Versions::Deny(DenyReason::Unavailable("revocation state stale"))),
         }
         if k.revocations.is_revoked(&claims.sub, claims.sid.as_deref(), claims.ver) {
@@ -349,7 +385,7 @@ fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<
     let mut ops = Vec::new();
     let refresh = config.refresh.as_ref();
     if let Some(h) = refresh.and_then(|r| r.header.as_ref()) {
-        if req.headers.iter().any(|(n, _)| *n == h.request) {
+        if req.headers().iter().any(|(n, _)| *n == h.request) {
             ops.push(HeaderOp::Remove(h.request.clone()));
         }
     }
@@ -363,7 +399,7 @@ fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<
         }
         (Some(Source::Query), false, _) => ops.push(HeaderOp::Set(
             ":path".into(),
-            extract::path_without_param(req.path, &config.sources.query_name),
+            extract::path_without_param(&req.view.path, &config.sources.query_name),
         )),
         (Some(Source::AuthorizationHeader | Source::HeaderPair | Source::Query), true, Some(token)) => {
             ops.push(HeaderOp::Set("authorization".into(), format!("Bearer {token}")));
@@ -372,7 +408,7 @@ fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<
     }
     // The Cookie header, rebuilt once: without the refresh cookie, and with
     // the access cookie dropped or replaced as above.
-    let cookies: Vec<&str> = req.headers.iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect();
+    let cookies: Vec<&str> = req.headers().iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect();
     let access = config.sources.cookie.as_deref();
     let replace_cookie = replacement.filter(|_| config.forward_token && matches!(source, Some(Source::Cookie)));
     let mut rest = Some(cookies.join("; "));
@@ -439,7 +475,7 @@ pub fn client_address(config: &Config, req: &Request<'_>) -> Option<IpAddr> {
         ClientAddressFrom::Peer => req.peer.get(),
         ClientAddressFrom::XForwardedFor => {
             let entries: Vec<&str> = req
-                .headers
+                .headers()
                 .iter()
                 .filter(|(n, _)| n == "x-forwarded-for")
                 .flat_map(|(_, v)| v.split(','))
@@ -478,13 +514,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Removes identity headers the client sent: only the upstream-facing
-/// filter may set them.
+/// Removes identity headers the client sent, in every spelling an upstream
+/// may fold into the same name (`x_tollgate_sub`): only the filter may set
+/// them.
 fn scrub(config: &Config, req: &Request<'_>) -> Vec<HeaderOp> {
     let ids = config.identity_headers.all();
     let mut ops = Vec::new();
-    for (name, _) in req.headers {
-        if ids.contains(&name.as_str()) && !ops.iter().any(|o| matches!(o, HeaderOp::Remove(n) if n == name)) {
+    for (name, _) in req.headers() {
+        if ids.iter().any(|id| same_header(id, name)) && !ops.iter().any(|o| matches!(o, HeaderOp::Remove(n) if n == name)) {
             ops.push(HeaderOp::Remove(name.clone()));
         }
     }

@@ -67,6 +67,8 @@ struct Document {
     identity_headers: IdentityHeadersDoc,
     #[serde(default = "yes")]
     forward_token: bool,
+    #[serde(default = "yes")]
+    strict_paths: bool,
     #[serde(default)]
     rules: Vec<RuleDoc>,
     #[serde(default)]
@@ -85,6 +87,10 @@ struct AuthorityDoc {
     host: String,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    #[serde(default)]
+    credential: Option<String>,
+    #[serde(default)]
+    credential_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +204,7 @@ struct SourcesDoc {
     cookie: Option<String>,
     header_pair: Option<HeaderPairDoc>,
     query: QueryDoc,
+    passthrough_schemes: Vec<String>,
 }
 
 impl Default for SourcesDoc {
@@ -207,6 +214,7 @@ impl Default for SourcesDoc {
             cookie: None,
             header_pair: None,
             query: QueryDoc::default(),
+            passthrough_schemes: Vec::new(),
         }
     }
 }
@@ -277,6 +285,8 @@ struct RuleDoc {
     path: PathDoc,
     #[serde(default)]
     methods: Vec<String>,
+    #[serde(default)]
+    ignore_case: bool,
     #[serde(default)]
     anonymous: bool,
     #[serde(default)]
@@ -359,6 +369,9 @@ pub struct Sources {
     pub header_pair: Option<(String, String)>,
     pub query_enabled: bool,
     pub query_name: String,
+    /// `Authorization` schemes that are not ours and go upstream untouched
+    /// (lower-case). Any other scheme is a 400.
+    pub passthrough_schemes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -383,6 +396,25 @@ pub struct Authority {
     /// `:authority` of callouts.
     pub host: String,
     pub timeout_ms: u64,
+    /// Sent as `Authorization: Bearer` on feed and live-check callouts.
+    pub credential: Option<EdgeCredential>,
+}
+
+/// The edge's credential at the authority. Its `Debug` hides the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EdgeCredential(String);
+
+impl EdgeCredential {
+    /// The `authorization` header value for a callout.
+    pub fn header_value(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+}
+
+impl fmt::Debug for EdgeCredential {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("EdgeCredential(..)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,6 +470,8 @@ pub struct Config {
     pub trusted_hops: u32,
     pub identity_headers: IdentityHeaders,
     pub forward_token: bool,
+    /// Refuse path spellings and method overrides upstreams read differently.
+    pub strict_paths: bool,
     pub policy: Policy,
     pub authority: Option<Authority>,
     pub revocation: Option<RevocationPolicy>,
@@ -513,7 +547,7 @@ impl Document {
         for (i, r) in self.rules.into_iter().enumerate() {
             rules.push(r.build(i)?);
         }
-        let authority = self.authority.map(AuthorityDoc::build).transpose()?;
+        let authority = self.authority.map(|a| a.build(env)).transpose()?;
         let needs_authority = |field: &str| {
             ConfigError::new(field, "needs the `authority` section: it is what the filter calls")
         };
@@ -552,6 +586,7 @@ impl Document {
             trusted_hops: self.client_address.trusted_hops,
             identity_headers,
             forward_token: self.forward_token,
+            strict_paths: self.strict_paths,
             policy: Policy::new(rules),
             authority,
             revocation,
@@ -560,8 +595,11 @@ impl Document {
     }
 }
 
+/// The shortest edge credential accepted (the authority refuses shorter).
+pub const MIN_EDGE_CREDENTIAL_BYTES: usize = 32;
+
 impl AuthorityDoc {
-    fn build(self) -> Result<Authority, ConfigError> {
+    fn build(self, env: &dyn Fn(&str) -> Option<String>) -> Result<Authority, ConfigError> {
         if self.cluster.is_empty() {
             return Err(ConfigError::new("authority.cluster", "must not be empty"));
         }
@@ -571,7 +609,38 @@ impl AuthorityDoc {
         if !(10..=60_000).contains(&self.timeout_ms) {
             return Err(ConfigError::new("authority.timeout_ms", "must be between 10 and 60000"));
         }
-        Ok(Authority { cluster: self.cluster, host: self.host, timeout_ms: self.timeout_ms })
+        let credential = match (self.credential, self.credential_env) {
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "authority.credential",
+                    "give either credential or credential_env, not both",
+                ))
+            }
+            (Some(c), None) => Some(("authority.credential", c)),
+            (None, Some(var)) => match env(&var) {
+                Some(c) => Some(("authority.credential_env", c)),
+                None => {
+                    return Err(ConfigError::new(
+                        "authority.credential_env",
+                        format!("environment variable {var} is not set in the VM"),
+                    ))
+                }
+            },
+        };
+        let credential = match credential {
+            Some((field, c)) => {
+                if c.len() < MIN_EDGE_CREDENTIAL_BYTES || !c.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(ConfigError::new(
+                        field,
+                        format!("must be at least {MIN_EDGE_CREDENTIAL_BYTES} printable ASCII characters without spaces"),
+                    ));
+                }
+                Some(EdgeCredential(c))
+            }
+            None => None,
+        };
+        Ok(Authority { cluster: self.cluster, host: self.host, timeout_ms: self.timeout_ms, credential })
     }
 }
 
@@ -726,6 +795,17 @@ impl SourcesDoc {
         if self.query.name.is_empty() || !is_token_char_string(&self.query.name) {
             return Err(ConfigError::new("sources.query.name", "is not a valid parameter name"));
         }
+        let mut passthrough_schemes = Vec::with_capacity(self.passthrough_schemes.len());
+        for (i, scheme) in self.passthrough_schemes.into_iter().enumerate() {
+            let field = format!("sources.passthrough_schemes[{i}]");
+            if !is_token_char_string(&scheme) {
+                return Err(ConfigError::new(field, "is not an authentication scheme name"));
+            }
+            if self.authorization_header && scheme.eq_ignore_ascii_case("bearer") {
+                return Err(ConfigError::new(field, "Bearer is read by the filter while authorization_header is on"));
+            }
+            passthrough_schemes.push(scheme.to_ascii_lowercase());
+        }
         if !self.authorization_header && self.cookie.is_none() && header_pair.is_none() && !self.query.enabled {
             return Err(ConfigError::new("sources", "at least one token source must be enabled"));
         }
@@ -735,6 +815,7 @@ impl SourcesDoc {
             header_pair,
             query_enabled: self.query.enabled,
             query_name: self.query.name,
+            passthrough_schemes,
         })
     }
 }
@@ -764,9 +845,11 @@ impl RuleDoc {
     fn build(self, i: usize) -> Result<Rule, ConfigError> {
         let field = |name: &str| format!("rules[{i}].{name}");
         let path = match (self.path.exact, self.path.prefix, self.path.regex) {
-            (Some(p), None, None) => PathMatch::Exact(p),
-            (None, Some(p), None) => PathMatch::Prefix(p),
-            (None, None, Some(r)) => PathMatch::regex(&r)
+            (Some(p), None, None) if p.starts_with('/') => PathMatch::exact(&p),
+            (None, Some(p), None) if p.starts_with('/') => PathMatch::prefix(&p),
+            (Some(_), None, None) => return Err(ConfigError::new(field("path.exact"), "must start with /")),
+            (None, Some(_), None) => return Err(ConfigError::new(field("path.prefix"), "must start with /")),
+            (None, None, Some(r)) => PathMatch::regex(&r, self.ignore_case)
                 .map_err(|e| ConfigError::new(field("path.regex"), format!("invalid regex: {e}")))?,
             _ => return Err(ConfigError::new(field("path"), "give exactly one of exact, prefix, regex")),
         };
@@ -796,6 +879,7 @@ impl RuleDoc {
             name: self.name.unwrap_or_else(|| format!("rules[{i}]")),
             path,
             methods,
+            ignore_case: self.ignore_case,
             anonymous: self.anonymous,
             scopes: self.scopes,
             admin: self.admin,

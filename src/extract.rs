@@ -1,8 +1,9 @@
 //! The extractor: finds the access token in a request, from the sources the
 //! configuration enables, and refuses ambiguous requests (two different
-//! tokens, a token in the query when that is off).
+//! tokens, a token in the query when that is off, an `Authorization` header
+//! that is not exactly a credential of a scheme the configuration knows).
 
-use crate::config::{Config, Sources};
+use crate::config::Sources;
 
 /// Where a token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,14 +28,16 @@ pub struct Credential<'r> {
 pub enum ExtractError {
     /// Two different tokens, from one source or several.
     MultipleTokens,
-    /// `Authorization: Bearer` without a token of RFC 6750 `b64token` syntax.
+    /// An `Authorization` value that is not exactly `Bearer <SP> b64token`
+    /// (RFC 6750 §2.1), nor a credential of a pass-through scheme.
     MalformedAuthorization,
+    /// An `Authorization` scheme that is neither read by the filter nor
+    /// configured to pass through (`sources.passthrough_schemes`).
+    UnsupportedScheme,
     /// A token in the query string while query tokens are off (RFC 9700 §2.4).
     QueryNotAllowed,
     /// A configured source is present but empty.
     EmptyToken,
-    /// A header that carries credentials or addresses is not UTF-8.
-    NotUtf8,
 }
 
 impl ExtractError {
@@ -44,37 +47,9 @@ impl ExtractError {
             ExtractError::MalformedAuthorization => "malformed Authorization header",
             ExtractError::QueryNotAllowed => "access token in query string not allowed",
             ExtractError::EmptyToken => "empty access token",
-            ExtractError::NotUtf8 => "credentials header is not valid UTF-8",
+            ExtractError::UnsupportedScheme => "unsupported Authorization scheme",
         }
     }
-}
-
-/// Header values as Envoy hands them over (bytes; HTTP allows obs-text).
-/// Headers that carry credentials or addresses, or that Tollgate may rewrite,
-/// must be UTF-8: otherwise the request is refused. Other values are read
-/// lossily; Tollgate never writes them back.
-pub fn decode_headers(config: &Config, raw: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, String)>, ExtractError> {
-    let sources = &config.sources;
-    let refresh_header = config.refresh.as_ref().and_then(|r| r.header.as_ref()).map(|h| h.request.as_str());
-    let mut out = Vec::with_capacity(raw.len());
-    for (name, value) in raw {
-        let value = match String::from_utf8(value) {
-            Ok(v) => v,
-            Err(e) => {
-                let n = name.as_str();
-                let read_by_us = n.starts_with(':')
-                    || matches!(n, "authorization" | "cookie" | "x-forwarded-for")
-                    || sources.header_pair.as_ref().is_some_and(|(t, u)| n == t || n == u)
-                    || refresh_header == Some(n);
-                if read_by_us {
-                    return Err(ExtractError::NotUtf8);
-                }
-                String::from_utf8_lossy(e.as_bytes()).into_owned()
-            }
-        };
-        out.push((name, value));
-    }
-    Ok(out)
 }
 
 /// Looks for a token in `headers` (lower-case names, as Envoy gives them)
@@ -101,10 +76,10 @@ pub fn extract<'r>(
 
     for (name, value) in headers {
         match name.as_str() {
-            "authorization" if sources.authorization_header => {
+            "authorization" => {
                 // Envoy joins repeated headers with commas; a b64token has none.
                 for credentials in value.split(',') {
-                    if let Some(token) = bearer(credentials)? {
+                    if let Some(token) = bearer(sources, credentials)? {
                         offer(token, Source::AuthorizationHeader, None)?;
                     }
                 }
@@ -138,19 +113,35 @@ pub fn extract<'r>(
     Ok(found)
 }
 
-/// `Bearer <b64token>` → the token; another scheme → `None` (not ours).
-fn bearer(value: &str) -> Result<Option<&str>, ExtractError> {
-    let value = value.trim();
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+/// One credential of an `Authorization` value: exactly `Bearer <SP>
+/// b64token` → the token (when the header is a source); a pass-through
+/// scheme → `None` (not ours, forwarded as is); anything else is refused,
+/// never forwarded as "no credential" while another one is checked.
+fn bearer<'v>(sources: &Sources, value: &'v str) -> Result<Option<&'v str>, ExtractError> {
+    // Optional white space around list elements (RFC 9110 §5.6.1) only.
+    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    let (scheme, rest) = match value.split_once(' ') {
+        Some((scheme, rest)) => (scheme, Some(rest)),
+        None => (value, None),
+    };
+    if !is_token(scheme) {
+        return Err(ExtractError::MalformedAuthorization);
+    }
+    if sources.authorization_header && scheme.eq_ignore_ascii_case("bearer") {
+        return match rest {
+            Some(token) if is_b64token(token) => Ok(Some(token)),
+            _ => Err(ExtractError::MalformedAuthorization),
+        };
+    }
+    if sources.passthrough_schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
         return Ok(None);
     }
-    let token = rest.trim_start_matches(' ');
-    if is_b64token(token) {
-        Ok(Some(token))
-    } else {
-        Err(ExtractError::MalformedAuthorization)
-    }
+    Err(ExtractError::UnsupportedScheme)
+}
+
+/// RFC 9110 `token`: a scheme name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.

@@ -14,6 +14,7 @@ pub mod config;
 pub mod extract;
 pub mod policy;
 pub mod refresh;
+pub mod request;
 pub mod response;
 pub mod revocation;
 pub mod token;

@@ -6,7 +6,12 @@
 //!   (a re-snapshot after a store failover cannot un-revoke a token);
 //! - an entry is dropped only once its `expires_at` has passed here: until
 //!   then a token issued before the bump could still be unexpired;
-//! - "never synced" is its own state: an unlearned version is never read as 0.
+//! - "never synced" is its own state: an unlearned version is never read as 0;
+//! - a key never bumped has the store's floor (its creation time) as its
+//!   minimum, and the floor never goes backwards either: a store that was
+//!   lost and recreated revokes every token issued before it, it never makes
+//!   one valid again. A page from another store is counted and logged by
+//!   the caller ([`RevocationSet::is_other_store`]).
 
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -29,6 +34,12 @@ pub struct FeedPage {
     pub entries: Vec<Entry>,
     /// Opaque; pass as `after=` next time.
     pub cursor: String,
+    /// The id of the store that answered (absent from older authorities).
+    #[serde(default)]
+    pub store: Option<String>,
+    /// The minimum version of every key the store never bumped.
+    #[serde(default)]
+    pub floor: u64,
 }
 
 /// Why a feed answer was not applied.
@@ -81,6 +92,10 @@ pub struct RevocationSet {
     synced_at_ms: Option<u64>,
     /// Bumped on every change; workers compare it to know when to reload.
     generation: u64,
+    /// The largest store floor seen: the minimum of every key.
+    floor: u64,
+    /// The store the last page came from.
+    store: Option<String>,
 }
 
 impl RevocationSet {
@@ -115,6 +130,14 @@ impl RevocationSet {
     /// True when the entries or the cursor changed (the sync time always does).
     pub fn apply(&mut self, page: FeedPage, now_ms: u64) -> bool {
         let mut changed = false;
+        if page.floor > self.floor {
+            self.floor = page.floor;
+            changed = true;
+        }
+        if page.store.is_some() && page.store != self.store {
+            self.store = page.store;
+            changed = true;
+        }
         for e in page.entries {
             let incoming = Min { min_ver: e.min_ver, expires_at: e.expires_at };
             match self.entries.get_mut(&e.key) {
@@ -147,6 +170,17 @@ impl RevocationSet {
             self.generation += 1;
         }
         changed
+    }
+
+    /// Whether `page` comes from another store than the last page did (a
+    /// store that was lost and recreated, or an authority pointed elsewhere).
+    pub fn is_other_store(&self, page: &FeedPage) -> bool {
+        matches!((&self.store, &page.store), (Some(ours), Some(theirs)) if ours != theirs)
+    }
+
+    /// The minimum version of every key (the largest store floor seen).
+    pub fn floor(&self) -> u64 {
+        self.floor
     }
 
     /// Records a sync time learned from another worker.
@@ -192,9 +226,10 @@ impl RevocationSet {
         }
     }
 
-    /// Whether a token of `sub` / `sid` with version `ver` is revoked.
+    /// Whether a token of `sub` / `sid` with version `ver` is revoked: below
+    /// the store's floor, or below a key's minimum.
     pub fn is_revoked(&self, sub: &str, sid: Option<&str>, ver: u64) -> bool {
-        version_keys(sub, sid).iter().any(|k| self.min_version(k).is_some_and(|min| ver < min))
+        ver < self.floor || version_keys(sub, sid).iter().any(|k| self.min_version(k).is_some_and(|min| ver < min))
     }
 
     /// A compact encoding for proxy-wasm shared data, so every worker can
@@ -209,6 +244,8 @@ impl RevocationSet {
             "g": self.generation,
             "c": self.cursor,
             "t": self.synced_at_ms,
+            "f": self.floor,
+            "s": self.store,
             "e": entries,
         })
         .to_string()
@@ -221,6 +258,8 @@ impl RevocationSet {
             g: u64,
             c: Option<String>,
             t: Option<u64>,
+            f: u64,
+            s: Option<String>,
             e: Vec<(String, u64, Option<u64>)>,
         }
         let s: Shared = serde_json::from_slice(bytes).ok()?;
@@ -229,6 +268,8 @@ impl RevocationSet {
             cursor: s.c,
             synced_at_ms: s.t,
             generation: s.g,
+            floor: s.f,
+            store: s.s,
         })
     }
 }
@@ -299,6 +340,8 @@ mod tests {
         FeedPage {
             snapshot,
             cursor: cursor.into(),
+            store: None,
+            floor: 0,
             entries: entries
                 .iter()
                 .map(|(k, v, e)| Entry { key: k.to_string(), min_ver: *v, expires_at: *e })
@@ -315,6 +358,38 @@ mod tests {
         assert_eq!(set.min_version("sub:alice"), Some(5));
         assert!(set.is_revoked("alice", None, 4));
         assert!(!set.is_revoked("alice", None, 5));
+    }
+
+    #[test]
+    fn a_new_store_revokes_every_older_token_and_its_floor_never_goes_back() {
+        let mut set = RevocationSet::new();
+        let mut first = page(true, "old.9", &[("sub:alice", 50, Some(1000))]);
+        first.store = Some("old".into());
+        first.floor = 10;
+        set.apply(first, 1_000);
+        assert!(set.is_revoked("bob", None, 9), "below the floor");
+        assert!(!set.is_revoked("bob", None, 10));
+        // The store was lost and recreated at a later time: every token the
+        // old one issued (all below 100) is revoked, bumped or not.
+        let mut second = page(true, "new.1", &[]);
+        second.store = Some("new".into());
+        second.floor = 100;
+        assert!(set.is_other_store(&second));
+        set.apply(second, 2_000);
+        assert!(!set.is_other_store(&page(false, "new.2", &[])), "a page without a store id is not another store");
+        // (sub, ver, revoked?)
+        for (sub, ver, revoked) in [("bob", 10, true), ("bob", 99, true), ("bob", 100, false), ("alice", 60, true)] {
+            assert_eq!(set.is_revoked(sub, None, ver), revoked, "{sub} {ver}");
+        }
+        // A page naming a lower floor (an older store answering again) does not lower it.
+        let mut back = page(true, "old.10", &[]);
+        back.store = Some("old".into());
+        back.floor = 10;
+        set.apply(back, 3_000);
+        assert_eq!(set.floor(), 100);
+        let shared = RevocationSet::decode(&set.encode()).expect("decodes");
+        assert_eq!(shared.floor(), 100, "the floor travels to the other workers");
+        assert!(shared.is_other_store(&{ let mut p = page(true, "x.1", &[]); p.store = Some("new".into()); p }));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use tollgate::authenticator::{Peer, decide, Decision, DenyReason, HeaderOp, Knowledge, Request};
+use tollgate::authenticator::{Peer, decide, Decision, Denial, DenyReason, HeaderOp, InvalidRequest, Knowledge, Request};
+use tollgate::request::{HeaderError, PathError, RequestError, RequestView};
 use tollgate::revocation::{LiveVersions, RevocationSet};
 use tollgate::config::Config;
 use tollgate::extract::ExtractError;
@@ -15,6 +16,10 @@ const NOW: u64 = 1_800_000_000;
 const SECRET_B64: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
 
 fn config_with(extra: &str) -> Config {
+    config_sources(r#"{"cookie": "tg_access", "header_pair": {"token": "Token-Code", "user": "Token-User"}}"#, extra)
+}
+
+fn config_sources(sources: &str, extra: &str) -> Config {
     let doc = format!(
         r#"{{
         "issuer": "https://auth.test",
@@ -22,12 +27,13 @@ fn config_with(extra: &str) -> Config {
         "keys": [{{"kid": "k1", "alg": "HS256", "secret": "{SECRET_B64}"}}],
         "clock_skew_seconds": 0,
         "realm": "test",
-        "sources": {{"cookie": "tg_access", "header_pair": {{"token": "Token-Code", "user": "Token-User"}}}},
+        "sources": {sources},
         "rules": [
           {{"name": "health", "path": {{"exact": "/healthz"}}, "methods": ["GET"], "anonymous": true}},
           {{"name": "admin", "path": {{"prefix": "/admin/"}}, "admin": true}},
           {{"name": "write", "path": {{"prefix": "/items"}}, "methods": ["POST"], "scopes": ["write"]}},
-          {{"name": "lax-hosts", "path": {{"prefix": "/lax/"}}, "enforce_hosts": false}}
+          {{"name": "lax-hosts", "path": {{"prefix": "/lax/"}}, "enforce_hosts": false}},
+          {{"name": "ops", "path": {{"prefix": "/ops"}}, "ignore_case": true, "admin": true}}
         ]
         {extra}
     }}"#
@@ -91,13 +97,13 @@ impl Req {
     }
 }
 
+/// Builds the request's canonical view, as the hosts do, then decides.
 fn run(config: &Config, r: &Req) -> Decision {
-    let request = Request {
-        method: r.method,
-        path: &r.path,
-        headers: &r.headers,
-        peer: Peer::Known(r.peer.map(|p| p.parse().unwrap())),
+    let view = match RequestView::from_parts(config, r.method, &r.path, &r.headers) {
+        Ok(view) => view,
+        Err(e) => return Decision::Deny(Denial { reason: e.into() }),
     };
+    let request = Request { view: &view, peer: Peer::Known(r.peer.map(|p| p.parse().unwrap())) };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
     decide(config, &request, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live })
 }
@@ -109,6 +115,18 @@ fn outcome(d: &Decision) -> Result<Option<String>, DenyReason> {
         Decision::Deny(d) => Err(d.reason.clone()),
         other => panic!("no callout is configured, yet: {other:?}"),
     }
+}
+
+fn cred(e: ExtractError) -> DenyReason {
+    DenyReason::InvalidRequest(InvalidRequest::Credential(e))
+}
+
+fn path(e: PathError) -> DenyReason {
+    DenyReason::InvalidRequest(InvalidRequest::Request(RequestError::Path(e)))
+}
+
+fn header(e: HeaderError) -> DenyReason {
+    DenyReason::InvalidRequest(InvalidRequest::Request(RequestError::Header(e)))
 }
 
 #[test]
@@ -126,16 +144,21 @@ fn decisions_table() {
         ("header pair with another user", get("/x").header("token-code", &good).header("token-user", "bob"), Err(UserMismatch)),
         ("header pair without user", get("/x").header("token-code", &good), Err(UserMismatch)),
         ("no credentials", get("/x"), Err(NoToken)),
-        ("other auth scheme is not a credential", get("/x").header("authorization", "Basic YTpi"), Err(NoToken)),
-        ("bearer without token", get("/x").header("authorization", "Bearer"), Err(InvalidRequest(ExtractError::MalformedAuthorization))),
-        ("bearer with bad characters", get("/x").header("authorization", "Bearer a b"), Err(InvalidRequest(ExtractError::MalformedAuthorization))),
+        ("a scheme not configured is refused, not ignored", get("/x").header("authorization", "Basic YTpi"), Err(cred(ExtractError::UnsupportedScheme))),
+        ("... even beside a valid cookie", get("/x").header("authorization", "Basic YTpi").header("cookie", &format!("tg_access={good}")), Err(cred(ExtractError::UnsupportedScheme))),
+        ("tab after Bearer", get("/x").header("authorization", &format!("Bearer\t{good}")), Err(cred(ExtractError::MalformedAuthorization))),
+        ("two spaces after Bearer", get("/x").header("authorization", &format!("Bearer  {good}")), Err(cred(ExtractError::MalformedAuthorization))),
+        ("Bearer written twice", get("/x").header("authorization", &format!("Bearer Bearer {good}")), Err(cred(ExtractError::MalformedAuthorization))),
+        ("empty Authorization", get("/x").header("authorization", ""), Err(cred(ExtractError::MalformedAuthorization))),
+        ("bearer without token", get("/x").header("authorization", "Bearer"), Err(cred(ExtractError::MalformedAuthorization))),
+        ("bearer with bad characters", get("/x").header("authorization", "Bearer a b"), Err(cred(ExtractError::MalformedAuthorization))),
         ("same token twice is fine", get("/x").bearer(&good).header("cookie", &format!("tg_access={good}")), alice.clone()),
-        ("two different tokens", get("/x").bearer(&good).header("cookie", &format!("tg_access={}", token(|c| c.jti = None))), Err(InvalidRequest(ExtractError::MultipleTokens))),
-        ("two bearer headers", get("/x").bearer(&good).bearer("abc"), Err(InvalidRequest(ExtractError::MultipleTokens))),
-        ("two bearer credentials joined by Envoy", get("/x").header("authorization", &format!("Bearer {good},Bearer abc")), Err(InvalidRequest(ExtractError::MultipleTokens))),
+        ("two different tokens", get("/x").bearer(&good).header("cookie", &format!("tg_access={}", token(|c| c.jti = None))), Err(cred(ExtractError::MultipleTokens))),
+        ("two bearer headers", get("/x").bearer(&good).bearer("abc"), Err(cred(ExtractError::MultipleTokens))),
+        ("two bearer credentials joined by Envoy", get("/x").header("authorization", &format!("Bearer {good},Bearer abc")), Err(cred(ExtractError::MultipleTokens))),
         ("the same credentials joined", get("/x").header("authorization", &format!("Bearer {good}, Bearer {good}")), alice.clone()),
-        ("token in query while off", get(&format!("/x?access_token={good}")), Err(InvalidRequest(ExtractError::QueryNotAllowed))),
-        ("empty cookie value", get("/x").header("cookie", "tg_access="), Err(InvalidRequest(ExtractError::EmptyToken))),
+        ("token in query while off", get(&format!("/x?access_token={good}")), Err(cred(ExtractError::QueryNotAllowed))),
+        ("empty cookie value", get("/x").header("cookie", "tg_access="), Err(cred(ExtractError::EmptyToken))),
         ("expired", get("/x").bearer(&token(|c| c.exp = Some(NOW))), Err(InvalidToken(TokenError::Expired))),
         ("header of impossible base64 length", get("/x").bearer("a.def.ghi"), Err(InvalidToken(TokenError::BadEncoding("header")))),
         ("header not JSON", get("/x").bearer("abc.def.ghi"), Err(InvalidToken(TokenError::NotJsonObject("header")))),
@@ -159,6 +182,33 @@ fn decisions_table() {
         ("hosts: IPv4-mapped peer", get("/x").bearer(&token(|c| c.hosts = Some(vec!["127.0.0.1".into()]))).peer(Some("::ffff:127.0.0.1")), alice.clone()),
         ("hosts: unknown client address", get("/x").bearer(&token(|c| c.hosts = Some(vec!["127.0.0.1".into()]))).peer(None), Err(ClientAddressUnknown)),
         ("hosts: rule does not enforce", get("/lax/x").bearer(&token(|c| c.hosts = Some(vec!["10.1.2.3".into()]))), alice.clone()),
+        // Request semantics: the rule of the request the upstream acts on.
+        ("method case: post is POST", get("/items").method("post").bearer(&token(|c| c.scope = Some("read".into()))), Err(MissingScope("write".into()))),
+        ("method case: pOsT is POST", get("/items").method("pOsT").bearer(&token(|c| c.scope = Some("read".into()))), Err(MissingScope("write".into()))),
+        ("HEAD is served by the GET rule", get("/healthz").method("HEAD"), Ok(None)),
+        ("head in lower case too", get("/healthz").method("head"), Ok(None)),
+        ("a prefix covers its own path", get("/admin").bearer(&good), Err(AdminRequired("tollgate:admin".into()))),
+        ("a prefix covers its path with a slash", get("/admin/").bearer(&good), Err(AdminRequired("tollgate:admin".into()))),
+        ("a prefix is whole segments", get("/administrator").bearer(&good), alice.clone()),
+        ("ignore_case: upper case", get("/OPS/reboot").bearer(&good), Err(AdminRequired("tollgate:admin".into()))),
+        ("ignore_case: mixed case", get("/Ops").bearer(&good), Err(AdminRequired("tollgate:admin".into()))),
+        ("case-sensitive rule, other case", get("/Admin/users").bearer(&good), alice.clone()),
+        ("percent-encoded letters are decoded", get("/%61dmin/users").bearer(&good), Err(AdminRequired("tollgate:admin".into()))),
+        ("exact rule with a trailing slash", get("/healthz/"), Ok(None)),
+        ("path parameter", get("/admin;x/users").bearer(&good), Err(path(PathError::Parameter))),
+        ("empty segment", get("//admin/users").bearer(&good), Err(path(PathError::EmptySegment))),
+        ("encoded slash", get("/admin%2Fusers").bearer(&good), Err(path(PathError::EncodedSeparator))),
+        ("encoded slash after dots, anonymous", get("/healthz/..%2Fadmin/users"), Err(path(PathError::EncodedSeparator))),
+        ("dot segments", get("/healthz/../admin/users"), Err(path(PathError::DotSegment))),
+        ("encoded dot segments", get("/healthz/%2e%2e/admin/users"), Err(path(PathError::DotSegment))),
+        ("backslash", get("/admin\\users").bearer(&good), Err(path(PathError::Backslash))),
+        ("control byte", get("/admin%00").bearer(&good), Err(path(PathError::ControlByte))),
+        ("the query string is not the path", get("/x?next=//a/../b;c").bearer(&good), alice.clone()),
+        ("method override header", get("/items").method("GET").header("x-http-method-override", "POST").bearer(&good), Err(header(HeaderError::MethodOverride))),
+        ("method override, underscore spelling", get("/items").header("x_http_method", "DELETE").bearer(&good), Err(header(HeaderError::MethodOverride))),
+        ("user header spelled with _", get("/x").header("token-code", &good).header("token_user", "alice"), Err(header(HeaderError::Spelling))),
+        ("token header spelled with _", get("/healthz").header("token_code", &good), Err(header(HeaderError::Spelling))),
+        ("user header twice", get("/x").header("token-code", &good).header("token-user", "alice").header("token-user", "root"), Err(header(HeaderError::Repeated))),
     ];
     for (name, req, want) in cases {
         assert_eq!(outcome(&run(&config, &req)), want, "case: {name}");
@@ -185,6 +235,10 @@ fn identity_headers_replace_spoofed_ones() {
             HeaderOp::Set("x-tollgate-ver".into(), "3".into()),
         ]
     );
+    // Every spelling an upstream folds into the same name is removed.
+    let req = get("/x").bearer(&token(|_| {})).header("x_tollgate_sub", "root").header("x-tollgate_scope", "admin");
+    let Decision::Allow(allow) = run(&config, &req) else { panic!("allowed") };
+    assert_eq!(allow.header_ops[..2], [HeaderOp::Remove("x_tollgate_sub".into()), HeaderOp::Remove("x-tollgate_scope".into())]);
     // Anonymous requests lose spoofed identity too.
     let Decision::Allow(anon) = run(&config, &get("/healthz").header("x-tollgate-sid", "s9")) else {
         panic!("allowed")
@@ -256,7 +310,7 @@ fn responses_table() {
             r#"{"error":"invalid_token","error_description":"token expired"}"#,
         ),
         (
-            DenyReason::InvalidRequest(ExtractError::MultipleTokens),
+            cred(ExtractError::MultipleTokens),
             400,
             r#"Bearer realm="test", error="invalid_request", error_description="more than one access token in request""#,
             r#"{"error":"invalid_request","error_description":"more than one access token in request"}"#,
@@ -317,11 +371,17 @@ fn refresh_cookies_carry_the_configured_attributes() {
         vec![
             ("set-cookie".into(), "tg_access=A; Path=/; Max-Age=600; Domain=example.com; Secure; HttpOnly; SameSite=Strict".into()),
             ("set-cookie".into(), "tg_refresh=R; Path=/; Max-Age=600; Domain=example.com; Secure; HttpOnly; SameSite=Strict".into()),
+            // A response that carries a new token is never cached.
+            ("cache-control".into(), "no-store".into()),
         ]
     );
     assert_eq!(
         response::refreshed_headers(&config, &tokens, true),
-        vec![("x-tollgate-access-token".to_string(), "A".to_string()), ("x-tollgate-refresh-token".to_string(), "R".to_string())]
+        vec![
+            ("x-tollgate-access-token".to_string(), "A".to_string()),
+            ("x-tollgate-refresh-token".to_string(), "R".to_string()),
+            ("cache-control".to_string(), "no-store".to_string()),
+        ]
     );
     assert_eq!(
         response::cleared_cookies(&config),
@@ -335,7 +395,13 @@ fn refresh_cookies_carry_the_configured_attributes() {
 #[test]
 fn header_values_that_are_not_utf8() {
     let config = config_with("");
-    let raw = |name: &str, value: &[u8]| vec![(":path".to_string(), b"/x".to_vec()), (name.to_string(), value.to_vec())];
+    let raw = |name: &str, value: &[u8]| {
+        let mut h = vec![(":method".to_string(), b"GET".to_vec()), (name.to_string(), value.to_vec())];
+        if name != ":path" {
+            h.push((":path".to_string(), b"/healthz".to_vec()));
+        }
+        h
+    };
     // (header, value, refused?)
     let cases: [(&str, &[u8], bool); 7] = [
         ("user-agent", b"caf\xe9", false),
@@ -347,12 +413,12 @@ fn header_values_that_are_not_utf8() {
         (":path", b"/\xff", true),
     ];
     for (name, value, refused) in cases {
-        let got = tollgate::extract::decode_headers(&config, raw(name, value));
+        let got = RequestView::build(&config, raw(name, value));
         assert_eq!(got.is_err(), refused, "{name}: {got:?}");
     }
     // A spoofed identity header with bad bytes is still seen, so still removed.
-    let headers = tollgate::extract::decode_headers(&config, raw("x-tollgate-sub", b"r\xffoot")).unwrap();
-    let req = Request { method: "GET", path: "/healthz", headers: &headers, peer: Peer::Known(None) };
+    let view = RequestView::build(&config, raw("x-tollgate-sub", b"r\xffoot")).unwrap();
+    let req = Request { view: &view, peer: Peer::Known(None) };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
     let Decision::Allow(allow) = decide(&config, &req, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live }) else {
         panic!("anonymous route")
@@ -376,8 +442,26 @@ fn the_peer_is_looked_up_only_for_a_hosts_check() {
     for (t, want) in cases {
         asked.set(0);
         let headers = vec![("authorization".to_string(), format!("Bearer {t}"))];
-        let req = Request { method: "GET", path: "/x", headers: &headers, peer: Peer::Lazy(&lookup) };
+        let view = RequestView::from_parts(&config, "GET", "/x", &headers).unwrap();
+        let req = Request { view: &view, peer: Peer::Lazy(&lookup) };
         assert!(matches!(decide(&config, &req, &k), Decision::Allow(_)));
         assert_eq!(asked.get(), want);
+    }
+}
+
+#[test]
+fn passthrough_schemes_go_upstream_untouched() {
+    let config = config_sources(r#"{"cookie": "tg_access", "passthrough_schemes": ["Basic"]}"#, "");
+    let good = token(|_| {});
+    use DenyReason::*;
+    // (case, request, outcome)
+    let cases: Vec<(&str, Req, Result<Option<String>, DenyReason>)> = vec![
+        ("Basic alone is no credential", get("/x").header("authorization", "Basic YTpi"), Err(NoToken)),
+        ("Basic beside a cookie token", get("/x").header("authorization", "basic YTpi").header("cookie", &format!("tg_access={good}")), Ok(Some("alice".into()))),
+        ("Bearer is still read", get("/x").bearer(&good), Ok(Some("alice".into()))),
+        ("another scheme is refused", get("/x").header("authorization", "Digest x=1"), Err(cred(ExtractError::UnsupportedScheme))),
+    ];
+    for (name, req, want) in cases {
+        assert_eq!(outcome(&run(&config, &req)), want, "case: {name}");
     }
 }

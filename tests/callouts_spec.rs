@@ -6,6 +6,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use tollgate::request::RequestView;
 use tollgate::authenticator::{Peer, decide, decide_refreshed, refresh_failed, Decision, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request};
 use tollgate::config::Config;
 use tollgate::revocation::{Entry, FeedPage, LiveVersions, RevocationSet};
@@ -55,7 +56,14 @@ fn token(edit: impl FnOnce(&mut Claims)) -> String {
 fn synced(synced_ms: u64, entries: &[(&str, u64)]) -> RevocationSet {
     let mut set = RevocationSet::new();
     let entries = entries.iter().map(|(k, v)| Entry { key: k.to_string(), min_ver: *v, expires_at: None }).collect();
-    set.apply(FeedPage { snapshot: true, entries, cursor: "c.1".into() }, synced_ms);
+    set.apply(FeedPage { snapshot: true, entries, cursor: "c.1".into(), store: Some("c".into()), floor: 0 }, synced_ms);
+    set
+}
+
+/// A set synced from a store whose floor (creation) is `floor`.
+fn floored(synced_ms: u64, floor: u64) -> RevocationSet {
+    let mut set = RevocationSet::new();
+    set.apply(FeedPage { snapshot: true, entries: vec![], cursor: "c.1".into(), store: Some("c".into()), floor }, synced_ms);
     set
 }
 
@@ -64,7 +72,8 @@ fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 fn run(config: &Config, path: &str, h: &[(String, String)], set: &RevocationSet, live: &LiveVersions, now_ms: u64) -> Decision {
-    let req = Request { method: "GET", path, headers: h, peer: Peer::Known(None) };
+    let view = RequestView::from_parts(config, "GET", path, h).expect("a well-formed request");
+    let req = Request { view: &view, peer: Peer::Known(None) };
     decide(config, &req, &Knowledge { now_ms, revocations: set, live })
 }
 
@@ -86,7 +95,10 @@ fn revocation_table() {
     // (case, config, set, expected deny reason or None for allowed)
     let cases: Vec<(&str, &Config, RevocationSet, Option<DenyReason>)> = vec![
         ("never synced, on_stale deny", &deny, RevocationSet::new(), Some(DenyReason::Unavailable("revocation state not yet known"))),
-        ("never synced, on_stale allow", &allow, RevocationSet::new(), None),
+        // A version never learned is never read as 0, whatever on_stale says.
+        ("never synced, on_stale allow", &allow, RevocationSet::new(), Some(DenyReason::Unavailable("revocation state not yet known"))),
+        ("below the store's floor", &deny, floored(NOW_MS - 1000, 6), Some(DenyReason::InvalidToken(TokenError::Revoked))),
+        ("at the store's floor", &deny, floored(NOW_MS - 1000, 5), None),
         ("fresh, nothing revoked", &deny, fresh(&[]), None),
         ("subject bumped past ver", &deny, fresh(&[("sub:alice", 6)]), Some(DenyReason::InvalidToken(TokenError::Revoked))),
         ("subject bumped to ver", &deny, fresh(&[("sub:alice", 5)]), None),
@@ -155,7 +167,8 @@ fn after_the_refresh() {
     let expired = token(|t| t.exp = Some(NOW - 1));
     let fresh_token = token(|t| t.ver = 5);
     let h = headers(&[("cookie", &format!("theme=dark; tg_access={expired}; tg_refresh=R1"))]);
-    let req = Request { method: "POST", path: "/x", headers: &h, peer: Peer::Known(None) };
+    let view = RequestView::from_parts(&c, "POST", "/x", &h).unwrap();
+    let req = Request { view: &view, peer: Peer::Known(None) };
     let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live };
 
     // Success: the new access token replaces the old one upstream; the
@@ -173,7 +186,8 @@ fn after_the_refresh() {
     let optional = RefreshNeed { optional: true, ..needed.clone() };
     let ending = token(|t| t.exp = Some(NOW + 30));
     let h_ending = headers(&[("cookie", &format!("tg_access={ending}; tg_refresh=R1"))]);
-    let req_ending = Request { method: "GET", path: "/x", headers: &h_ending, peer: Peer::Known(None) };
+    let view_ending = RequestView::from_parts(&c, "GET", "/x", &h_ending).unwrap();
+    let req_ending = Request { view: &view_ending, peer: Peer::Known(None) };
     assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, true)), Some(DenyReason::RefreshRejected));
     assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, false)), Some(DenyReason::Unavailable("authority unavailable for refresh")));
     assert!(matches!(refresh_failed(&c, &req_ending, &k, &optional, false), Decision::Allow(_)), "still valid: go on");

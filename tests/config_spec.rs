@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use tollgate::config::{ClientAddressFrom, Config};
 
 const SECRET: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
+const EDGE_CREDENTIAL: &str = "edge-credential-for-the-config-spec-0001";
 
 fn minimal() -> Value {
     json!({
@@ -21,6 +22,7 @@ fn env(name: &str) -> Option<String> {
     match name {
         "GOOD_KEY" => Some(SECRET.into()),
         "SHORT_KEY" => Some("c2hvcnQ".into()),
+        "EDGE_CREDENTIAL" => Some(EDGE_CREDENTIAL.into()),
         _ => None,
     }
 }
@@ -97,6 +99,15 @@ fn refusals_name_the_field() {
         ("bad refresh header name", with(|d| { d["authority"] = json!({"cluster": "a"}); d["refresh"] = json!({"header": {"request": "x y"}}); }), "refresh.header.request", "header name"),
         ("anonymous fresh rule", with(|d| { d["authority"] = json!({"cluster": "a"}); d["rules"] = json!([{"path": {"prefix": "/"}, "anonymous": true, "fresh": true}]); }), "rules[0].fresh", "no token to check"),
         ("staleness without fresh", with(|d| d["rules"] = json!([{"path": {"prefix": "/"}, "max_staleness_ms": 100}])), "rules[0].max_staleness_ms", "only applies with fresh"),
+        ("relative prefix", with(|d| d["rules"] = json!([{"path": {"prefix": "admin"}}])), "rules[0].path.prefix", "must start with /"),
+        ("relative exact path", with(|d| d["rules"] = json!([{"path": {"exact": ""}}])), "rules[0].path.exact", "must start with /"),
+        ("ignore_case not a bool", with(|d| d["rules"] = json!([{"path": {"prefix": "/"}, "ignore_case": "yes"}])), "rules[0].ignore_case", "invalid type"),
+        ("strict_paths not a bool", with(|d| d["strict_paths"] = json!(1)), "strict_paths", "invalid type"),
+        ("bad passthrough scheme", with(|d| d["sources"] = json!({"passthrough_schemes": ["Basic", "two words"]})), "sources.passthrough_schemes[1]", "scheme name"),
+        ("Bearer cannot pass through", with(|d| d["sources"] = json!({"passthrough_schemes": ["bearer"]})), "sources.passthrough_schemes[0]", "read by the filter"),
+        ("edge credential too short", with(|d| d["authority"] = json!({"cluster": "a", "credential": "short"})), "authority.credential", "at least 32"),
+        ("edge credential and env", with(|d| d["authority"] = json!({"cluster": "a", "credential": EDGE_CREDENTIAL, "credential_env": "EDGE_CREDENTIAL"})), "authority.credential", "not both"),
+        ("edge credential env unset", with(|d| d["authority"] = json!({"cluster": "a", "credential_env": "NOPE"})), "authority.credential_env", "NOPE is not set"),
     ];
     for (case, doc, field, words) in cases {
         let err = parse(&doc).err().unwrap_or_else(|| panic!("{case}: accepted"));
@@ -131,6 +142,8 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.trusted_hops, 0);
     assert_eq!(c.identity_headers.all(), ["x-tollgate-sub", "x-tollgate-scope", "x-tollgate-sid", "x-tollgate-ver"]);
     assert!(c.forward_token);
+    assert!(c.strict_paths, "paths upstreams read differently are refused unless configured otherwise");
+    assert!(c.sources.passthrough_schemes.is_empty());
     assert!(c.authority.is_none() && c.revocation.is_none() && c.refresh.is_none());
 }
 
@@ -146,6 +159,7 @@ fn callout_defaults_are_the_documented_ones() {
     let c = parse(&doc).expect("valid");
     let a = c.authority.expect("authority");
     assert_eq!((a.cluster.as_str(), a.host.as_str(), a.timeout_ms), ("authority", "tollgate-authority", 1000));
+    assert!(a.credential.is_none());
     let r = c.revocation.expect("revocation");
     assert_eq!((r.sync_interval_ms, r.max_staleness_ms, r.on_stale), (1000, 5000, OnStale::Deny));
     let f = c.refresh.expect("refresh");
@@ -162,6 +176,17 @@ fn secrets_from_the_vm_environment_and_padded_base64_are_accepted() {
     assert_eq!(c.verifier.keys.keys().len(), 2);
     // The secret never shows in Debug output.
     assert!(!format!("{c:?}").contains(SECRET));
+}
+
+#[test]
+fn the_edge_credential_comes_from_the_vm_environment_and_never_shows() {
+    let doc = with(|d| d["authority"] = json!({"cluster": "a", "credential_env": "EDGE_CREDENTIAL"}));
+    let c = parse(&doc).expect("valid");
+    let credential = c.authority.as_ref().and_then(|a| a.credential.as_ref()).expect("credential");
+    assert_eq!(credential.header_value(), format!("Bearer {EDGE_CREDENTIAL}"));
+    assert!(!format!("{c:?}").contains(EDGE_CREDENTIAL), "Debug hides the edge credential");
+    let err = parse(&with(|d| d["authority"] = json!({"cluster": "a", "credential": "x".repeat(20)}))).unwrap_err();
+    assert!(!err.to_string().contains(&"x".repeat(20)), "{err}");
 }
 
 #[test]

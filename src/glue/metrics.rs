@@ -15,6 +15,8 @@ pub(crate) struct Metrics {
     pub stale_allowed: u32,
     pub sync_ok: u32,
     pub sync_failed: u32,
+    /// Feed pages that came from another store than the last one.
+    pub store_changed: u32,
     /// Gauges: age of the revocation set (ms) and its size.
     pub staleness_ms: u32,
     pub entries: u32,
@@ -46,6 +48,7 @@ impl Metrics {
             stale_allowed: counter("tollgate.revocation.stale_allowed")?,
             sync_ok: counter("tollgate.revocation.sync_ok")?,
             sync_failed: counter("tollgate.revocation.sync_failed")?,
+            store_changed: counter("tollgate.revocation.store_changed")?,
             staleness_ms: gauge("tollgate.revocation.staleness_ms")?,
             entries: gauge("tollgate.revocation.entries")?,
             live_checks: counter("tollgate.live_check.ok")?,

@@ -15,8 +15,8 @@
 use super::metrics::Metrics;
 use crate::authenticator::{self, Decision, Denial, DenyReason, HeaderOp, Knowledge, Peer, RefreshNeed, Request};
 use crate::config::{Authority, Config};
-use crate::extract;
-use crate::refresh::{self, Coordinator, Join, Outcome, Slot, SlotDecision, TokenHash};
+use crate::refresh::{self, Coordinator, Join, Outcome, Shared, Slot, SlotDecision, TokenHash};
+use crate::request::RequestView;
 use crate::response;
 use crate::revocation::{self, FeedPage, Freshness, LiveVersions, RevocationSet, MAX_FEED_BYTES};
 use proxy_wasm::hostcalls;
@@ -43,7 +43,7 @@ const MAX_ROUNDS: u8 = 3;
 
 /// A request paused for the authority, with what it takes to decide again.
 struct Paused {
-    headers: Vec<(String, String)>,
+    view: RequestView,
     peer: Option<IpAddr>,
     /// The refresh it waits on or went through.
     refresh: Option<RefreshNeed>,
@@ -54,7 +54,8 @@ struct Paused {
 
 enum Callout {
     Feed,
-    Refresh { token: TokenHash },
+    /// The refresh token seals the answer shared with the other workers.
+    Refresh { token: TokenHash, refresh_token: String },
     Versions { group: TokenHash, keys: Vec<String> },
 }
 
@@ -97,10 +98,6 @@ pub(crate) struct Worker {
 
 fn now_ms(ctx: &dyn Context) -> u64 {
     ctx.get_current_time().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-fn header<'h>(headers: &'h [(String, String)], name: &str) -> &'h str {
-    headers.iter().find(|(n, _)| n == name).map_or("", |(_, v)| v.as_str())
 }
 
 fn unavailable(why: &'static str) -> Decision {
@@ -152,10 +149,10 @@ impl Worker {
         peer: &dyn Fn() -> Option<IpAddr>,
     ) -> Action {
         let now = now_ms(ctx);
-        let headers = match extract::decode_headers(&self.config, raw) {
-            Ok(h) => h,
+        let view = match RequestView::build(&self.config, raw) {
+            Ok(v) => v,
             Err(e) => {
-                self.deny(&DenyReason::InvalidRequest(e), None);
+                self.deny(&e.into(), None);
                 return Action::Pause;
             }
         };
@@ -163,11 +160,11 @@ impl Worker {
             // Before this worker's first tick: use what another worker learned.
             self.reload_revocations(ctx);
         }
-        let decision = self.decide_with(&headers, Peer::Lazy(peer), None, now);
+        let decision = self.decide_with(&view, Peer::Lazy(peer), None, now);
         // A request that pauses keeps its peer for later decisions.
         let pauses = matches!(decision, Decision::CheckVersions(_) | Decision::Refresh(_));
         let peer = if pauses { peer() } else { None };
-        let p = Paused { headers, peer, refresh: None, replacement: None, rounds: 0 };
+        let p = Paused { view, peer, refresh: None, replacement: None, rounds: 0 };
         self.carry_out(ctx, id, p, decision, now, false)
     }
 
@@ -187,11 +184,11 @@ impl Worker {
     }
 
     fn decide(&self, p: &Paused, now: u64) -> Decision {
-        self.decide_with(&p.headers, Peer::Known(p.peer), p.replacement.as_deref(), now)
+        self.decide_with(&p.view, Peer::Known(p.peer), p.replacement.as_deref(), now)
     }
 
-    fn decide_with(&self, h: &[(String, String)], peer: Peer<'_>, replacement: Option<&str>, now: u64) -> Decision {
-        let req = Request { method: header(h, ":method"), path: header(h, ":path"), headers: h, peer };
+    fn decide_with(&self, view: &RequestView, peer: Peer<'_>, replacement: Option<&str>, now: u64) -> Decision {
+        let req = Request { view, peer };
         let st = self.state.borrow();
         let k = Knowledge { now_ms: now, revocations: &st.revocations, live: &st.live };
         match replacement {
@@ -266,6 +263,14 @@ impl Worker {
         if body.is_some() {
             headers.push(("content-type", "application/x-www-form-urlencoded"));
         }
+        // The feed and live checks are the edge's to read, not the world's.
+        let credential = match what {
+            Callout::Feed | Callout::Versions { .. } => a.credential.as_ref().map(|c| c.header_value()),
+            Callout::Refresh { .. } => None,
+        };
+        if let Some(value) = &credential {
+            headers.push(("authorization", value.as_str()));
+        }
         let token = ctx.dispatch_http_call(&a.cluster, headers, body, vec![], Duration::from_millis(a.timeout_ms))?;
         self.state.borrow_mut().callouts.insert(token, InFlight { what, started_ms: now });
         Ok(())
@@ -274,7 +279,8 @@ impl Worker {
     fn dispatch_refresh(&self, ctx: &dyn Context, token: &TokenHash, refresh_token: &str, now: u64) -> Result<(), Status> {
         let client_id = self.config.refresh.as_ref().map_or("", |r| r.client_id.as_str());
         let body = refresh::token_request_body(refresh_token, client_id);
-        self.dispatch(ctx, "POST", "/v1/token", Some(body.as_bytes()), Callout::Refresh { token: token.clone() }, now)
+        let what = Callout::Refresh { token: token.clone(), refresh_token: refresh_token.to_owned() };
+        self.dispatch(ctx, "POST", "/v1/token", Some(body.as_bytes()), what, now)
     }
 
     fn dispatch_check(&self, ctx: &dyn Context, group: &TokenHash, keys: &[String], now: u64) -> Result<(), Status> {
@@ -303,7 +309,7 @@ impl Worker {
         let key = refresh::slot_key(&token, REFRESH_SLOTS);
         let (bytes, cas) = ctx.get_shared_data(&key);
         let current = bytes.as_deref().and_then(Slot::decode);
-        match Slot::decide(current.as_ref(), &token, now, self.timeout_ms() + 2 * MAX_TICK_MS) {
+        match Slot::decide(current.as_ref(), &need.refresh_token, now, self.timeout_ms() + 2 * MAX_TICK_MS) {
             SlotDecision::Use(outcome) => {
                 Metrics::count(self.metrics.refresh_shared);
                 self.resolve_refresh(ctx, id, p, &outcome, now, deferred)
@@ -330,7 +336,7 @@ impl Worker {
                 }
                 if self.dispatch_refresh(ctx, &token, &need.refresh_token, now).is_err() {
                     Metrics::count(self.metrics.refresh_failed);
-                    self.share(ctx, &token, &Outcome::Unavailable, now);
+                    self.share(ctx, &token, &need.refresh_token, &Outcome::Unavailable, now);
                     return self.resolve_refresh(ctx, id, p, &Outcome::Unavailable, now, deferred);
                 }
                 let mut st = self.state.borrow_mut();
@@ -341,9 +347,9 @@ impl Worker {
         }
     }
 
-    /// Publishes a refresh answer for the other workers, unless its slot
-    /// holds another token's live answer.
-    fn share(&self, ctx: &dyn Context, token: &TokenHash, outcome: &Outcome, now: u64) {
+    /// Publishes a refresh answer for the other workers, sealed under the
+    /// refresh token, unless its slot holds another token's live answer.
+    fn share(&self, ctx: &dyn Context, token: &TokenHash, refresh_token: &str, outcome: &Outcome, now: u64) {
         let keep_ms = match outcome {
             Outcome::Unavailable => SHARE_FAILURE_MS,
             _ => self.config.refresh.as_ref().map_or(0, |r| r.share_ms),
@@ -353,17 +359,18 @@ impl Worker {
         if bytes.as_deref().and_then(Slot::decode).is_some_and(|s| s.is_live_for_other(token, now)) {
             return;
         }
-        let slot = Slot::Done { token: token.clone(), outcome: outcome.clone(), until_ms: now + keep_ms };
+        let slot = Slot::Done { token: token.clone(), outcome: Shared::seal(outcome, refresh_token), until_ms: now + keep_ms };
         if ctx.set_shared_data(&key, Some(&slot.encode()), cas).is_ok() {
             self.state.borrow_mut().written_slots.insert(key, now + keep_ms);
         }
     }
 
     /// Ends the refresh of `token` for every request of this worker waiting
-    /// on it. `share`: this worker made the callout; publish its answer.
-    fn finish_refresh(&self, ctx: &dyn Context, token: &TokenHash, outcome: Outcome, now: u64, share: bool) {
-        if share {
-            self.share(ctx, token, &outcome, now);
+    /// on it. `share`: this worker made the callout with this refresh token;
+    /// publish its answer.
+    fn finish_refresh(&self, ctx: &dyn Context, token: &TokenHash, outcome: Outcome, now: u64, share: Option<&str>) {
+        if let Some(refresh_token) = share {
+            self.share(ctx, token, refresh_token, &outcome, now);
         }
         let waiting: Vec<(u32, Paused)> = {
             let mut st = self.state.borrow_mut();
@@ -386,8 +393,7 @@ impl Worker {
                 self.decide(&p, now)
             }
             Outcome::Rejected | Outcome::Unavailable => {
-                let h = &p.headers;
-                let req = Request { method: header(h, ":method"), path: header(h, ":path"), headers: h, peer: Peer::Known(p.peer) };
+                let req = Request { view: &p.view, peer: Peer::Known(p.peer) };
                 let st = self.state.borrow();
                 let k = Knowledge { now_ms: now, revocations: &st.revocations, live: &st.live };
                 authenticator::refresh_failed(&self.config, &req, &k, &need, *outcome == Outcome::Rejected)
@@ -459,7 +465,7 @@ impl Worker {
         let body = body.as_deref().unwrap_or_default();
         match call.what {
             Callout::Feed => self.on_feed(ctx, status, body, body_size, now),
-            Callout::Refresh { token } => {
+            Callout::Refresh { token, refresh_token } => {
                 let outcome = if body_size > refresh::MAX_TOKEN_RESPONSE_BYTES {
                     Outcome::Unavailable
                 } else {
@@ -470,7 +476,7 @@ impl Worker {
                     Outcome::Rejected => self.metrics.refresh_rejected,
                     Outcome::Unavailable => self.metrics.refresh_failed,
                 });
-                self.finish_refresh(ctx, &token, outcome, now, true);
+                self.finish_refresh(ctx, &token, outcome, now, Some(&refresh_token));
             }
             Callout::Versions { group, keys } => {
                 let body = (status == Some(200)).then_some(body);
@@ -505,12 +511,14 @@ impl Worker {
     fn tick_refreshes(&self, ctx: &dyn Context, now: u64) {
         // Answers another worker published.
         let elsewhere = self.state.borrow().refreshes.waiting_elsewhere();
-        for token in elsewhere {
+        for (token, id) in elsewhere {
+            let need = self.state.borrow().paused.get(&id).and_then(|p| p.refresh.clone());
+            let Some(need) = need else { continue };
             let (bytes, _) = ctx.get_shared_data(&refresh::slot_key(&token, REFRESH_SLOTS));
-            let outcome = bytes.as_deref().and_then(Slot::decode).and_then(|s| s.outcome_for(&token, now).cloned());
+            let outcome = bytes.as_deref().and_then(Slot::decode).and_then(|s| s.outcome_for(&need.refresh_token, now));
             if let Some(outcome) = outcome {
                 Metrics::count(self.metrics.refresh_shared);
-                self.finish_refresh(ctx, &token, outcome, now, false);
+                self.finish_refresh(ctx, &token, outcome, now, None);
             }
         }
         // Waits that ran out: once, the root asks itself (the authority's
@@ -534,7 +542,7 @@ impl Worker {
                 }
                 Metrics::count(self.metrics.refresh_failed);
             }
-            self.finish_refresh(ctx, &token, Outcome::Unavailable, now, false);
+            self.finish_refresh(ctx, &token, Outcome::Unavailable, now, None);
         }
     }
 
@@ -645,7 +653,15 @@ impl Worker {
             .and_then(RevocationSet::decode)
             .unwrap_or_else(|| self.state.borrow().revocations.clone());
         let changed = match page {
-            Some(page) => set.apply(page, now),
+            Some(page) => {
+                if set.is_other_store(&page) {
+                    // The authority's store was replaced (lost and recreated,
+                    // or another one): its floor revokes every older token.
+                    log::warn!("revocation feed: the authority answers from another store; re-synced from its snapshot");
+                    Metrics::count(self.metrics.store_changed);
+                }
+                set.apply(page, now)
+            }
             None => {
                 // 410: the authority does not know our cursor; re-snapshot next.
                 set.forget_cursor();
