@@ -11,6 +11,7 @@
 
 pub mod authenticator;
 pub mod config;
+pub mod edge;
 pub mod extract;
 pub mod policy;
 pub mod refresh;

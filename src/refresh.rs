@@ -17,7 +17,7 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 /// SHA-256 of a refresh token, hex.
 pub type TokenHash = String;
@@ -121,7 +121,7 @@ struct Group {
 /// Per-worker grouping of requests waiting on one refresh token.
 #[derive(Debug, Default)]
 pub struct Coordinator {
-    groups: HashMap<TokenHash, Group>,
+    groups: BTreeMap<TokenHash, Group>,
 }
 
 impl Coordinator {

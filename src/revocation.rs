@@ -235,11 +235,12 @@ impl RevocationSet {
     /// A compact encoding for proxy-wasm shared data, so every worker can
     /// load the set the polling worker learned.
     pub fn encode(&self) -> Vec<u8> {
-        let entries: Vec<serde_json::Value> = self
-            .entries
-            .iter()
-            .map(|(k, m)| serde_json::json!([k, m.min_ver, m.expires_at]))
-            .collect();
+        // Sorted: the same set always encodes to the same bytes (and so the
+        // same fingerprint), whatever the hash seed.
+        let mut sorted: Vec<(&String, &Min)> = self.entries.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let entries: Vec<serde_json::Value> =
+            sorted.into_iter().map(|(k, m)| serde_json::json!([k, m.min_ver, m.expires_at])).collect();
         serde_json::json!({
             "g": self.generation,
             "c": self.cursor,

@@ -1,26 +1,107 @@
-//! The proxy-wasm glue: reads the request from Envoy, asks the core, carries
-//! out the answer. Nothing here decides anything.
+//! The proxy-wasm host: reads what Envoy hands over, feeds the edge engine
+//! ([`crate::edge::Engine`]) and carries out its commands. Nothing here
+//! decides anything; every callback is one engine call and one loop over its
+//! commands ([`execute`]).
 //!
-//! - this file: the root context (configure, tick) and the HTTP context (a
-//!   request's script);
-//! - [`worker`]: per-VM state and the callouts to the authority;
-//! - [`metrics`]: Envoy stats.
+//! - this file: the root context (configure, tick, callouts it made) and the
+//!   HTTP context (a request's script);
+//! - [`host`]: the [`crate::edge::Host`] operations over proxy-wasm calls;
+//! - [`metrics`]: Envoy stats, defined once from the engine's list.
 
+mod host;
 mod metrics;
-mod worker;
 
 use crate::authenticator;
 use crate::config::Config;
+use crate::edge::{Command, Engine};
+use host::WasmHost;
 use metrics::Metrics;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
-use worker::Worker;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root { id, worker: None }) });
 }}
+
+/// One worker's engine and the metric ids its commands name. The engine is
+/// borrowed for one engine call at a time; commands run after the borrow.
+struct Worker {
+    engine: RefCell<Engine>,
+    metrics: Metrics,
+}
+
+fn now_ms(ctx: &dyn Context) -> u64 {
+    ctx.get_current_time().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Carries out the engine's commands from the callback of context `own`.
+/// Returns what the current request (`own`, if a request) does now.
+fn execute(worker: &Worker, own: u32, commands: Vec<Command>) -> Action {
+    let mut action = Action::Pause;
+    let mut moved = false;
+    for command in commands {
+        let here = command.request() == Some(own);
+        if let Some(id) = command.request().filter(|_| !here) {
+            if hostcalls::set_effective_context(id).is_err() {
+                continue; // the request is gone
+            }
+            moved = true;
+        }
+        match command {
+            Command::Continue { ops, resume, .. } => {
+                for op in &ops {
+                    let _ = match op {
+                        authenticator::HeaderOp::Remove(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
+                        authenticator::HeaderOp::Set(name, value) => {
+                            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                        }
+                    };
+                }
+                if here && !resume {
+                    action = Action::Continue;
+                } else {
+                    let _ = hostcalls::resume_http_request();
+                }
+            }
+            Command::Reply { status, headers, body, .. } => {
+                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+                let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
+            }
+            Command::Count(c) => worker.metrics.count(c),
+            Command::Record(g, v) => worker.metrics.record(g, v),
+            Command::Log(crate::edge::Level::Info, line) => log::info!("{line}"),
+            Command::Log(crate::edge::Level::Warn, line) => log::warn!("{line}"),
+        }
+    }
+    if moved {
+        let _ = hostcalls::set_effective_context(own);
+    }
+    action
+}
+
+/// A callout's answer, to whichever context made it.
+fn on_callout(ctx: &dyn Context, worker: &Worker, own: u32, token: u32, num_headers: usize, body_size: usize) {
+    // A call that failed in transport has no headers at all; asking for
+    // one would make the SDK panic on the host's BadArgument.
+    let status = if num_headers == 0 {
+        None
+    } else {
+        ctx.get_http_call_response_headers_bytes()
+            .into_iter()
+            .find(|(n, _)| n == ":status")
+            .and_then(|(_, v)| std::str::from_utf8(&v).ok()?.parse::<u16>().ok())
+    };
+    let readable = body_size > 0 && body_size <= crate::revocation::MAX_FEED_BYTES;
+    let body = if readable { ctx.get_http_call_response_body(0, body_size) } else { None };
+    let body = body.as_deref().unwrap_or_default();
+    let mut out = Vec::new();
+    worker.engine.borrow_mut().on_callout(&mut WasmHost(ctx), now_ms(ctx), token, status, body, body_size, &mut out);
+    execute(worker, own, out);
+}
 
 struct Root {
     id: u32,
@@ -30,7 +111,7 @@ struct Root {
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _trailers: usize) {
         if let Some(worker) = self.worker.clone() {
-            worker.on_callout_response(self, self.id, token, headers, body_size);
+            on_callout(self, &worker, self.id, token, headers, body_size);
         }
     }
 }
@@ -49,20 +130,20 @@ impl RootContext for Root {
             log::error!("tollgate: could not define metrics");
             return false;
         };
-        let started_ms = self.get_current_time().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-        let worker = Worker::new(config, metrics, started_ms);
-        if let Some(period) = worker.tick() {
-            self.set_tick_period(period);
+        let engine = Engine::new(config, &mut WasmHost(self), now_ms(self));
+        if let Some(ms) = engine.tick_ms() {
+            self.set_tick_period(std::time::Duration::from_millis(ms));
         }
-        self.worker = Some(Rc::new(worker));
+        self.worker = Some(Rc::new(Worker { engine: RefCell::new(engine), metrics }));
         log::info!("configuration accepted");
         true
     }
 
     fn on_tick(&mut self) {
-        if let Some(worker) = self.worker.clone() {
-            worker.on_tick(self);
-        }
+        let Some(worker) = self.worker.clone() else { return };
+        let mut out = Vec::new();
+        worker.engine.borrow_mut().on_tick(&mut WasmHost(self), now_ms(self), &mut out);
+        execute(&worker, self.id, out);
     }
 
     fn create_http_context(&self, id: u32) -> Option<Box<dyn HttpContext>> {
@@ -81,11 +162,11 @@ struct Filter {
 
 impl Context for Filter {
     fn on_http_call_response(&mut self, token: u32, headers: usize, body_size: usize, _trailers: usize) {
-        self.worker.clone().on_callout_response(self, self.id, token, headers, body_size);
+        on_callout(self, &self.worker.clone(), self.id, token, headers, body_size);
     }
 
     fn on_done(&mut self) -> bool {
-        self.worker.forget(self.id);
+        self.worker.engine.borrow_mut().on_done(self.id);
         true
     }
 }
@@ -101,11 +182,14 @@ impl HttpContext for Filter {
                 .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| authenticator::parse_ip(&s))
         };
-        self.worker.clone().on_request(self, self.id, headers, &peer)
+        let worker = self.worker.clone();
+        let mut out = Vec::new();
+        worker.engine.borrow_mut().on_request(&mut WasmHost(self), now_ms(self), self.id, headers, &peer, &mut out);
+        execute(&worker, self.id, out)
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        for (name, value) in self.worker.owed(self.id) {
+        for (name, value) in self.worker.engine.borrow_mut().owed(self.id) {
             if name == "cache-control" {
                 self.set_http_response_header(&name, Some(&value));
             } else {

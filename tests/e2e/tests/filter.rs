@@ -244,7 +244,6 @@ fn responses_follow_the_specification() {
     let cases = vec![
         // -- no credentials: 401, a bare challenge, no error code
         no_token("no credentials", api()),
-        no_token("another auth scheme is not a bearer token", api().header("Authorization", "Basic YWxpY2U6cHc=")),
         no_token("another cookie is not the token", api().header("Cookie", "session=abc")),
         no_token("fallback rule requires a token", Request::get("/")),
         no_token("anonymous rule limited to GET", Request::post("/healthz")),
@@ -293,6 +292,9 @@ fn responses_follow_the_specification() {
         invalid_request("token in the query while query tokens are off", Request::get(&format!("/api/items?access_token={good}")).secret(&good), "access token in query string not allowed"),
         invalid_request("query token refused even on an anonymous route", Request::get(&format!("/public/x?a=1&access_token={good}")).secret(&good), "access token in query string not allowed"),
         invalid_request("bearer with a space inside", api().header("Authorization", "Bearer abc def"), "malformed Authorization header"),
+        // A scheme the document neither reads nor passes through is refused,
+        // never forwarded as "no credential" beside a checked one.
+        invalid_request("another auth scheme is refused", api().header("Authorization", "Basic YWxpY2U6cHc="), "unsupported Authorization scheme"),
         invalid_request("empty token cookie", api().header("Cookie", "tg_access="), "empty access token"),
 
         // -- policy: scopes, admin, hosts, header pair

@@ -1,0 +1,662 @@
+//! [`Engine`]: one worker's state and its callouts to the authority — the
+//! revocation feed, refreshes and live version checks — driven by events.
+//! The decisions are the core's ([`authenticator`], [`refresh`],
+//! [`revocation`]); the engine sequences them and says what to do.
+//!
+//! Paused requests are answered from whichever event learns their answer (a
+//! callout's answer or a tick). A callout's answer goes to the context that
+//! made it; if that request is gone the host never delivers it. So a group
+//! whose leader leaves is due at once, and the next tick makes the callout
+//! again (once: a second wait that runs out answers 503).
+
+use super::shared::{self, read_meta, take_lease, write_meta, SET_KEY};
+use super::{Callout, Command, Counter, Gauge, Host, Level};
+use crate::authenticator::{self, Decision, DenyReason, Knowledge, Peer, RefreshNeed, Request};
+use crate::config::Config;
+use crate::refresh::{self, Coordinator, Join, Outcome, Shared, Slot, SlotDecision, TokenHash};
+use crate::request::RequestView;
+use crate::response;
+use crate::revocation::{self, FeedPage, Freshness, LiveVersions, RevocationSet, MAX_FEED_BYTES};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Shared slots for refresh results: bounded memory, whatever the traffic.
+const REFRESH_SLOTS: u32 = 1024;
+/// How long a failed refresh is shared: long enough for the other workers'
+/// waiting requests to learn of it on their next tick (new requests retry).
+const SHARE_FAILURE_MS: u64 = 2 * MAX_TICK_MS;
+/// The tick, at most: how late a worker may notice shared changes.
+pub const MAX_TICK_MS: u64 = 100;
+/// A request pauses at most this often (a refresh, then a live check).
+const MAX_ROUNDS: u8 = 3;
+
+/// A request paused for the authority, with what it takes to decide again.
+struct Paused {
+    view: RequestView,
+    peer: Option<IpAddr>,
+    /// The refresh it waits on or went through.
+    refresh: Option<RefreshNeed>,
+    /// The access token a refresh gave it: decided with from then on.
+    replacement: Option<String>,
+    rounds: u8,
+}
+
+/// Which coalesced group a paused request waits in: refreshes and live
+/// checks are one mechanism (a [`Coordinator`] each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Refresh,
+    Check,
+}
+
+enum Pending {
+    Feed,
+    /// The refresh token seals the answer shared with the other workers.
+    Refresh { group: TokenHash, refresh_token: String },
+    Versions { group: TokenHash, keys: Vec<String> },
+}
+
+struct InFlight {
+    what: Pending,
+    started_ms: u64,
+}
+
+/// One worker's engine. See the module documentation of [`crate::edge`].
+pub struct Engine {
+    config: Config,
+    /// Unique among the workers of this Envoy (a CAS counter in shared data).
+    id: u32,
+    /// When this worker was configured (ms since the epoch).
+    started_ms: u64,
+    revocations: RevocationSet,
+    /// Fingerprint of the shared set this copy was loaded from.
+    loaded: Option<String>,
+    live: LiveVersions,
+    refreshes: Coordinator,
+    checks: Coordinator,
+    /// The keys of each live-check group, for a callout made again on a tick.
+    check_keys: BTreeMap<TokenHash, Vec<String>>,
+    paused: BTreeMap<u32, Paused>,
+    callouts: BTreeMap<u32, InFlight>,
+    /// Response headers owed to a request (Set-Cookie after a refresh).
+    owed: BTreeMap<u32, Vec<(String, String)>>,
+    /// Groups whose wait ran out once: the worker made its own callout.
+    fell_back: BTreeSet<TokenHash>,
+    /// Refresh slots this worker wrote, and when to clear them.
+    written_slots: BTreeMap<String, u64>,
+    feed_in_flight: bool,
+    next_poll_ms: u64,
+}
+
+fn unavailable(why: &'static str) -> Decision {
+    Decision::Deny(crate::authenticator::Denial { reason: DenyReason::Unavailable(why) })
+}
+
+impl Engine {
+    /// A worker's engine, configured at `now_ms`; claims a worker id.
+    pub fn new(config: Config, host: &mut dyn Host, now_ms: u64) -> Engine {
+        Engine {
+            config,
+            id: shared::claim_worker_id(host),
+            started_ms: now_ms,
+            revocations: RevocationSet::new(),
+            loaded: None,
+            live: LiveVersions::default(),
+            refreshes: Coordinator::new(),
+            checks: Coordinator::new(),
+            check_keys: BTreeMap::new(),
+            paused: BTreeMap::new(),
+            callouts: BTreeMap::new(),
+            owed: BTreeMap::new(),
+            fell_back: BTreeSet::new(),
+            written_slots: BTreeMap::new(),
+            feed_in_flight: false,
+            next_poll_ms: 0,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn worker_id(&self) -> u32 {
+        self.id
+    }
+
+    /// This worker's revocation knowledge (for hosts and tests to observe).
+    pub fn revocations(&self) -> &RevocationSet {
+        &self.revocations
+    }
+
+    /// Requests waiting on the authority.
+    pub fn paused(&self) -> usize {
+        self.paused.len()
+    }
+
+    /// The tick period, when anything needs one.
+    pub fn tick_ms(&self) -> Option<u64> {
+        let c = &self.config;
+        let callouts = c.revocation.is_some() || c.refresh.is_some() || c.policy.has_fresh_rules();
+        callouts.then(|| {
+            let sync = c.revocation.as_ref().map_or(1000, |r| r.sync_interval_ms);
+            (sync / 4).clamp(20, MAX_TICK_MS)
+        })
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        self.config.authority.as_ref().map_or(1000, |a| a.timeout_ms)
+    }
+
+    /// How long a group waits: never shorter than its own callout can take.
+    fn wait_ms(&self, kind: Kind) -> u64 {
+        let floor = self.timeout_ms() + 2 * MAX_TICK_MS;
+        match kind {
+            Kind::Refresh => self.config.refresh.as_ref().map_or(0, |r| r.wait_ms).max(floor),
+            Kind::Check => floor,
+        }
+    }
+
+    fn group(&mut self, kind: Kind) -> &mut Coordinator {
+        match kind {
+            Kind::Refresh => &mut self.refreshes,
+            Kind::Check => &mut self.checks,
+        }
+    }
+
+    // ---- requests -------------------------------------------------------
+
+    /// A new request `id` with its headers as Envoy hands them over. `peer`
+    /// is asked only when a `hosts` check needs it (a host call). A request
+    /// no command names stays paused until a later event answers it.
+    pub fn on_request(
+        &mut self,
+        host: &mut dyn Host,
+        now: u64,
+        id: u32,
+        raw: Vec<(String, Vec<u8>)>,
+        peer: &dyn Fn() -> Option<IpAddr>,
+        out: &mut Vec<Command>,
+    ) {
+        let view = match RequestView::build(&self.config, raw) {
+            Ok(v) => v,
+            Err(e) => return self.deny(id, &e.into(), None, out),
+        };
+        if self.config.revocation.is_some() && self.revocations.synced_at_ms().is_none() {
+            // Before this worker's first tick: use what another worker learned.
+            self.reload_revocations(host, out);
+        }
+        let decision = self.decide_with(&view, Peer::Lazy(peer), None, now);
+        // A request that pauses keeps its peer for later decisions.
+        let pauses = matches!(decision, Decision::CheckVersions(_) | Decision::Refresh(_));
+        let peer = if pauses { peer() } else { None };
+        let p = Paused { view, peer, refresh: None, replacement: None, rounds: 0 };
+        self.carry_out(host, id, p, decision, now, false, out);
+    }
+
+    /// Response headers owed to request `id` (its response is starting).
+    pub fn owed(&mut self, id: u32) -> Vec<(String, String)> {
+        self.owed.remove(&id).unwrap_or_default()
+    }
+
+    /// Request `id` is gone.
+    pub fn on_done(&mut self, id: u32) {
+        self.owed.remove(&id);
+        if self.paused.remove(&id).is_some() {
+            self.refreshes.leave(id);
+            self.checks.leave(id);
+        }
+    }
+
+    fn decide(&self, p: &Paused, now: u64) -> Decision {
+        self.decide_with(&p.view, Peer::Known(p.peer), p.replacement.as_deref(), now)
+    }
+
+    fn decide_with(&self, view: &RequestView, peer: Peer<'_>, replacement: Option<&str>, now: u64) -> Decision {
+        let req = Request { view, peer };
+        let k = Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live };
+        match replacement {
+            Some(token) => authenticator::decide_refreshed(&self.config, &req, &k, token),
+            None => authenticator::decide(&self.config, &req, &k),
+        }
+    }
+
+    /// Carries out `decision` for request `id`. `resume`: the request is
+    /// paused and this runs on a later event.
+    #[allow(clippy::too_many_arguments)]
+    fn carry_out(&mut self, host: &mut dyn Host, id: u32, p: Paused, decision: Decision, now: u64, resume: bool, out: &mut Vec<Command>) {
+        match decision {
+            Decision::Allow(allow) => {
+                out.push(Command::Count(if allow.subject.is_some() { Counter::Allowed } else { Counter::Anonymous }));
+                if self.stale(now) {
+                    out.push(Command::Count(Counter::StaleAllowed));
+                }
+                out.push(Command::Continue { id, ops: allow.header_ops, resume });
+            }
+            Decision::Deny(denial) => self.deny(id, &denial.reason, p.refresh.as_ref(), out),
+            Decision::CheckVersions(keys) if p.rounds < MAX_ROUNDS => self.start_check(host, id, p, keys, now, resume, out),
+            Decision::Refresh(need) if p.rounds < MAX_ROUNDS && p.refresh.is_none() => {
+                self.start_refresh(host, id, p, need, now, resume, out)
+            }
+            // The authority's answers did not settle this request.
+            Decision::CheckVersions(_) | Decision::Refresh(_) => {
+                self.deny(id, &DenyReason::Unavailable("authority unavailable"), None, out)
+            }
+        }
+    }
+
+    fn deny(&self, id: u32, reason: &DenyReason, refresh: Option<&RefreshNeed>, out: &mut Vec<Command>) {
+        out.push(Command::Count(Counter::Denied(reason.metric())));
+        let answer = response::render(&self.config.realm, reason);
+        let mut headers: Vec<(String, String)> = answer.headers.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
+        if let (DenyReason::RefreshRejected, Some(need)) = (reason, refresh) {
+            if !need.header_mode {
+                headers.extend(response::cleared_cookies(&self.config));
+            }
+        }
+        out.push(Command::Reply { id, status: answer.status, headers, body: answer.body });
+    }
+
+    fn stale(&self, now: u64) -> bool {
+        let Some(policy) = &self.config.revocation else { return false };
+        self.revocations.freshness(now, policy.max_staleness_ms) != Freshness::Fresh
+    }
+
+    /// Dispatches a callout and remembers what its answer is for.
+    fn dispatch(&mut self, host: &mut dyn Host, method: &str, path: String, body: Option<Vec<u8>>, what: Pending, now: u64) -> bool {
+        let Some(a) = self.config.authority.as_ref() else { return false };
+        let mut headers = vec![
+            (":method", method.to_owned()),
+            (":path", path),
+            (":authority", a.host.clone()),
+            ("accept", "application/json".to_owned()),
+        ];
+        if body.is_some() {
+            headers.push(("content-type", "application/x-www-form-urlencoded".to_owned()));
+        }
+        // The feed and live checks are the edge's to read, not the world's.
+        if let (Pending::Feed | Pending::Versions { .. }, Some(c)) = (&what, &a.credential) {
+            headers.push(("authorization", c.header_value()));
+        }
+        let call = Callout { cluster: a.cluster.clone(), headers, body, timeout_ms: a.timeout_ms };
+        match host.dispatch(&call) {
+            Ok(token) => {
+                self.callouts.insert(token, InFlight { what, started_ms: now });
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn dispatch_refresh(&mut self, host: &mut dyn Host, group: &TokenHash, refresh_token: &str, now: u64) -> bool {
+        let client_id = self.config.refresh.as_ref().map_or("", |r| r.client_id.as_str());
+        let body = refresh::token_request_body(refresh_token, client_id).into_bytes();
+        let what = Pending::Refresh { group: group.clone(), refresh_token: refresh_token.to_owned() };
+        self.dispatch(host, "POST", "/v1/token".into(), Some(body), what, now)
+    }
+
+    fn dispatch_check(&mut self, host: &mut dyn Host, group: &TokenHash, keys: &[String], now: u64) -> bool {
+        let query: Vec<String> = keys.iter().map(|k| format!("key={}", refresh::form_encode(k))).collect();
+        let path = format!("/v1/versions?{}", query.join("&"));
+        self.dispatch(host, "GET", path, None, Pending::Versions { group: group.clone(), keys: keys.to_vec() }, now)
+    }
+
+    /// Pauses request `id` in `kind`'s group `group`, as a follower of a
+    /// callout made elsewhere (another request's, or another worker's).
+    fn wait(&mut self, kind: Kind, group: &TokenHash, id: u32, p: Paused, now: u64, elsewhere: bool) {
+        let wait = self.wait_ms(kind);
+        self.paused.insert(id, p);
+        let g = self.group(kind);
+        if elsewhere {
+            g.wait_elsewhere(group, id, now, wait);
+        } else {
+            g.join(group, id, now, wait);
+        }
+    }
+
+    // ---- refresh --------------------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_refresh(&mut self, host: &mut dyn Host, id: u32, mut p: Paused, need: RefreshNeed, now: u64, resume: bool, out: &mut Vec<Command>) {
+        let group = refresh::hash(&need.refresh_token);
+        p.refresh = Some(need.clone());
+        p.rounds += 1;
+        if self.refreshes.has_group(&group) {
+            self.wait(Kind::Refresh, &group, id, p, now, false);
+            out.push(Command::Count(Counter::RefreshCoalesced));
+            return;
+        }
+        let key = refresh::slot_key(&group, REFRESH_SLOTS);
+        let (bytes, cas) = host.shared_get(&key);
+        let current = bytes.as_deref().and_then(Slot::decode);
+        match Slot::decide(current.as_ref(), &need.refresh_token, now, self.timeout_ms() + 2 * MAX_TICK_MS) {
+            SlotDecision::Use(outcome) => {
+                out.push(Command::Count(Counter::RefreshShared));
+                self.resolve_refresh(host, id, p, &outcome, now, resume, out);
+            }
+            SlotDecision::Wait => self.wait(Kind::Refresh, &group, id, p, now, true),
+            SlotDecision::Claim(claim) => {
+                // A live slot of another token is left alone: this refresh is
+                // then simply not shared.
+                let taken_by_other = current.as_ref().is_some_and(|s| s.is_live_for_other(&group, now));
+                if !taken_by_other {
+                    if host.shared_set(&key, &claim.encode(), cas).is_err() {
+                        // Another worker claimed it a moment ago.
+                        return self.wait(Kind::Refresh, &group, id, p, now, true);
+                    }
+                    self.written_slots.insert(key, now + self.wait_ms(Kind::Refresh));
+                }
+                if !self.dispatch_refresh(host, &group, &need.refresh_token, now) {
+                    out.push(Command::Count(Counter::RefreshFailed));
+                    self.share(host, &group, &need.refresh_token, &Outcome::Unavailable, now);
+                    return self.resolve_refresh(host, id, p, &Outcome::Unavailable, now, resume, out);
+                }
+                let wait = self.wait_ms(Kind::Refresh);
+                self.paused.insert(id, p);
+                self.refreshes.join(&group, id, now, wait);
+            }
+        }
+    }
+
+    /// Publishes a refresh answer for the other workers, sealed under the
+    /// refresh token, unless its slot holds another token's live answer.
+    fn share(&mut self, host: &mut dyn Host, group: &TokenHash, refresh_token: &str, outcome: &Outcome, now: u64) {
+        let keep_ms = match outcome {
+            Outcome::Unavailable => SHARE_FAILURE_MS,
+            _ => self.config.refresh.as_ref().map_or(0, |r| r.share_ms),
+        };
+        let key = refresh::slot_key(group, REFRESH_SLOTS);
+        let (bytes, cas) = host.shared_get(&key);
+        if bytes.as_deref().and_then(Slot::decode).is_some_and(|s| s.is_live_for_other(group, now)) {
+            return;
+        }
+        let slot = Slot::Done { token: group.clone(), outcome: Shared::seal(outcome, refresh_token), until_ms: now + keep_ms };
+        if host.shared_set(&key, &slot.encode(), cas).is_ok() {
+            self.written_slots.insert(key, now + keep_ms);
+        }
+    }
+
+    /// The requests of `kind`'s group `group`, removed from the paused set.
+    fn finish_group(&mut self, kind: Kind, group: &TokenHash) -> Vec<(u32, Paused)> {
+        self.fell_back.remove(group);
+        let ids = self.group(kind).finish(group);
+        ids.into_iter().filter_map(|id| self.paused.remove(&id).map(|p| (id, p))).collect()
+    }
+
+    /// Ends the refresh of `group` for every request of this worker waiting
+    /// on it. `share`: this worker made the callout with this refresh token;
+    /// publish its answer.
+    fn finish_refresh(&mut self, host: &mut dyn Host, group: &TokenHash, outcome: Outcome, now: u64, share: Option<&str>, out: &mut Vec<Command>) {
+        if let Some(refresh_token) = share {
+            self.share(host, group, refresh_token, &outcome, now);
+        }
+        for (id, p) in self.finish_group(Kind::Refresh, group) {
+            self.resolve_refresh(host, id, p, &outcome, now, true, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_refresh(&mut self, host: &mut dyn Host, id: u32, mut p: Paused, outcome: &Outcome, now: u64, resume: bool, out: &mut Vec<Command>) {
+        let Some(need) = p.refresh.clone() else { return };
+        let decision = match outcome {
+            Outcome::Refreshed(tokens) => {
+                let owed = response::refreshed_headers(&self.config, tokens, need.header_mode);
+                self.owed.insert(id, owed);
+                p.replacement = Some(tokens.access_token.clone());
+                self.decide(&p, now)
+            }
+            Outcome::Rejected | Outcome::Unavailable => {
+                let req = Request { view: &p.view, peer: Peer::Known(p.peer) };
+                let k = Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live };
+                authenticator::refresh_failed(&self.config, &req, &k, &need, *outcome == Outcome::Rejected)
+            }
+        };
+        self.carry_out(host, id, p, decision, now, resume, out);
+    }
+
+    // ---- live version checks -------------------------------------------
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_check(&mut self, host: &mut dyn Host, id: u32, mut p: Paused, keys: Vec<String>, now: u64, resume: bool, out: &mut Vec<Command>) {
+        p.rounds += 1;
+        let group: TokenHash = format!("v:{}", keys.join(","));
+        if self.checks.has_group(&group) {
+            return self.wait(Kind::Check, &group, id, p, now, false);
+        }
+        if !self.dispatch_check(host, &group, &keys, now) {
+            out.push(Command::Count(Counter::LiveFailed));
+            return self.carry_out(host, id, p, unavailable("authority unavailable for live check"), now, resume, out);
+        }
+        self.check_keys.insert(group.clone(), keys);
+        let wait = self.wait_ms(Kind::Check);
+        self.paused.insert(id, p);
+        let joined = self.checks.join(&group, id, now, wait);
+        debug_assert_eq!(joined, Join::Lead);
+    }
+
+    fn finish_check(&mut self, host: &mut dyn Host, group: &TokenHash, keys: &[String], body: Option<&[u8]>, now: u64, out: &mut Vec<Command>) {
+        let learned = body.is_some_and(|b| self.live.record(keys, b, now));
+        out.push(Command::Count(if learned { Counter::LiveOk } else { Counter::LiveFailed }));
+        self.check_keys.remove(group);
+        for (id, p) in self.finish_group(Kind::Check, group) {
+            let decision = if learned { self.decide(&p, now) } else { unavailable("authority unavailable for live check") };
+            self.carry_out(host, id, p, decision, now, true, out);
+        }
+    }
+
+    // ---- callout answers ------------------------------------------------
+
+    /// The answer to callout `token`: `status` is `None` when the call
+    /// failed in transport; `body` is what the host read of `body_size`
+    /// bytes (hosts read nothing beyond [`MAX_FEED_BYTES`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_callout(&mut self, host: &mut dyn Host, now: u64, token: u32, status: Option<u16>, body: &[u8], body_size: usize, out: &mut Vec<Command>) {
+        let Some(call) = self.callouts.remove(&token) else { return };
+        out.push(Command::Record(Gauge::CalloutMs, now.saturating_sub(call.started_ms)));
+        match call.what {
+            Pending::Feed => self.on_feed(host, status, body, body_size, now, out),
+            Pending::Refresh { group, refresh_token } => {
+                let outcome = if body_size > refresh::MAX_TOKEN_RESPONSE_BYTES {
+                    Outcome::Unavailable
+                } else {
+                    Outcome::from_response(status, body)
+                };
+                out.push(Command::Count(match outcome {
+                    Outcome::Refreshed(_) => Counter::RefreshOk,
+                    Outcome::Rejected => Counter::RefreshRejected,
+                    Outcome::Unavailable => Counter::RefreshFailed,
+                }));
+                self.finish_refresh(host, &group, outcome, now, Some(&refresh_token), out);
+            }
+            Pending::Versions { group, keys } => {
+                let body = (status == Some(200) && body_size == body.len()).then_some(body);
+                self.finish_check(host, &group, &keys, body, now, out);
+            }
+        }
+    }
+
+    // ---- the tick -------------------------------------------------------
+
+    pub fn on_tick(&mut self, host: &mut dyn Host, now: u64, out: &mut Vec<Command>) {
+        if self.config.revocation.is_some() {
+            self.reload_revocations(host, out);
+            self.poll_feed(host, now, out);
+        }
+        if self.config.refresh.is_some() {
+            self.learn_shared_refreshes(host, now, out);
+        }
+        self.tick_overdue(host, Kind::Refresh, now, out);
+        self.tick_overdue(host, Kind::Check, now, out);
+        self.clear_slots(host, now);
+        // Callouts the host will never answer (their request went away).
+        let horizon = self.timeout_ms() * 4;
+        self.callouts.retain(|_, c| now.saturating_sub(c.started_ms) < horizon);
+        if self.feed_in_flight && !self.callouts.values().any(|c| matches!(c.what, Pending::Feed)) {
+            self.feed_in_flight = false;
+        }
+    }
+
+    /// Answers another worker published for groups waiting on it.
+    fn learn_shared_refreshes(&mut self, host: &mut dyn Host, now: u64, out: &mut Vec<Command>) {
+        for (group, id) in self.refreshes.waiting_elsewhere() {
+            let Some(need) = self.paused.get(&id).and_then(|p| p.refresh.clone()) else { continue };
+            let (bytes, _) = host.shared_get(&refresh::slot_key(&group, REFRESH_SLOTS));
+            let outcome = bytes.as_deref().and_then(Slot::decode).and_then(|s| s.outcome_for(&need.refresh_token, now));
+            if let Some(outcome) = outcome {
+                out.push(Command::Count(Counter::RefreshShared));
+                self.finish_refresh(host, &group, outcome, now, None, out);
+            }
+        }
+    }
+
+    /// Waits that ran out: once, the worker asks itself (for a refresh the
+    /// authority's grace window answers with the same pair); twice, give up.
+    fn tick_overdue(&mut self, host: &mut dyn Host, kind: Kind, now: u64, out: &mut Vec<Command>) {
+        let overdue = self.group(kind).overdue(now);
+        for (group, ids) in overdue {
+            let first = self.fell_back.insert(group.clone());
+            if first {
+                let wait = self.wait_ms(kind);
+                let dispatched = match kind {
+                    Kind::Refresh => {
+                        let need = ids.iter().find_map(|id| self.paused.get(id).and_then(|p| p.refresh.clone()));
+                        need.is_some_and(|need| self.dispatch_refresh(host, &group, &need.refresh_token, now))
+                    }
+                    Kind::Check => {
+                        let keys = self.check_keys.get(&group).cloned();
+                        keys.is_some_and(|keys| self.dispatch_check(host, &group, &keys, now))
+                    }
+                };
+                if dispatched {
+                    for id in &ids {
+                        self.group(kind).wait_elsewhere(&group, *id, now, wait);
+                    }
+                    continue;
+                }
+                if kind == Kind::Refresh {
+                    out.push(Command::Count(Counter::RefreshFailed));
+                }
+            }
+            // Give up: the group is out of the coordinator already, so its
+            // requests are answered from `ids` (a second wait that ran out
+            // must not strand them).
+            self.fell_back.remove(&group);
+            let waiting: Vec<(u32, Paused)> = ids.into_iter().filter_map(|id| self.paused.remove(&id).map(|p| (id, p))).collect();
+            match kind {
+                Kind::Refresh => {
+                    for (id, p) in waiting {
+                        self.resolve_refresh(host, id, p, &Outcome::Unavailable, now, true, out);
+                    }
+                }
+                Kind::Check => {
+                    self.check_keys.remove(&group);
+                    out.push(Command::Count(Counter::LiveFailed));
+                    for (id, p) in waiting {
+                        self.carry_out(host, id, p, unavailable("authority unavailable for live check"), now, true, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Clears refresh slots this worker wrote once they are of no use: no
+    /// token lingers in shared data past its `share_ms`.
+    fn clear_slots(&mut self, host: &mut dyn Host, now: u64) {
+        let due: Vec<String> = self.written_slots.iter().filter(|(_, until)| **until <= now).map(|(k, _)| k.clone()).collect();
+        for key in due {
+            let (bytes, cas) = host.shared_get(&key);
+            if bytes.as_deref().and_then(Slot::decode).is_some_and(|s| !s.is_live(now)) {
+                let _ = host.shared_set(&key, b"", cas);
+            }
+            self.written_slots.remove(&key);
+        }
+    }
+
+    // ---- revocation sync ------------------------------------------------
+
+    /// Loads the set another worker published, when its fingerprint changed.
+    fn reload_revocations(&mut self, host: &mut dyn Host, out: &mut Vec<Command>) {
+        let Some((fingerprint, synced_at)) = read_meta(host) else { return };
+        if self.loaded.as_deref() != Some(fingerprint.as_str()) {
+            if let Some(bytes) = host.shared_get(SET_KEY).0 {
+                if let Some(set) = RevocationSet::decode(&bytes) {
+                    self.revocations = set;
+                    // META may lag SET by one write: remember what was read.
+                    self.loaded = Some(revocation::fingerprint(&bytes));
+                }
+            }
+        }
+        self.revocations.set_synced_at_ms(synced_at);
+        out.push(Command::Record(Gauge::Entries, self.revocations.len() as u64));
+    }
+
+    /// The lease holder polls the feed every `sync_interval_ms`.
+    fn poll_feed(&mut self, host: &mut dyn Host, now: u64, out: &mut Vec<Command>) {
+        let Some(policy) = &self.config.revocation else { return };
+        let interval = policy.sync_interval_ms;
+        // Before the first sync: the age of this worker, not of the epoch.
+        let since = self.revocations.synced_at_ms().unwrap_or(self.started_ms);
+        out.push(Command::Record(Gauge::StalenessMs, now.saturating_sub(since)));
+        if self.feed_in_flight || now < self.next_poll_ms {
+            return;
+        }
+        if !take_lease(host, self.id, now, 3 * interval) {
+            return;
+        }
+        let path = self.revocations.feed_path();
+        self.next_poll_ms = now + interval;
+        self.feed_in_flight = true;
+        if !self.dispatch(host, "GET", path, None, Pending::Feed, now) {
+            self.feed_in_flight = false;
+            out.push(Command::Count(Counter::SyncFailed));
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_feed(&mut self, host: &mut dyn Host, status: Option<u16>, body: &[u8], body_size: usize, now: u64, out: &mut Vec<Command>) {
+        self.feed_in_flight = false;
+        let page = match status {
+            Some(200) if body_size <= MAX_FEED_BYTES && body_size == body.len() => FeedPage::parse(body).ok(),
+            _ => None,
+        };
+        if page.is_none() {
+            out.push(Command::Count(Counter::SyncFailed));
+            if status != Some(410) {
+                return;
+            }
+        }
+        // Start from what the workers share: it may be newer than our copy.
+        let (shared, cas) = host.shared_get(SET_KEY);
+        let mut set = shared.as_deref().and_then(RevocationSet::decode).unwrap_or_else(|| self.revocations.clone());
+        let changed = match page {
+            Some(page) => {
+                if set.is_other_store(&page) {
+                    // The authority's store was replaced (lost and recreated,
+                    // or another one): its floor revokes every older token.
+                    out.push(Command::Log(Level::Warn, "revocation feed: the authority answers from another store; re-synced from its snapshot"));
+                    out.push(Command::Count(Counter::StoreChanged));
+                }
+                set.apply(page, now)
+            }
+            None => {
+                // 410: the authority does not know our cursor; re-snapshot next.
+                set.forget_cursor();
+                true
+            }
+        };
+        let encoded = set.encode();
+        let fingerprint = if changed {
+            if host.shared_set(SET_KEY, &encoded, cas).is_err() {
+                return; // another worker wrote in between; the next poll merges again
+            }
+            revocation::fingerprint(&encoded)
+        } else {
+            shared.as_deref().map_or_else(|| revocation::fingerprint(&encoded), revocation::fingerprint)
+        };
+        if status == Some(200) {
+            out.push(Command::Count(Counter::SyncOk));
+        }
+        write_meta(host, &fingerprint, set.synced_at_ms());
+        self.revocations = set;
+        self.loaded = Some(fingerprint);
+    }
+}

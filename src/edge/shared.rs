@@ -1,0 +1,58 @@
+//! What the workers of one Envoy share through proxy-wasm shared data, and
+//! the compare-and-set steps on it: the revocation poller's lease, the
+//! published revocation set with its fingerprint, and worker ids.
+
+use super::Host;
+
+pub const LEASE_KEY: &str = "tollgate.revocation.lease";
+pub const SET_KEY: &str = "tollgate.revocation.set";
+pub const META_KEY: &str = "tollgate.revocation.meta";
+pub const WORKERS_KEY: &str = "tollgate.workers";
+
+/// `<fingerprint>:<synced_at_ms>` (0: never synced).
+pub(super) fn read_meta(host: &dyn Host) -> Option<(String, Option<u64>)> {
+    let bytes = host.shared_get(META_KEY).0?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let (f, t) = text.split_once(':')?;
+    let t = t.parse::<u64>().ok().filter(|t| *t > 0);
+    Some((f.to_owned(), t))
+}
+
+pub(super) fn write_meta(host: &mut dyn Host, fingerprint: &str, synced_at_ms: Option<u64>) {
+    let meta = format!("{fingerprint}:{}", synced_at_ms.unwrap_or(0));
+    let _ = host.shared_set(META_KEY, meta.as_bytes(), None);
+}
+
+/// Takes or renews the poller lease (`<worker>:<until_ms>`); true when this
+/// worker holds it until `now + lease_ms`.
+pub(super) fn take_lease(host: &mut dyn Host, me: u32, now: u64, lease_ms: u64) -> bool {
+    let (bytes, cas) = host.shared_get(LEASE_KEY);
+    let holder = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| {
+        let (w, until) = s.split_once(':')?;
+        Some((w.parse::<u32>().ok()?, until.parse::<u64>().ok()?))
+    });
+    match holder {
+        Some((w, until)) if w != me && until > now => false,
+        _ => {
+            let lease = format!("{me}:{}", now + lease_ms);
+            host.shared_set(LEASE_KEY, lease.as_bytes(), cas).is_ok()
+        }
+    }
+}
+
+/// A number no other worker of this Envoy has (a compare-and-set counter).
+pub fn claim_worker_id(host: &mut dyn Host) -> u32 {
+    for _ in 0..16 {
+        let (bytes, cas) = host.shared_get(WORKERS_KEY);
+        let n = bytes
+            .as_deref()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.parse::<u32>().ok())
+            .unwrap_or(0)
+            .wrapping_add(1);
+        if host.shared_set(WORKERS_KEY, n.to_string().as_bytes(), cas).is_ok() {
+            return n;
+        }
+    }
+    0
+}
