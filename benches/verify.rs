@@ -17,6 +17,7 @@ use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
+use tollgate::request::RequestView;
 use tollgate::authenticator::{self, Knowledge, Peer, Request};
 use tollgate::config::Config;
 use tollgate::revocation::{LiveVersions, RevocationSet};
@@ -146,13 +147,20 @@ fn benches(c: &mut Criterion) {
     let revocations = RevocationSet::new();
     let live = LiveVersions::default();
     let knowledge = Knowledge { now_ms: f.now * 1000, revocations: &revocations, live: &live };
-    let request = |h| Request { method: "GET", path: "/api/items", headers: h, peer: Peer::Known(None) };
+    let view = |h: &[(String, String)]| RequestView::from_parts(&f.config, "GET", "/api/items", h).expect("well-formed");
+    let (ok_view, bad_view) = (view(&ok_headers), view(&bad_headers));
+    let request = |v| Request { view: v, peer: Peer::Known(None) };
     let mut g = c.benchmark_group("decide");
     g.bench_function("decide_allow", |b| {
-        b.iter(|| authenticator::decide(&f.config, black_box(&request(&ok_headers)), &knowledge))
+        b.iter(|| authenticator::decide(&f.config, black_box(&request(&ok_view)), &knowledge))
     });
     g.bench_function("decide_deny_bad_mac", |b| {
-        b.iter(|| authenticator::decide(&f.config, black_box(&request(&bad_headers)), &knowledge))
+        b.iter(|| authenticator::decide(&f.config, black_box(&request(&bad_view)), &knowledge))
+    });
+    // The canonical view every decision reads, built once per request.
+    g.bench_function("request_view", |b| {
+        let raw: Vec<(String, Vec<u8>)> = ok_headers.iter().map(|(n, v)| (n.clone(), v.as_bytes().to_vec())).collect();
+        b.iter(|| RequestView::build(&f.config, black_box(raw.clone())))
     });
     // What the glue pays before the core runs: the header map as owned
     // strings (one allocation per name and value).

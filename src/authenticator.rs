@@ -6,6 +6,7 @@
 use crate::config::{ClientAddressFrom, Config, OnStale};
 use crate::extract::{self, Credential, ExtractError, Source};
 use crate::policy::Rule;
+use crate::reason::{ErrorCode, Reason};
 use crate::request::{same_header, RequestError, RequestView};
 use crate::revocation::{self, Freshness, LiveVersions, RevocationSet};
 use crate::token::{Claims, TimeCheck, TokenError};
@@ -129,28 +130,32 @@ pub enum DenyReason {
     RefreshRejected,
     /// 503: the authority is needed and cannot be reached, or the revocation
     /// set is older than allowed (`on_stale: deny`).
-    Unavailable(&'static str),
+    Unavailable(Unavailable),
 }
 
 impl DenyReason {
-    pub fn status(&self) -> u16 {
+    /// The row of [`crate::reason`]'s table this refusal is counted under.
+    pub fn reason(&self) -> Reason {
         match self {
-            DenyReason::NoToken | DenyReason::InvalidToken(_) | DenyReason::RefreshRejected => 401,
-            DenyReason::InvalidRequest(_) => 400,
-            DenyReason::Unavailable(_) => 503,
-            _ => 403,
+            DenyReason::NoToken => Reason::NoToken,
+            DenyReason::InvalidRequest(_) => Reason::InvalidRequest,
+            DenyReason::InvalidToken(e) => e.reason(),
+            DenyReason::MissingScope(_) => Reason::MissingScope,
+            DenyReason::AdminRequired(_) => Reason::AdminRequired,
+            DenyReason::HostNotAllowed | DenyReason::ClientAddressUnknown => Reason::HostNotAllowed,
+            DenyReason::UserMismatch => Reason::UserMismatch,
+            DenyReason::RefreshRejected => Reason::RefreshRejected,
+            DenyReason::Unavailable(_) => Reason::Unavailable,
         }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.reason().status()
     }
 
     /// The RFC 6750 error code, `None` for a request without credentials.
     pub fn error_code(&self) -> Option<&'static str> {
-        match self {
-            DenyReason::NoToken => None,
-            DenyReason::InvalidRequest(_) => Some("invalid_request"),
-            DenyReason::InvalidToken(_) | DenyReason::RefreshRejected => Some("invalid_token"),
-            DenyReason::Unavailable(_) => Some("temporarily_unavailable"),
-            _ => Some("insufficient_scope"),
-        }
+        self.reason().error_code().map(ErrorCode::as_str)
     }
 
     pub fn description(&self) -> &'static str {
@@ -164,36 +169,36 @@ impl DenyReason {
             DenyReason::ClientAddressUnknown => "client address unknown",
             DenyReason::UserMismatch => "token user does not match",
             DenyReason::RefreshRejected => "token expired and refresh token rejected",
-            DenyReason::Unavailable(why) => why,
+            DenyReason::Unavailable(why) => why.description(),
         }
     }
+}
 
-    /// The metric name suffix: `tollgate.denied.<code>`.
-    pub fn metric(&self) -> &'static str {
+/// Why the authority was needed and could not help (503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// No revocation state was ever learned.
+    NotYetKnown,
+    /// The revocation state is older than `max_staleness_ms` (`on_stale: deny`).
+    Stale,
+    /// An expired token's refresh could not be made.
+    Refresh,
+    /// A `fresh` rule's live check could not be made.
+    LiveCheck,
+    /// The authority's answers did not settle the request.
+    Authority,
+}
+
+impl Unavailable {
+    pub fn description(self) -> &'static str {
         match self {
-            DenyReason::NoToken => "no_token",
-            DenyReason::InvalidRequest(_) => "invalid_request",
-            DenyReason::InvalidToken(e) => e.code(),
-            DenyReason::MissingScope(_) => "missing_scope",
-            DenyReason::AdminRequired(_) => "admin_required",
-            DenyReason::HostNotAllowed | DenyReason::ClientAddressUnknown => "host_not_allowed",
-            DenyReason::UserMismatch => "user_mismatch",
-            DenyReason::RefreshRejected => "refresh_rejected",
-            DenyReason::Unavailable(_) => "unavailable",
+            Unavailable::NotYetKnown => "revocation state not yet known",
+            Unavailable::Stale => "revocation state stale",
+            Unavailable::Refresh => "authority unavailable for refresh",
+            Unavailable::LiveCheck => "authority unavailable for live check",
+            Unavailable::Authority => "authority unavailable",
         }
     }
-
-    /// Every metric suffix outside the token errors, for pre-registering counters.
-    pub const METRICS: &'static [&'static str] = &[
-        "no_token",
-        "invalid_request",
-        "missing_scope",
-        "admin_required",
-        "host_not_allowed",
-        "user_mismatch",
-        "refresh_rejected",
-        "unavailable",
-    ];
 }
 
 /// Why a request is malformed (400 `invalid_request`).
@@ -250,7 +255,7 @@ pub fn refresh_failed(config: &Config, req: &Request<'_>, k: &Knowledge<'_>, nee
     match (rejected, need.optional) {
         (true, _) => deny(DenyReason::RefreshRejected),
         (false, true) => decide_with_refresh(config, req, k, None, false),
-        (false, false) => deny(DenyReason::Unavailable("authority unavailable for refresh")),
+        (false, false) => deny(DenyReason::Unavailable(Unavailable::Refresh)),
     }
 }
 
@@ -350,10 +355,10 @@ fn check_versions(config: &Config, rule: &Rule, claims: &Claims, k: &Knowledge<'
             Freshness::Fresh => {}
             // Whatever `on_stale` says: a version never learned is never read as 0.
             Freshness::NeverSynced => {
-                return Err(Versions::Deny(DenyReason::Unavailable("revocation state not yet known")))
+                return Err(Versions::Deny(DenyReason::Unavailable(Unavailable::NotYetKnown)))
             }
             Freshness::Stale(_) if policy.on_stale == OnStale::Allow => {}
-            Freshness::Stale(_) => return Err(Versions::Deny(DenyReason::Unavailable("revocation state stale"))),
+            Freshness::Stale(_) => return Err(Versions::Deny(DenyReason::Unavailable(Unavailable::Stale))),
         }
         if k.revocations.is_revoked(&claims.sub, claims.sid.as_deref(), claims.ver) {
             return Err(Versions::Deny(DenyReason::InvalidToken(TokenError::Revoked)));

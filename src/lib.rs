@@ -14,6 +14,7 @@ pub mod config;
 pub mod edge;
 pub mod extract;
 pub mod policy;
+pub mod reason;
 pub mod refresh;
 pub mod request;
 pub mod response;

@@ -10,7 +10,8 @@ use tollgate::revocation::{LiveVersions, RevocationSet};
 use tollgate::config::Config;
 use tollgate::extract::ExtractError;
 use tollgate::response;
-use tollgate::token::{mint, Algorithm, Claims, Key, TokenError};
+use tollgate::token::{mint, Algorithm, Claim, Claims, Key, Segment, TokenError};
+use tollgate::reason::Reason;
 
 const NOW: u64 = 1_800_000_000;
 const SECRET_B64: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
@@ -160,10 +161,10 @@ fn decisions_table() {
         ("token in query while off", get(&format!("/x?access_token={good}")), Err(cred(ExtractError::QueryNotAllowed))),
         ("empty cookie value", get("/x").header("cookie", "tg_access="), Err(cred(ExtractError::EmptyToken))),
         ("expired", get("/x").bearer(&token(|c| c.exp = Some(NOW))), Err(InvalidToken(TokenError::Expired))),
-        ("header of impossible base64 length", get("/x").bearer("a.def.ghi"), Err(InvalidToken(TokenError::BadEncoding("header")))),
-        ("header not JSON", get("/x").bearer("abc.def.ghi"), Err(InvalidToken(TokenError::NotJsonObject("header")))),
+        ("header of impossible base64 length", get("/x").bearer("a.def.ghi"), Err(InvalidToken(TokenError::BadEncoding(Segment::Header)))),
+        ("header not JSON", get("/x").bearer("abc.def.ghi"), Err(InvalidToken(TokenError::NotJsonObject(Segment::Header)))),
         ("wrong audience", get("/x").bearer(&token(|c| c.aud = vec!["other".into()])), Err(InvalidToken(TokenError::AudienceMismatch))),
-        ("control character in sub", get("/x").bearer(&token(|c| c.sub = "al\r\nice".into())), Err(InvalidToken(TokenError::ControlCharacter("sub")))),
+        ("control character in sub", get("/x").bearer(&token(|c| c.sub = "al\r\nice".into())), Err(InvalidToken(TokenError::ControlCharacter(Claim::Sub)))),
         ("anonymous route, no token", get("/healthz"), Ok(None)),
         ("anonymous route, valid token", get("/healthz").bearer(&good), alice.clone()),
         ("anonymous route, bad token still refused", get("/healthz").bearer(&token(|c| c.exp = Some(1))), Err(InvalidToken(TokenError::Expired))),
@@ -340,15 +341,15 @@ fn responses_table() {
 fn every_token_error_has_a_registered_metric_and_a_quotable_description() {
     use TokenError::*;
     let all = [
-        TooLarge, Malformed, BadEncoding("header"), BadEncoding("payload"), BadEncoding("signature"),
-        NotJsonObject("header"), NotJsonObject("payload"), DuplicateMember("header"), DuplicateMember("payload"),
+        TooLarge, Malformed, BadEncoding(Segment::Header), BadEncoding(Segment::Payload), BadEncoding(Segment::Signature),
+        NotJsonObject(Segment::Header), NotJsonObject(Segment::Payload), DuplicateMember(Segment::Header), DuplicateMember(Segment::Payload),
         AlgorithmMissing, AlgorithmNone, AlgorithmNotAllowed, AlgorithmMismatch, KeyIdMissing, UnknownKeyId,
-        UnsupportedCritical, TypeNotAllowed, SignatureInvalid, ClaimType("exp"), ControlCharacter("sub"),
+        UnsupportedCritical, TypeNotAllowed, SignatureInvalid, ClaimType(Claim::Exp), ControlCharacter(Claim::Sub),
         Expired, ExpirationMissing, NotYetValid, IssuedInFuture, IssuerMismatch, AudienceMismatch,
         SubjectMissing, VersionMissing, Revoked,
     ];
     for e in all {
-        assert!(TokenError::CODES.contains(&e.code()), "{e:?} has unregistered code {}", e.code());
+        assert!(Reason::ALL.contains(&e.reason()), "{e:?} has unregistered reason {:?}", e.reason());
         assert!(!e.description().contains('"') && !e.description().contains('\\'), "{e:?}");
     }
 }

@@ -7,7 +7,7 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use tollgate::request::RequestView;
-use tollgate::authenticator::{Peer, decide, decide_refreshed, refresh_failed, Decision, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request};
+use tollgate::authenticator::{Peer, decide, decide_refreshed, refresh_failed, Decision, DenyReason, HeaderOp, Knowledge, RefreshNeed, Request, Unavailable};
 use tollgate::config::Config;
 use tollgate::revocation::{Entry, FeedPage, LiveVersions, RevocationSet};
 use tollgate::token::{mint, Algorithm, Claims, Key, TokenError};
@@ -94,9 +94,9 @@ fn revocation_table() {
     let fresh = |e: &[(&str, u64)]| synced(NOW_MS - 1000, e);
     // (case, config, set, expected deny reason or None for allowed)
     let cases: Vec<(&str, &Config, RevocationSet, Option<DenyReason>)> = vec![
-        ("never synced, on_stale deny", &deny, RevocationSet::new(), Some(DenyReason::Unavailable("revocation state not yet known"))),
+        ("never synced, on_stale deny", &deny, RevocationSet::new(), Some(DenyReason::Unavailable(Unavailable::NotYetKnown))),
         // A version never learned is never read as 0, whatever on_stale says.
-        ("never synced, on_stale allow", &allow, RevocationSet::new(), Some(DenyReason::Unavailable("revocation state not yet known"))),
+        ("never synced, on_stale allow", &allow, RevocationSet::new(), Some(DenyReason::Unavailable(Unavailable::NotYetKnown))),
         ("below the store's floor", &deny, floored(NOW_MS - 1000, 6), Some(DenyReason::InvalidToken(TokenError::Revoked))),
         ("at the store's floor", &deny, floored(NOW_MS - 1000, 5), None),
         ("fresh, nothing revoked", &deny, fresh(&[]), None),
@@ -105,7 +105,7 @@ fn revocation_table() {
         ("session bumped", &deny, fresh(&[("sid:s1", 6)]), Some(DenyReason::InvalidToken(TokenError::Revoked))),
         ("another session bumped", &deny, fresh(&[("sid:s2", 60)]), None),
         ("another subject bumped", &deny, fresh(&[("sub:bob", 60)]), None),
-        ("stale by 1 ms, on_stale deny", &deny, synced(NOW_MS - 3001, &[]), Some(DenyReason::Unavailable("revocation state stale"))),
+        ("stale by 1 ms, on_stale deny", &deny, synced(NOW_MS - 3001, &[]), Some(DenyReason::Unavailable(Unavailable::Stale))),
         ("stale, on_stale allow, not revoked", &allow, synced(NOW_MS - 60_000, &[]), None),
         ("stale, on_stale allow, still revoked", &allow, synced(NOW_MS - 60_000, &[("sub:alice", 9)]), Some(DenyReason::InvalidToken(TokenError::Revoked))),
     ];
@@ -189,14 +189,14 @@ fn after_the_refresh() {
     let view_ending = RequestView::from_parts(&c, "GET", "/x", &h_ending).unwrap();
     let req_ending = Request { view: &view_ending, peer: Peer::Known(None) };
     assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, true)), Some(DenyReason::RefreshRejected));
-    assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, false)), Some(DenyReason::Unavailable("authority unavailable for refresh")));
+    assert_eq!(reason(&refresh_failed(&c, &req, &k, &needed, false)), Some(DenyReason::Unavailable(Unavailable::Refresh)));
     assert!(matches!(refresh_failed(&c, &req_ending, &k, &optional, false), Decision::Allow(_)), "still valid: go on");
     assert_eq!(reason(&refresh_failed(&c, &req_ending, &k, &optional, true)), Some(DenyReason::RefreshRejected));
 }
 
 #[test]
 fn unavailable_answers_have_no_challenge() {
-    let r = tollgate::response::render("t", &DenyReason::Unavailable("revocation state stale"));
+    let r = tollgate::response::render("t", &DenyReason::Unavailable(Unavailable::Stale));
     assert_eq!(r.status, 503);
     assert_eq!(r.headers[0], ("retry-after", "1".to_string()));
     assert!(r.headers.iter().all(|(n, _)| *n != "www-authenticate"));

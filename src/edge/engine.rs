@@ -11,7 +11,7 @@
 
 use super::shared::{self, read_meta, take_lease, write_meta, SET_KEY};
 use super::{Callout, Command, Counter, Gauge, Host, Level};
-use crate::authenticator::{self, Decision, DenyReason, Knowledge, Peer, RefreshNeed, Request};
+use crate::authenticator::{self, Decision, DenyReason, Knowledge, Peer, RefreshNeed, Request, Unavailable};
 use crate::config::Config;
 use crate::refresh::{self, Coordinator, Join, Outcome, Shared, Slot, SlotDecision, TokenHash};
 use crate::request::RequestView;
@@ -88,7 +88,7 @@ pub struct Engine {
     next_poll_ms: u64,
 }
 
-fn unavailable(why: &'static str) -> Decision {
+fn unavailable(why: Unavailable) -> Decision {
     Decision::Deny(crate::authenticator::Denial { reason: DenyReason::Unavailable(why) })
 }
 
@@ -239,13 +239,13 @@ impl Engine {
             }
             // The authority's answers did not settle this request.
             Decision::CheckVersions(_) | Decision::Refresh(_) => {
-                self.deny(id, &DenyReason::Unavailable("authority unavailable"), None, out)
+                self.deny(id, &DenyReason::Unavailable(Unavailable::Authority), None, out)
             }
         }
     }
 
     fn deny(&self, id: u32, reason: &DenyReason, refresh: Option<&RefreshNeed>, out: &mut Vec<Command>) {
-        out.push(Command::Count(Counter::Denied(reason.metric())));
+        out.push(Command::Count(Counter::Denied(reason.reason())));
         let answer = response::render(&self.config.realm, reason);
         let mut headers: Vec<(String, String)> = answer.headers.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
         if let (DenyReason::RefreshRejected, Some(need)) = (reason, refresh) {
@@ -424,7 +424,7 @@ impl Engine {
         }
         if !self.dispatch_check(host, &group, &keys, now) {
             out.push(Command::Count(Counter::LiveFailed));
-            return self.carry_out(host, id, p, unavailable("authority unavailable for live check"), now, resume, out);
+            return self.carry_out(host, id, p, unavailable(Unavailable::LiveCheck), now, resume, out);
         }
         self.check_keys.insert(group.clone(), keys);
         let wait = self.wait_ms(Kind::Check);
@@ -438,7 +438,7 @@ impl Engine {
         out.push(Command::Count(if learned { Counter::LiveOk } else { Counter::LiveFailed }));
         self.check_keys.remove(group);
         for (id, p) in self.finish_group(Kind::Check, group) {
-            let decision = if learned { self.decide(&p, now) } else { unavailable("authority unavailable for live check") };
+            let decision = if learned { self.decide(&p, now) } else { unavailable(Unavailable::LiveCheck) };
             self.carry_out(host, id, p, decision, now, true, out);
         }
     }
@@ -551,7 +551,7 @@ impl Engine {
                     self.check_keys.remove(&group);
                     out.push(Command::Count(Counter::LiveFailed));
                     for (id, p) in waiting {
-                        self.carry_out(host, id, p, unavailable("authority unavailable for live check"), now, true, out);
+                        self.carry_out(host, id, p, unavailable(Unavailable::LiveCheck), now, true, out);
                     }
                 }
             }

@@ -28,6 +28,7 @@ pub use engine::{Engine, MAX_TICK_MS};
 pub use shared::{claim_worker_id, LEASE_KEY, META_KEY, SET_KEY, WORKERS_KEY};
 
 use crate::authenticator::HeaderOp;
+use crate::reason::Reason;
 
 /// A shared-data write lost its compare-and-set (another worker wrote first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,8 +94,8 @@ pub enum Level {
 pub enum Counter {
     Allowed,
     Anonymous,
-    /// `denied.<reason>`: one of [`crate::authenticator::DenyReason::metric`].
-    Denied(&'static str),
+    /// `denied.<reason>`: one per [`Reason`].
+    Denied(Reason),
     StaleAllowed,
     SyncOk,
     SyncFailed,
@@ -126,18 +127,15 @@ impl Counter {
         Counter::RefreshShared,
     ];
 
-    /// A counter for every deny reason's metric code.
+    /// A counter for every reason a request is refused.
     pub fn denied_all() -> impl Iterator<Item = Counter> {
-        crate::token::TokenError::CODES
-            .iter()
-            .chain(crate::authenticator::DenyReason::METRICS)
-            .map(|code| Counter::Denied(code))
+        Reason::ALL.into_iter().map(Counter::Denied)
     }
 
     /// The Envoy stat name (shown with Envoy's `wasmcustom.` prefix).
     pub fn name(self) -> String {
         let fixed = match self {
-            Counter::Denied(code) => return format!("tollgate.denied.{code}"),
+            Counter::Denied(reason) => return format!("tollgate.denied.{}", reason.code()),
             Counter::Allowed => "tollgate.allowed",
             Counter::Anonymous => "tollgate.anonymous",
             Counter::StaleAllowed => "tollgate.revocation.stale_allowed",

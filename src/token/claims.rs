@@ -3,7 +3,7 @@
 
 use super::json::{self, Field, Name, Seen};
 use super::jws::{parse_object, ObjectError};
-use super::TokenError;
+use super::{Claim, Segment, TokenError};
 use serde::de::{MapAccess, Visitor};
 use serde::Serialize;
 use std::fmt;
@@ -33,8 +33,8 @@ pub struct RawClaims {
 impl RawClaims {
     pub fn parse(payload: &[u8]) -> Result<RawClaims, TokenError> {
         parse_object(payload, ClaimsVisitor).map_err(|e| match e {
-            ObjectError::Duplicate => TokenError::DuplicateMember("payload"),
-            ObjectError::Invalid => TokenError::NotJsonObject("payload"),
+            ObjectError::Duplicate => TokenError::DuplicateMember(Segment::Payload),
+            ObjectError::Invalid => TokenError::NotJsonObject(Segment::Payload),
         })
     }
 }
@@ -135,24 +135,24 @@ impl ClaimRules {
     /// Validates the claims. The type checks come first so that a claim of the
     /// wrong type can never skip its own check.
     pub fn check(&self, raw: RawClaims, time: TimeCheck) -> Result<Claims, TokenError> {
-        let exp = uint(raw.exp, "exp", MAX_NUMERIC_DATE)?;
-        let nbf = uint(raw.nbf, "nbf", MAX_NUMERIC_DATE)?;
-        let iat = uint(raw.iat, "iat", MAX_NUMERIC_DATE)?;
-        let ver = uint(raw.ver, "ver", MAX_VERSION)?;
-        let iss = string(raw.iss, "iss")?;
-        let sub = header_safe(string(raw.sub, "sub")?, "sub")?;
-        let sid = header_safe(string(raw.sid, "sid")?, "sid")?;
-        let jti = string(raw.jti, "jti")?;
-        let scope = header_safe(string(raw.scope, "scope")?, "scope")?;
+        let exp = uint(raw.exp, Claim::Exp, MAX_NUMERIC_DATE)?;
+        let nbf = uint(raw.nbf, Claim::Nbf, MAX_NUMERIC_DATE)?;
+        let iat = uint(raw.iat, Claim::Iat, MAX_NUMERIC_DATE)?;
+        let ver = uint(raw.ver, Claim::Ver, MAX_VERSION)?;
+        let iss = string(raw.iss, Claim::Iss)?;
+        let sub = header_safe(string(raw.sub, Claim::Sub)?, Claim::Sub)?;
+        let sid = header_safe(string(raw.sid, Claim::Sid)?, Claim::Sid)?;
+        let jti = string(raw.jti, Claim::Jti)?;
+        let scope = header_safe(string(raw.scope, Claim::Scope)?, Claim::Scope)?;
         let aud = match raw.aud {
             None => None,
             Some(Field::Valid(a)) => Some(a),
-            Some(Field::Invalid) => return Err(TokenError::ClaimType("aud")),
+            Some(Field::Invalid) => return Err(TokenError::ClaimType(Claim::Aud)),
         };
         let hosts = match raw.hosts {
             None => None,
             Some(Field::Valid(h)) => Some(h),
-            Some(Field::Invalid) => return Err(TokenError::ClaimType("hosts")),
+            Some(Field::Invalid) => return Err(TokenError::ClaimType(Claim::Hosts)),
         };
 
         if let TimeCheck::At(now) = time {
@@ -190,7 +190,7 @@ impl ClaimRules {
     }
 }
 
-fn uint(f: Option<Field<u64>>, name: &'static str, max: u64) -> Result<Option<u64>, TokenError> {
+fn uint(f: Option<Field<u64>>, name: Claim, max: u64) -> Result<Option<u64>, TokenError> {
     match f {
         None => Ok(None),
         Some(Field::Valid(v)) if v <= max => Ok(Some(v)),
@@ -198,14 +198,14 @@ fn uint(f: Option<Field<u64>>, name: &'static str, max: u64) -> Result<Option<u6
     }
 }
 
-fn header_safe(v: Option<String>, name: &'static str) -> Result<Option<String>, TokenError> {
+fn header_safe(v: Option<String>, name: Claim) -> Result<Option<String>, TokenError> {
     match v {
         Some(s) if s.chars().any(char::is_control) => Err(TokenError::ControlCharacter(name)),
         v => Ok(v),
     }
 }
 
-fn string(f: Option<Field<String>>, name: &'static str) -> Result<Option<String>, TokenError> {
+fn string(f: Option<Field<String>>, name: Claim) -> Result<Option<String>, TokenError> {
     match f {
         None => Ok(None),
         Some(Field::Valid(v)) => Ok(Some(v)),

@@ -5,7 +5,7 @@
 //! has been checked in constant time.
 
 use super::json::{self, Field, Name, Seen};
-use super::{b64, TokenError};
+use super::{b64, Segment, TokenError};
 use hmac::{Hmac, Mac};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use sha2::{Sha256, Sha384, Sha512};
@@ -242,7 +242,7 @@ impl KeySet {
             };
             return finish(key, header, token, header_b64, payload_b64, sig_b64);
         }
-        let header_bytes = b64::decode(header_b64).ok_or(TokenError::BadEncoding("header"))?;
+        let header_bytes = b64::decode(header_b64).ok_or(TokenError::BadEncoding(Segment::Header))?;
         let header = Header::parse(&header_bytes)?;
         let alg_name = match &header.alg {
             Some(Field::Valid(a)) => a,
@@ -274,12 +274,12 @@ impl KeySet {
 
 /// MAC (constant time), then the payload's encoding.
 fn finish(key: &Key, header: Header, token: &[u8], header_b64: &[u8], payload_b64: &[u8], sig_b64: &[u8]) -> Result<Verified, TokenError> {
-    let tag = b64::decode(sig_b64).ok_or(TokenError::BadEncoding("signature"))?;
+    let tag = b64::decode(sig_b64).ok_or(TokenError::BadEncoding(Segment::Signature))?;
     let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
     if !key.check(signing_input, &tag) {
         return Err(TokenError::SignatureInvalid);
     }
-    let payload = b64::decode(payload_b64).ok_or(TokenError::BadEncoding("payload"))?;
+    let payload = b64::decode(payload_b64).ok_or(TokenError::BadEncoding(Segment::Payload))?;
     Ok(Verified { header, payload })
 }
 
@@ -315,8 +315,8 @@ pub struct Header {
 impl Header {
     pub fn parse(bytes: &[u8]) -> Result<Header, TokenError> {
         parse_object(bytes, HeaderVisitor).map_err(|e| match e {
-            ObjectError::Duplicate => TokenError::DuplicateMember("header"),
-            ObjectError::Invalid => TokenError::NotJsonObject("header"),
+            ObjectError::Duplicate => TokenError::DuplicateMember(Segment::Header),
+            ObjectError::Invalid => TokenError::NotJsonObject(Segment::Header),
         })
     }
 }

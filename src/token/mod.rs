@@ -19,16 +19,69 @@ use std::fmt;
 /// The `typ` of access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
+/// A part of a compact JWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    Header,
+    Payload,
+    Signature,
+}
+
+impl Segment {
+    pub fn name(self) -> &'static str {
+        match self {
+            Segment::Header => "header",
+            Segment::Payload => "payload",
+            Segment::Signature => "signature",
+        }
+    }
+}
+
+/// A claim the codec checks the type or content of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    Iss,
+    Sub,
+    Aud,
+    Exp,
+    Nbf,
+    Iat,
+    Jti,
+    Ver,
+    Sid,
+    Scope,
+    Hosts,
+}
+
+impl Claim {
+    pub fn name(self) -> &'static str {
+        match self {
+            Claim::Iss => "iss",
+            Claim::Sub => "sub",
+            Claim::Aud => "aud",
+            Claim::Exp => "exp",
+            Claim::Nbf => "nbf",
+            Claim::Iat => "iat",
+            Claim::Jti => "jti",
+            Claim::Ver => "ver",
+            Claim::Sid => "sid",
+            Claim::Scope => "scope",
+            Claim::Hosts => "hosts",
+        }
+    }
+}
+
 /// Why a token was refused. Each variant has a stable, secret-free
-/// `description` (the RFC 6750 `error_description`) and a metric-safe `code`.
+/// `description` (the RFC 6750 `error_description`) and a metric
+/// [`Reason`](crate::reason::Reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
     TooLarge,
     Malformed,
-    /// A segment is not strict base64url: `header`, `payload` or `signature`.
-    BadEncoding(&'static str),
-    NotJsonObject(&'static str),
-    DuplicateMember(&'static str),
+    /// A segment is not strict base64url.
+    BadEncoding(Segment),
+    NotJsonObject(Segment),
+    DuplicateMember(Segment),
     AlgorithmMissing,
     AlgorithmNone,
     AlgorithmNotAllowed,
@@ -39,10 +92,10 @@ pub enum TokenError {
     TypeNotAllowed,
     SignatureInvalid,
     /// A claim has the wrong JSON type or is out of range.
-    ClaimType(&'static str),
+    ClaimType(Claim),
     /// `sub`, `sid` or `scope` holds a control character: it could never be
     /// forwarded safely as an identity header.
-    ControlCharacter(&'static str),
+    ControlCharacter(Claim),
     Expired,
     ExpirationMissing,
     NotYetValid,
@@ -60,12 +113,12 @@ impl TokenError {
         match self {
             TooLarge => "token too large",
             Malformed => "token is not a compact JWS",
-            BadEncoding("header") => "header is not base64url",
-            BadEncoding("payload") => "payload is not base64url",
-            BadEncoding(_) => "signature is not base64url",
-            NotJsonObject("header") => "header is not a JSON object",
+            BadEncoding(Segment::Header) => "header is not base64url",
+            BadEncoding(Segment::Payload) => "payload is not base64url",
+            BadEncoding(Segment::Signature) => "signature is not base64url",
+            NotJsonObject(Segment::Header) => "header is not a JSON object",
             NotJsonObject(_) => "payload is not a JSON object",
-            DuplicateMember("header") => "duplicate member in header",
+            DuplicateMember(Segment::Header) => "duplicate member in header",
             DuplicateMember(_) => "duplicate member in payload",
             AlgorithmMissing => "alg missing",
             AlgorithmNone => "alg none not allowed",
@@ -76,19 +129,21 @@ impl TokenError {
             UnsupportedCritical => "unsupported critical header",
             TypeNotAllowed => "typ not allowed",
             SignatureInvalid => "signature invalid",
-            ClaimType("exp") => "exp is not an integer NumericDate",
-            ClaimType("nbf") => "nbf is not an integer NumericDate",
-            ClaimType("iat") => "iat is not an integer NumericDate",
-            ClaimType("ver") => "ver is not a non-negative integer",
-            ClaimType("aud") => "aud is not a string or array of strings",
-            ClaimType("hosts") => "hosts is not an array of strings",
-            ClaimType("iss") => "iss is not a string",
-            ClaimType("sub") => "sub is not a string",
-            ClaimType("sid") => "sid is not a string",
-            ClaimType("jti") => "jti is not a string",
-            ClaimType(_) => "scope is not a string",
-            ControlCharacter("sub") => "sub contains a control character",
-            ControlCharacter("sid") => "sid contains a control character",
+            ClaimType(c) => match c {
+                Claim::Exp => "exp is not an integer NumericDate",
+                Claim::Nbf => "nbf is not an integer NumericDate",
+                Claim::Iat => "iat is not an integer NumericDate",
+                Claim::Ver => "ver is not a non-negative integer",
+                Claim::Aud => "aud is not a string or array of strings",
+                Claim::Hosts => "hosts is not an array of strings",
+                Claim::Iss => "iss is not a string",
+                Claim::Sub => "sub is not a string",
+                Claim::Sid => "sid is not a string",
+                Claim::Jti => "jti is not a string",
+                Claim::Scope => "scope is not a string",
+            },
+            ControlCharacter(Claim::Sub) => "sub contains a control character",
+            ControlCharacter(Claim::Sid) => "sid contains a control character",
             ControlCharacter(_) => "scope contains a control character",
             Expired => "token expired",
             ExpirationMissing => "exp missing",
@@ -102,46 +157,32 @@ impl TokenError {
         }
     }
 
-    /// A short snake_case name for metrics and logs.
-    pub fn code(self) -> &'static str {
+    /// The metric reason (`tollgate.denied.<reason>`).
+    pub fn reason(self) -> crate::reason::Reason {
+        use crate::reason::Reason as R;
         use TokenError::*;
         match self {
-            TooLarge => "too_large",
-            Malformed | BadEncoding(_) | NotJsonObject(_) | DuplicateMember(_) => "malformed",
-            AlgorithmMissing | AlgorithmNone | AlgorithmNotAllowed | AlgorithmMismatch => {
-                "bad_alg"
-            }
-            KeyIdMissing | UnknownKeyId => "unknown_kid",
-            UnsupportedCritical | TypeNotAllowed => "bad_header",
-            SignatureInvalid => "bad_signature",
-            ClaimType(_) | ControlCharacter(_) => "bad_claim",
-            Expired => "expired",
-            ExpirationMissing => "no_exp",
-            NotYetValid | IssuedInFuture => "not_yet_valid",
-            IssuerMismatch => "bad_issuer",
-            AudienceMismatch => "bad_audience",
-            SubjectMissing | VersionMissing => "missing_claim",
-            Revoked => "revoked",
+            TooLarge => R::TooLarge,
+            Malformed | BadEncoding(_) | NotJsonObject(_) | DuplicateMember(_) => R::Malformed,
+            AlgorithmMissing | AlgorithmNone | AlgorithmNotAllowed | AlgorithmMismatch => R::BadAlg,
+            KeyIdMissing | UnknownKeyId => R::UnknownKid,
+            UnsupportedCritical | TypeNotAllowed => R::BadHeader,
+            SignatureInvalid => R::BadSignature,
+            ClaimType(_) | ControlCharacter(_) => R::BadClaim,
+            Expired => R::Expired,
+            ExpirationMissing => R::NoExp,
+            NotYetValid | IssuedInFuture => R::NotYetValid,
+            IssuerMismatch => R::BadIssuer,
+            AudienceMismatch => R::BadAudience,
+            SubjectMissing | VersionMissing => R::MissingClaim,
+            Revoked => R::Revoked,
         }
     }
 
-    /// Every metric code, for pre-registering counters.
-    pub const CODES: &'static [&'static str] = &[
-        "too_large",
-        "malformed",
-        "bad_alg",
-        "unknown_kid",
-        "bad_header",
-        "bad_signature",
-        "bad_claim",
-        "expired",
-        "no_exp",
-        "not_yet_valid",
-        "bad_issuer",
-        "bad_audience",
-        "missing_claim",
-        "revoked",
-    ];
+    /// A short snake_case name for metrics and logs.
+    pub fn code(self) -> &'static str {
+        self.reason().code()
+    }
 }
 
 impl fmt::Display for TokenError {
