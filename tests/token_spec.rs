@@ -1,5 +1,4 @@
-//! Specification of the token codec (DESIGN.md "Token contract"; issue 2,
-//! §2 "Token codec" and §8 "Tests").
+//! Specification of the token codec (docs/architecture.md, "The token").
 //!
 //! Each table row is `(case name, token, expected result)`: `Ok(())` or the
 //! exact [`TokenError`] variant. For every refusal the runner also checks the
@@ -49,7 +48,7 @@ const H: &str = r#"{"alg":"HS256","typ":"at+jwt"}"#;
 type Expect = Result<(), TokenError>;
 type Case = (&'static str, String, Expect);
 
-/// The stable `error_description` of every variant (DESIGN.md "Responses").
+/// The stable `error_description` of every variant (docs/configuration.md, "Responses").
 /// Changing one of these is a contract change.
 const DESCRIPTIONS: &[(TokenError, &str)] = &[
     (TooLarge, "token too large"),

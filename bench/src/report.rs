@@ -263,7 +263,7 @@ pub fn run(a: Args) -> Result<(), String> {
     let verdict = |ok: bool, s: &Spread| if s.n == 0 { "–" } else if ok { "**met**" } else { "**missed**" };
     let rng = |s: &Spread, d: usize| format!("{:.*} [{:.*}–{:.*}]", d, s.med, d, s.min, d, s.max);
 
-    let _ = writeln!(w, "## Headline: the targets (DESIGN.md, performance budget)\n");
+    let _ = writeln!(w, "## Headline: the targets (docs/architecture.md, performance budget)\n");
     let _ = writeln!(w, "Workload: the 10,000-token pool. Targets are reported, never asserted.\n");
     let _ = writeln!(w, "| measure | this run: median [min–max over rounds] | target | |");
     let _ = writeln!(w, "|---|---|---|---|");

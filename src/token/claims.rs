@@ -1,4 +1,4 @@
-//! JWT claims of a Tollgate access token (DESIGN.md, token contract) and
+//! JWT claims of a Tollgate access token (docs/architecture.md, "The token") and
 //! their validation against the configured issuer, audiences and clock.
 
 use super::json::{self, Field, Name, Seen};
