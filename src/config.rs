@@ -70,6 +70,8 @@ struct Document {
     #[serde(default = "yes")]
     strict_paths: bool,
     #[serde(default)]
+    token_cache: TokenCacheDoc,
+    #[serde(default)]
     rules: Vec<RuleDoc>,
     #[serde(default)]
     authority: Option<AuthorityDoc>,
@@ -78,6 +80,22 @@ struct Document {
     #[serde(default)]
     refresh: Option<RefreshDoc>,
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TokenCacheDoc {
+    entries: usize,
+}
+
+impl Default for TokenCacheDoc {
+    fn default() -> Self {
+        TokenCacheDoc { entries: DEFAULT_TOKEN_CACHE_ENTRIES }
+    }
+}
+
+/// Verified tokens each worker keeps (about 1 KiB each).
+pub const DEFAULT_TOKEN_CACHE_ENTRIES: usize = 1024;
+pub const MAX_TOKEN_CACHE_ENTRIES: usize = 1 << 20;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -472,6 +490,8 @@ pub struct Config {
     pub forward_token: bool,
     /// Refuse path spellings and method overrides upstreams read differently.
     pub strict_paths: bool,
+    /// Entries of each worker's cache of verified tokens (0: none).
+    pub token_cache_entries: usize,
     pub policy: Policy,
     pub authority: Option<Authority>,
     pub revocation: Option<RevocationPolicy>,
@@ -538,6 +558,9 @@ impl Document {
         if self.admin_scope.is_empty() || self.admin_scope.contains(' ') {
             return Err(ConfigError::new("admin_scope", "must be one non-empty scope token"));
         }
+        if self.token_cache.entries > MAX_TOKEN_CACHE_ENTRIES {
+            return Err(ConfigError::new("token_cache.entries", format!("must be at most {MAX_TOKEN_CACHE_ENTRIES}")));
+        }
         if self.client_address.trusted_hops > 64 {
             return Err(ConfigError::new("client_address.trusted_hops", "must be at most 64"));
         }
@@ -587,6 +610,7 @@ impl Document {
             identity_headers,
             forward_token: self.forward_token,
             strict_paths: self.strict_paths,
+            token_cache_entries: self.token_cache.entries,
             policy: Policy::new(rules),
             authority,
             revocation,

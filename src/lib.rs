@@ -10,6 +10,7 @@
 //! [`authenticator`] (the decision) → [`response`] (local answers).
 
 pub mod authenticator;
+pub mod cache;
 pub mod config;
 pub mod edge;
 pub mod extract;

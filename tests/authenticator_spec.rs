@@ -106,7 +106,7 @@ fn run(config: &Config, r: &Req) -> Decision {
     };
     let request = Request { view: &view, peer: Peer::Known(r.peer.map(|p| p.parse().unwrap())) };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
-    decide(config, &request, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live })
+    decide(config, &request, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, cache: None })
 }
 
 /// `Ok(subject)` for an allowed request, `Err(reason)` for a denied one.
@@ -421,7 +421,7 @@ fn header_values_that_are_not_utf8() {
     let view = RequestView::build(&config, raw("x-tollgate-sub", b"r\xffoot")).unwrap();
     let req = Request { view: &view, peer: Peer::Known(None) };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
-    let Decision::Allow(allow) = decide(&config, &req, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live }) else {
+    let Decision::Allow(allow) = decide(&config, &req, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, cache: None }) else {
         panic!("anonymous route")
     };
     assert_eq!(allow.header_ops, vec![HeaderOp::Remove("x-tollgate-sub".into())]);
@@ -437,7 +437,7 @@ fn the_peer_is_looked_up_only_for_a_hosts_check() {
         "127.0.0.1".parse().ok()
     };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
-    let k = Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live };
+    let k = Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, cache: None };
     // (token, lookups expected)
     let cases = [(token(|_| {}), 0), (token(|c| c.hosts = Some(vec!["*".into()])), 0), (token(|c| c.hosts = Some(vec!["127.0.0.1".into()])), 1)];
     for (t, want) in cases {
@@ -465,4 +465,45 @@ fn passthrough_schemes_go_upstream_untouched() {
     for (name, req, want) in cases {
         assert_eq!(outcome(&run(&config, &req)), want, "case: {name}");
     }
+}
+
+/// The cache of verified tokens changes nothing but the work: every case of
+/// the decisions table decides the same cold, warm, and warm again an hour
+/// later (when the time checks must refuse what the cache holds).
+#[test]
+fn the_token_cache_decides_exactly_as_without_it() {
+    use tollgate::cache::TokenCache;
+    let config = config_with("");
+    let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
+    let revoked = {
+        use tollgate::revocation::{Entry, FeedPage};
+        let mut set = RevocationSet::new();
+        let page = FeedPage { snapshot: true, entries: vec![Entry { key: "sub:alice".into(), min_ver: 9, expires_at: None }], cursor: "c.1".into(), store: None, floor: 0 };
+        set.apply(page, NOW * 1000);
+        set
+    };
+    let good = token(|_| {});
+    let requests = vec![
+        get("/x").bearer(&good),
+        get("/items").method("POST").bearer(&token(|c| c.scope = Some("read".into()))),
+        get("/admin/users").bearer(&good),
+        get("/x").bearer(&token(|c| c.hosts = Some(vec!["10.1.2.3".into()]))),
+        get("/x").header("token-code", &good).header("token-user", "bob"),
+        get("/x").bearer(&token(|c| c.exp = Some(NOW + 60))),
+        get("/x").bearer(&token(|c| c.nbf = Some(NOW + 600))),
+        get("/x").bearer(&good[..good.len() - 2]),
+    ];
+    let decide_at = |r: &Req, now: u64, set: &RevocationSet, cache: Option<&TokenCache>| {
+        let view = RequestView::from_parts(&config, r.method, &r.path, &r.headers).unwrap();
+        let req = Request { view: &view, peer: Peer::Known(r.peer.map(|p| p.parse().unwrap())) };
+        outcome(&decide(&config, &req, &Knowledge { now_ms: now * 1000, revocations: set, live: &live, cache }))
+    };
+    let cache = TokenCache::new(64);
+    for (now, set) in [(NOW, &revocations), (NOW, &revocations), (NOW, &revoked), (NOW + 3600, &revocations)] {
+        for r in &requests {
+            assert_eq!(decide_at(r, now, set, Some(&cache)), decide_at(r, now, set, None), "{} at {now}", r.path);
+        }
+    }
+    let stats = cache.take_stats();
+    assert!(stats.hits >= 10, "the warm rounds were served from the cache: {stats:?}");
 }

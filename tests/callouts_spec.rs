@@ -74,7 +74,7 @@ fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
 fn run(config: &Config, path: &str, h: &[(String, String)], set: &RevocationSet, live: &LiveVersions, now_ms: u64) -> Decision {
     let view = RequestView::from_parts(config, "GET", path, h).expect("a well-formed request");
     let req = Request { view: &view, peer: Peer::Known(None) };
-    decide(config, &req, &Knowledge { now_ms, revocations: set, live })
+    decide(config, &req, &Knowledge { now_ms, revocations: set, live, cache: None })
 }
 
 fn reason(d: &Decision) -> Option<DenyReason> {
@@ -169,7 +169,7 @@ fn after_the_refresh() {
     let h = headers(&[("cookie", &format!("theme=dark; tg_access={expired}; tg_refresh=R1"))]);
     let view = RequestView::from_parts(&c, "POST", "/x", &h).unwrap();
     let req = Request { view: &view, peer: Peer::Known(None) };
-    let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live };
+    let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live, cache: None };
 
     // Success: the new access token replaces the old one upstream; the
     // refresh cookie does not travel.
@@ -178,7 +178,7 @@ fn after_the_refresh() {
 
     // A refreshed token that is itself revoked is still refused.
     let revoked = synced(NOW_MS, &[("sub:alice", 6)]);
-    let k2 = Knowledge { now_ms: NOW_MS, revocations: &revoked, live: &live };
+    let k2 = Knowledge { now_ms: NOW_MS, revocations: &revoked, live: &live, cache: None };
     assert!(matches!(decide_refreshed(&c, &req, &k2, &fresh_token), Decision::Deny(_)));
 
     // Failures: (case, optional, rejected, outcome)

@@ -103,6 +103,8 @@ fn refusals_name_the_field() {
         ("relative exact path", with(|d| d["rules"] = json!([{"path": {"exact": ""}}])), "rules[0].path.exact", "must start with /"),
         ("ignore_case not a bool", with(|d| d["rules"] = json!([{"path": {"prefix": "/"}, "ignore_case": "yes"}])), "rules[0].ignore_case", "invalid type"),
         ("strict_paths not a bool", with(|d| d["strict_paths"] = json!(1)), "strict_paths", "invalid type"),
+        ("token cache beyond reason", with(|d| d["token_cache"] = json!({"entries": 2_000_000})), "token_cache.entries", "at most 1048576"),
+        ("unknown token cache field", with(|d| d["token_cache"] = json!({"size": 1})), "token_cache.size", "unknown field `size`"),
         ("bad passthrough scheme", with(|d| d["sources"] = json!({"passthrough_schemes": ["Basic", "two words"]})), "sources.passthrough_schemes[1]", "scheme name"),
         ("Bearer cannot pass through", with(|d| d["sources"] = json!({"passthrough_schemes": ["bearer"]})), "sources.passthrough_schemes[0]", "read by the filter"),
         ("edge credential too short", with(|d| d["authority"] = json!({"cluster": "a", "credential": "short"})), "authority.credential", "at least 32"),
@@ -144,6 +146,7 @@ fn defaults_are_the_documented_ones() {
     assert!(c.forward_token);
     assert!(c.strict_paths, "paths upstreams read differently are refused unless configured otherwise");
     assert!(c.sources.passthrough_schemes.is_empty());
+    assert_eq!(c.token_cache_entries, 1024);
     assert!(c.authority.is_none() && c.revocation.is_none() && c.refresh.is_none());
 }
 

@@ -11,6 +11,7 @@
 
 use super::shared::{self, read_meta, take_lease, write_meta, SET_KEY};
 use super::{Callout, Command, Counter, Gauge, Host, Level};
+use crate::cache::TokenCache;
 use crate::authenticator::{self, Decision, DenyReason, Knowledge, Peer, RefreshNeed, Request, Unavailable};
 use crate::config::Config;
 use crate::refresh::{self, Coordinator, Join, Outcome, Shared, Slot, SlotDecision, TokenHash};
@@ -27,6 +28,8 @@ const REFRESH_SLOTS: u32 = 1024;
 const SHARE_FAILURE_MS: u64 = 2 * MAX_TICK_MS;
 /// The tick, at most: how late a worker may notice shared changes.
 pub const MAX_TICK_MS: u64 = 100;
+/// The tick when only counters need it.
+const STATS_TICK_MS: u64 = 1000;
 /// A request pauses at most this often (a refresh, then a live check).
 const MAX_ROUNDS: u8 = 3;
 
@@ -86,6 +89,8 @@ pub struct Engine {
     written_slots: BTreeMap<String, u64>,
     feed_in_flight: bool,
     next_poll_ms: u64,
+    /// Verified tokens (exact bytes → claims); emptied with the configuration.
+    cache: TokenCache,
 }
 
 fn unavailable(why: Unavailable) -> Decision {
@@ -96,7 +101,6 @@ impl Engine {
     /// A worker's engine, configured at `now_ms`; claims a worker id.
     pub fn new(config: Config, host: &mut dyn Host, now_ms: u64) -> Engine {
         Engine {
-            config,
             id: shared::claim_worker_id(host),
             started_ms: now_ms,
             revocations: RevocationSet::new(),
@@ -112,6 +116,8 @@ impl Engine {
             written_slots: BTreeMap::new(),
             feed_in_flight: false,
             next_poll_ms: 0,
+            cache: TokenCache::new(config.token_cache_entries),
+            config,
         }
     }
 
@@ -133,14 +139,16 @@ impl Engine {
         self.paused.len()
     }
 
-    /// The tick period, when anything needs one.
+    /// The tick period, when anything needs one: callouts, or the cache's
+    /// counters (added up between ticks, so a hit costs no host call).
     pub fn tick_ms(&self) -> Option<u64> {
         let c = &self.config;
         let callouts = c.revocation.is_some() || c.refresh.is_some() || c.policy.has_fresh_rules();
-        callouts.then(|| {
+        if callouts {
             let sync = c.revocation.as_ref().map_or(1000, |r| r.sync_interval_ms);
-            (sync / 4).clamp(20, MAX_TICK_MS)
-        })
+            return Some((sync / 4).clamp(20, MAX_TICK_MS));
+        }
+        (c.token_cache_entries > 0).then_some(STATS_TICK_MS)
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -213,7 +221,7 @@ impl Engine {
 
     fn decide_with(&self, view: &RequestView, peer: Peer<'_>, replacement: Option<&str>, now: u64) -> Decision {
         let req = Request { view, peer };
-        let k = Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live };
+        let k = Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live, cache: Some(&self.cache) };
         match replacement {
             Some(token) => authenticator::decide_refreshed(&self.config, &req, &k, token),
             None => authenticator::decide(&self.config, &req, &k),
@@ -406,7 +414,7 @@ impl Engine {
             }
             Outcome::Rejected | Outcome::Unavailable => {
                 let req = Request { view: &p.view, peer: Peer::Known(p.peer) };
-                let k = Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live };
+                let k = Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live, cache: Some(&self.cache) };
                 authenticator::refresh_failed(&self.config, &req, &k, &need, *outcome == Outcome::Rejected)
             }
         };
@@ -477,6 +485,12 @@ impl Engine {
     // ---- the tick -------------------------------------------------------
 
     pub fn on_tick(&mut self, host: &mut dyn Host, now: u64, out: &mut Vec<Command>) {
+        let stats = self.cache.take_stats();
+        for (counter, n) in [(Counter::CacheHit, stats.hits), (Counter::CacheMiss, stats.misses), (Counter::CacheEvict, stats.evictions)] {
+            if n > 0 {
+                out.push(Command::Add(counter, n));
+            }
+        }
         if self.config.revocation.is_some() {
             self.reload_revocations(host, out);
             self.poll_feed(host, now, out);

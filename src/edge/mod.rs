@@ -69,6 +69,8 @@ pub enum Command {
     /// Answer request `id` locally.
     Reply { id: u32, status: u16, headers: Vec<(String, String)>, body: String },
     Count(Counter),
+    /// Adds `n` to a counter (counts batched until the tick).
+    Add(Counter, u64),
     Record(Gauge, u64),
     Log(Level, &'static str),
 }
@@ -107,11 +109,14 @@ pub enum Counter {
     RefreshFailed,
     RefreshCoalesced,
     RefreshShared,
+    CacheHit,
+    CacheMiss,
+    CacheEvict,
 }
 
 impl Counter {
     /// Every counter but the per-reason denials (see [`Counter::denied_all`]).
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 16] = [
         Counter::Allowed,
         Counter::Anonymous,
         Counter::StaleAllowed,
@@ -125,6 +130,9 @@ impl Counter {
         Counter::RefreshFailed,
         Counter::RefreshCoalesced,
         Counter::RefreshShared,
+        Counter::CacheHit,
+        Counter::CacheMiss,
+        Counter::CacheEvict,
     ];
 
     /// A counter for every reason a request is refused.
@@ -149,6 +157,9 @@ impl Counter {
             Counter::RefreshFailed => "tollgate.refresh.failed",
             Counter::RefreshCoalesced => "tollgate.refresh.coalesced",
             Counter::RefreshShared => "tollgate.refresh.shared",
+            Counter::CacheHit => "tollgate.token_cache.hit",
+            Counter::CacheMiss => "tollgate.token_cache.miss",
+            Counter::CacheEvict => "tollgate.token_cache.evict",
         };
         fixed.to_owned()
     }

@@ -27,9 +27,9 @@ impl Metrics {
     }
 
     /// A failed metric update never fails a request.
-    pub fn count(&self, c: Counter) {
+    pub fn add(&self, c: Counter, n: u64) {
         if let Some(id) = self.counters.get(&c) {
-            let _ = hostcalls::increment_metric(*id, 1);
+            let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 

@@ -71,7 +71,8 @@ fn execute(worker: &Worker, own: u32, commands: Vec<Command>) -> Action {
                 let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
                 let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
             }
-            Command::Count(c) => worker.metrics.count(c),
+            Command::Count(c) => worker.metrics.add(c, 1),
+            Command::Add(c, n) => worker.metrics.add(c, n),
             Command::Record(g, v) => worker.metrics.record(g, v),
             Command::Log(crate::edge::Level::Info, line) => log::info!("{line}"),
             Command::Log(crate::edge::Level::Warn, line) => log::warn!("{line}"),

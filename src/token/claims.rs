@@ -156,24 +156,7 @@ impl ClaimRules {
         };
 
         if let TimeCheck::At(now) = time {
-            match exp {
-                Some(exp) if now >= exp.saturating_add(self.clock_skew) => {
-                    return Err(TokenError::Expired)
-                }
-                Some(_) => {}
-                None => {
-                    let revocable = sid.as_deref().is_some_and(|s| !s.is_empty());
-                    if !(self.allow_never_expiring && revocable) {
-                        return Err(TokenError::ExpirationMissing);
-                    }
-                }
-            }
-            if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.clock_skew)) {
-                return Err(TokenError::NotYetValid);
-            }
-            if iat.is_some_and(|iat| iat > now.saturating_add(self.clock_skew)) {
-                return Err(TokenError::IssuedInFuture);
-            }
+            self.check_times(exp, nbf, iat, sid.as_deref(), now)?;
         }
 
         let iss = iss.ok_or(TokenError::IssuerMismatch)?;
@@ -187,6 +170,34 @@ impl ClaimRules {
         let sub = sub.filter(|s| !s.is_empty()).ok_or(TokenError::SubjectMissing)?;
         let ver = ver.ok_or(TokenError::VersionMissing)?;
         Ok(Claims { iss, sub, aud, exp, nbf, iat, jti, ver, sid, scope, hosts })
+    }
+}
+
+impl ClaimRules {
+    /// The checks that depend on the clock, on claims that passed every
+    /// other check (a cached token is checked again with only these).
+    pub fn check_time(&self, c: &Claims, now: u64) -> Result<(), TokenError> {
+        self.check_times(c.exp, c.nbf, c.iat, c.sid.as_deref(), now)
+    }
+
+    fn check_times(&self, exp: Option<u64>, nbf: Option<u64>, iat: Option<u64>, sid: Option<&str>, now: u64) -> Result<(), TokenError> {
+        match exp {
+            Some(exp) if now >= exp.saturating_add(self.clock_skew) => return Err(TokenError::Expired),
+            Some(_) => {}
+            None => {
+                let revocable = sid.is_some_and(|s| !s.is_empty());
+                if !(self.allow_never_expiring && revocable) {
+                    return Err(TokenError::ExpirationMissing);
+                }
+            }
+        }
+        if nbf.is_some_and(|nbf| nbf > now.saturating_add(self.clock_skew)) {
+            return Err(TokenError::NotYetValid);
+        }
+        if iat.is_some_and(|iat| iat > now.saturating_add(self.clock_skew)) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        Ok(())
     }
 }
 
