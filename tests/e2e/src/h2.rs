@@ -76,7 +76,11 @@ impl Exact {
             .headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_bytes()))
-            .chain(req.raw_headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+            .chain(
+                req.raw_headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_slice())),
+            );
         for (n, v) in named {
             if matches!(
                 n.to_ascii_lowercase().as_str(),
@@ -113,7 +117,10 @@ fn latin1(bytes: &[u8]) -> String {
 
 fn unlatin1(s: &str) -> io::Result<Vec<u8>> {
     s.chars()
-        .map(|c| u8::try_from(u32::from(c)).map_err(|_| io::Error::other("worker sent a non-Latin-1 char")))
+        .map(|c| {
+            u8::try_from(u32::from(c))
+                .map_err(|_| io::Error::other("worker sent a non-Latin-1 char"))
+        })
         .collect()
 }
 
@@ -123,6 +130,7 @@ impl Client {
         let mut command = Command::new(python());
         command
             .arg(upstreams_dir().join("h2_client.py"))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -176,7 +184,10 @@ impl Client {
             .map_err(|e| io::Error::other(format!("worker answer is not JSON ({e}): {answer}")))?;
         if v["ok"] != true {
             return Err(io::Error::other(
-                v["error"].as_str().unwrap_or("unknown worker error").to_owned(),
+                v["error"]
+                    .as_str()
+                    .unwrap_or("unknown worker error")
+                    .to_owned(),
             ));
         }
         let status = v["status"]

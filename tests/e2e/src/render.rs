@@ -204,7 +204,11 @@ pub fn istio_default_edits(yaml: &str) -> Result<Vec<(String, String)>, String> 
                 };
                 (format!("{anchor}\n"), format!("{anchor}\n{line}\n"))
             }
-            n => return Err(format!("envoy.yaml: expected `{needle}` at most once, found it {n} times")),
+            n => {
+                return Err(format!(
+                    "envoy.yaml: expected `{needle}` at most once, found it {n} times"
+                ))
+            }
         };
         text = replace_once(&text, &from, &to)?;
         edits.push((from, to));
@@ -235,7 +239,10 @@ mod tests {
         let out = istio_defaults(&shipped()).expect("the shipped file has a shape we understand");
         for (key, value) in ISTIO_DEFAULTS {
             assert_eq!(out.matches(&format!("{key}:")).count(), 1, "{key}:\n{out}");
-            assert!(out.contains(&format!("{key}: {value}")), "{key}: {value}\n{out}");
+            assert!(
+                out.contains(&format!("{key}: {value}")),
+                "{key}: {value}\n{out}"
+            );
         }
         // Nothing else changed: the filter document is untouched.
         assert_eq!(embedded_document(&out), embedded_document(&shipped()));
@@ -251,7 +258,12 @@ mod tests {
         );
         let bare = "  stat_prefix: ingress\n";
         let out = istio_defaults(bare).unwrap();
-        assert!(out.contains("  common_http_protocol_options: { headers_with_underscores_action: ALLOW }\n"), "{out}");
+        assert!(
+            out.contains(
+                "  common_http_protocol_options: { headers_with_underscores_action: ALLOW }\n"
+            ),
+            "{out}"
+        );
         assert!(out.contains("  merge_slashes: false\n"), "{out}");
     }
 
@@ -259,8 +271,11 @@ mod tests {
     fn istio_defaults_refuse_shapes_they_do_not_understand() {
         let twice = "  stat_prefix: ingress\n  merge_slashes: true\n  merge_slashes: true\n";
         assert!(istio_defaults(twice).unwrap_err().contains("at most once"));
-        let block = "  stat_prefix: ingress\n  common_http_protocol_options:\n    idle_timeout: 1s\n";
+        let block =
+            "  stat_prefix: ingress\n  common_http_protocol_options:\n    idle_timeout: 1s\n";
         assert!(istio_defaults(block).unwrap_err().contains("cannot set it"));
-        assert!(istio_defaults("merge_slashes: true\n").unwrap_err().contains("stat_prefix"));
+        assert!(istio_defaults("merge_slashes: true\n")
+            .unwrap_err()
+            .contains("stat_prefix"));
     }
 }
