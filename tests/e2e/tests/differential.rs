@@ -49,10 +49,11 @@
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Mutex, OnceLock};
 use std::thread;
@@ -75,18 +76,12 @@ struct Upstream {
 
 /// Starts `program args` (a framework app that prints `PORT <n>` first)
 /// tied to the test process; its stderr goes to a log file.
-fn start_upstream(
-    name: &'static str,
-    program: PathBuf,
-    args: &[PathBuf],
-    extra: &[&str],
-) -> Upstream {
+fn start_upstream(name: &'static str, program: &Path, args: &[&OsStr]) -> Upstream {
     let log = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("upstream-{}.log", name.replace('/', "-")));
-    let mut command = Command::new(&program);
+    let mut command = Command::new(program);
     command
         .args(args)
-        .args(extra)
         .current_dir(h2::upstreams_dir())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
@@ -139,30 +134,21 @@ fn upstreams() -> &'static [Upstream] {
         let py = h2::python();
         let flask = dir.join("flask_app.py");
         let starlette = dir.join("starlette_app.py");
+        let app_js = express.join("app.js");
         thread::scope(|s| {
             let handles = vec![
                 s.spawn(|| {
                     start_upstream(
                         "flask/werkzeug",
-                        py.clone(),
-                        &[flask.clone()],
-                        &["werkzeug"],
+                        &py,
+                        &[flask.as_ref(), "werkzeug".as_ref()],
                     )
                 }),
                 s.spawn(|| {
-                    start_upstream("flask/wsgiref", py.clone(), &[flask.clone()], &["wsgiref"])
+                    start_upstream("flask/wsgiref", &py, &[flask.as_ref(), "wsgiref".as_ref()])
                 }),
-                s.spawn(|| {
-                    start_upstream("starlette/uvicorn", py.clone(), &[starlette.clone()], &[])
-                }),
-                s.spawn(|| {
-                    start_upstream(
-                        "express/node",
-                        "node".into(),
-                        &[express.join("app.js")],
-                        &[],
-                    )
-                }),
+                s.spawn(|| start_upstream("starlette/uvicorn", &py, &[starlette.as_ref()])),
+                s.spawn(|| start_upstream("express/node", Path::new("node"), &[app_js.as_ref()])),
             ];
             handles
                 .into_iter()
@@ -335,99 +321,32 @@ struct Variant {
 }
 
 /// The admin route's spellings (sent as GET unless the spelling says).
+#[rustfmt::skip]
 const ADMIN_PATHS: &[&str] = &[
-    "/admin",
-    "/admin/",
-    "/admin/users/",
-    "/Admin/users",
-    "/ADMIN/users",
-    "/admin/Users",
-    "/ADMIN",
-    "/Admin/",
-    "//admin/users",
-    "/admin//users",
-    "///admin/users",
-    "/admin%2Fusers",
-    "/admin%2fusers",
-    "/%2Fadmin/users",
-    "/admin/users%2F",
-    "/admin%252Fusers",
-    "/%61dmin/users",
-    "/%41dmin/users",
-    "/ad%6Din/users",
-    "/admin/%75sers",
-    "/admin;x/users",
-    "/admin/users;x",
-    "/admin;/users",
-    "/admin/./users",
-    "/./admin/users",
-    "/admin/users/.",
-    "/admin/x/../users",
-    "/public/../admin/users",
-    "/public/..%2Fadmin/users",
-    "/public/%2e%2e/admin/users",
-    "/public/%2E%2E/admin/users",
-    "/public/.%2e/admin/users",
-    "/public%2F..%2Fadmin/users",
-    "/public/%252e%252e/admin/users",
-    "/admin\\users",
-    "/public\\..\\admin\\users",
-    "/admin%5Cusers",
-    "/admin%5cusers",
-    "/admin/users.",
-    "/admin./users",
-    "/admin/users..",
-    "/admin/users%20",
-    "/admin/users%09",
-    "/admin/users\t",
-    "/admin/users%00",
-    "/admin%00/users",
-    "/admin/users%0a",
-    "/admin\x01/users",
-    "/admin/users?x=1",
-    "/admin/users%3Fx=1",
-    "/admin/users%23",
-    "/admin/users#f",
-    "/administrator",
-    "/admin%2e/users",
-    "/admin/users%2e",
+    "/admin", "/admin/", "/admin/users/", "/Admin/users", "/ADMIN/users", "/admin/Users", "/ADMIN",
+    "/Admin/", "//admin/users", "/admin//users", "///admin/users", "/admin%2Fusers",
+    "/admin%2fusers", "/%2Fadmin/users", "/admin/users%2F", "/admin%252Fusers", "/%61dmin/users",
+    "/%41dmin/users", "/ad%6Din/users", "/admin/%75sers", "/admin;x/users", "/admin/users;x",
+    "/admin;/users", "/admin/./users", "/./admin/users", "/admin/users/.", "/admin/x/../users",
+    "/public/../admin/users", "/public/..%2Fadmin/users", "/public/%2e%2e/admin/users",
+    "/public/%2E%2E/admin/users", "/public/.%2e/admin/users", "/public%2F..%2Fadmin/users",
+    "/public/%252e%252e/admin/users", "/admin\\users", "/public\\..\\admin\\users",
+    "/admin%5Cusers", "/admin%5cusers", "/admin/users.", "/admin./users", "/admin/users..",
+    "/admin/users%20", "/admin/users%09", "/admin/users\t", "/admin/users%00", "/admin%00/users",
+    "/admin/users%0a", "/admin\x01/users", "/admin/users?x=1", "/admin/users%3Fx=1",
+    "/admin/users%23", "/admin/users#f", "/administrator", "/admin%2e/users", "/admin/users%2e",
 ];
 
 /// The notes routes' spellings (sent as POST: the write handler).
+#[rustfmt::skip]
 const NOTES_PATHS: &[&str] = &[
-    "/api/notes/",
-    "/api/notes/1/",
-    "/API/notes",
-    "/Api/Notes",
-    "/api/NOTES/1",
-    "/API/NOTES/1",
-    "//api/notes",
-    "/api//notes",
-    "/api/notes//1",
-    "/api%2Fnotes",
-    "/api%2fnotes/1",
-    "/api/notes%2F1",
-    "/%61pi/notes",
-    "/a%70i/notes/1",
-    "/api;x/notes",
-    "/api/notes;x",
-    "/api/notes/1;x",
-    "/api/./notes",
-    "/api/x/../notes",
-    "/public/../api/notes",
-    "/public/..%2Fapi/notes",
-    "/public/%2e%2e/api/notes",
-    "/public/%2E%2E/api/notes/1",
-    "/api\\notes",
-    "/api%5Cnotes",
-    "/api/notes.",
-    "/api/notes/1.",
-    "/api./notes",
-    "/api/notes%00",
-    "/api/notes%20",
-    "/api/notes\t",
-    "/api/notes%09",
-    "/api/notes?x=1",
+    "/api/notes/", "/api/notes/1/", "/API/notes", "/Api/Notes", "/api/NOTES/1", "/API/NOTES/1",
+    "//api/notes", "/api//notes", "/api/notes//1", "/api%2Fnotes", "/api%2fnotes/1",
+    "/api/notes%2F1", "/%61pi/notes", "/a%70i/notes/1", "/api;x/notes", "/api/notes;x",
+    "/api/notes/1;x", "/api/./notes", "/api/x/../notes", "/public/../api/notes",
+    "/public/..%2Fapi/notes", "/public/%2e%2e/api/notes", "/public/%2E%2E/api/notes/1",
+    "/api\\notes", "/api%5Cnotes", "/api/notes.", "/api/notes/1.", "/api./notes", "/api/notes%00",
+    "/api/notes%20", "/api/notes\t", "/api/notes%09", "/api/notes?x=1",
 ];
 
 const ADMIN_METHODS: &[&str] = &["GET", "get", "Get", "gEt", "HEAD", "head", "Head"];
@@ -437,21 +356,11 @@ const NOTES_METHODS: &[&str] = &[
 ];
 
 /// Spellings of the identity headers, each sent with a value of its own.
+#[rustfmt::skip]
 const IDENTITY_SPELLINGS: &[&str] = &[
-    "x-tollgate-sub",
-    "X-Tollgate-Sub",
-    "X-TOLLGATE-SUB",
-    "x_tollgate_sub",
-    "X_TOLLGATE_SUB",
-    "x-tollgate_sub",
-    "x_tollgate-sub",
-    "X_Tollgate_Sub",
-    "x-tollgate-scope",
-    "x_tollgate_scope",
-    "X_TOLLGATE_SCOPE",
-    "x_tollgate_sid",
-    "x_tollgate_ver",
-    "x-tollgate-sid",
+    "x-tollgate-sub", "X-Tollgate-Sub", "X-TOLLGATE-SUB", "x_tollgate_sub", "X_TOLLGATE_SUB",
+    "x-tollgate_sub", "x_tollgate-sub", "X_Tollgate_Sub", "x-tollgate-scope", "x_tollgate_scope",
+    "X_TOLLGATE_SCOPE", "x_tollgate_sid", "x_tollgate_ver", "x-tollgate-sid",
 ];
 
 fn corpus(who: &[Who]) -> Vec<Variant> {
