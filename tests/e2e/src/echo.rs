@@ -10,7 +10,8 @@
 //! test can see duplicates. Keep-alive is supported (Envoy pools upstream
 //! connections); request bodies (`content-length` or chunked) are read and
 //! returned as `"body"` (UTF-8, lossy), so a test can see that a body arrived
-//! intact. std only: one thread per connection.
+//! intact. A HEAD request gets the headers only. std only: one thread per
+//! connection.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -75,7 +76,12 @@ fn handle(stream: TcpStream) -> io::Result<()> {
             out.push_str("connection: close\r\n");
         }
         out.push_str("\r\n");
-        out.push_str(&body);
+        // A response to HEAD has no content (RFC 9110 §9.3.2). Methods are
+        // case-sensitive: Envoy expects no content after `HEAD` only, so
+        // `head` (which HTTP/2 lets through) gets the body.
+        if head.method != "HEAD" {
+            out.push_str(&body);
+        }
         writer.write_all(out.as_bytes())?;
         writer.flush()?;
         if close {

@@ -7,6 +7,7 @@
 //!   (optionally) the filter document replaced;
 //! - [`envoy`]: start / validate / stop Envoy, bounded and leak-free;
 //! - [`http`]: a raw client that sends exactly what a test asks for;
+//! - [`h2`]: the same over HTTP/2 (h2c, prior knowledge);
 //! - [`tokens`]: tokens for the demo configuration;
 //! - [`authority`]: the real `tollgate-authority` on SQLite or Redis
 //!   ([`redis`]: a `redis-server` of the test's own), killable and
@@ -28,6 +29,7 @@ pub mod echo;
 pub mod faults;
 
 pub mod envoy;
+pub mod h2;
 pub mod http;
 pub mod render;
 pub mod tokens;

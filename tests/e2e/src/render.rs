@@ -136,3 +136,146 @@ fn replace_document(yaml: &str, document: &str) -> Result<String, String> {
     }
     Ok(text)
 }
+
+// ---- the Istio-default variant -------------------------------------------------
+
+/// The `http_connection_manager` settings that decide which spelling of a
+/// request reaches the filter, as Istio's sidecars and gateways set them by
+/// default (mesh config `pathNormalization: BASE`, escaped slashes kept,
+/// header names with underscores allowed). The shipped `envoy.yaml`
+/// normalizes more; the filter must hold under these too, since the same
+/// document runs in an Istio `WasmPlugin`.
+pub const ISTIO_DEFAULTS: [(&str, &str); 4] = [
+    ("normalize_path", "true"),
+    ("merge_slashes", "false"),
+    ("path_with_escaped_slashes_action", "KEEP_UNCHANGED"),
+    ("headers_with_underscores_action", "ALLOW"),
+];
+
+/// The HCM field holding `headers_with_underscores_action`.
+const PROTOCOL_OPTIONS: &str = "common_http_protocol_options";
+/// The line after which missing HCM fields are inserted.
+const HCM_ANCHOR: &str = "stat_prefix: ingress";
+
+/// The textual edits `(from, to)`, to apply in order, each `from` occurring
+/// exactly once at its turn, that give `yaml` the [`ISTIO_DEFAULTS`]: a
+/// setting present once gets its value replaced, an absent one is inserted
+/// after `stat_prefix: ingress` (`headers_with_underscores_action` as
+/// `common_http_protocol_options: { ... }` when that block is absent too).
+/// A setting present more than once, or a `common_http_protocol_options`
+/// without the setting, is an error: a shape the harness does not
+/// understand fails loudly instead of testing something else.
+pub fn istio_default_edits(yaml: &str) -> Result<Vec<(String, String)>, String> {
+    let mut text = yaml.to_owned();
+    let mut edits = Vec::new();
+    for (key, value) in ISTIO_DEFAULTS {
+        let needle = format!("{key}:");
+        let (from, to) = match text.matches(needle.as_str()).count() {
+            1 => {
+                let at = text.find(needle.as_str()).expect("counted once") + needle.len();
+                let rest = &text[at..];
+                let spaces = rest.len() - rest.trim_start_matches(' ').len();
+                let old = rest[spaces..]
+                    .split([',', '}', ' ', '\n', '#'])
+                    .next()
+                    .unwrap_or_default();
+                if old.is_empty() {
+                    return Err(format!("envoy.yaml: `{needle}` has no scalar value"));
+                }
+                (format!("{needle} {old}"), format!("{needle} {value}"))
+            }
+            0 => {
+                let anchor = text
+                    .lines()
+                    .find(|l| l.trim() == HCM_ANCHOR)
+                    .ok_or_else(|| format!("envoy.yaml: no `{HCM_ANCHOR}` line"))?
+                    .to_owned();
+                let pad = " ".repeat(indent(&anchor));
+                let line = if key == "headers_with_underscores_action" {
+                    if text.contains(PROTOCOL_OPTIONS) {
+                        return Err(format!(
+                            "envoy.yaml: `{PROTOCOL_OPTIONS}` without `{needle}`: \
+                             cannot set it by text substitution"
+                        ));
+                    }
+                    format!("{pad}{PROTOCOL_OPTIONS}: {{ {key}: {value} }}")
+                } else {
+                    format!("{pad}{key}: {value}")
+                };
+                (format!("{anchor}\n"), format!("{anchor}\n{line}\n"))
+            }
+            n => {
+                return Err(format!(
+                    "envoy.yaml: expected `{needle}` at most once, found it {n} times"
+                ))
+            }
+        };
+        text = replace_once(&text, &from, &to)?;
+        edits.push((from, to));
+    }
+    Ok(edits)
+}
+
+/// `yaml` with the [`ISTIO_DEFAULTS`] ([`istio_default_edits`] applied).
+pub fn istio_defaults(yaml: &str) -> Result<String, String> {
+    let mut text = yaml.to_owned();
+    for (from, to) in istio_default_edits(yaml)? {
+        text = replace_once(&text, &from, &to)?;
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shipped() -> String {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../envoy/envoy.yaml");
+        std::fs::read_to_string(path).expect("envoy/envoy.yaml")
+    }
+
+    #[test]
+    fn istio_defaults_set_each_setting_exactly_once_in_the_shipped_file() {
+        let out = istio_defaults(&shipped()).expect("the shipped file has a shape we understand");
+        for (key, value) in ISTIO_DEFAULTS {
+            assert_eq!(out.matches(&format!("{key}:")).count(), 1, "{key}:\n{out}");
+            assert!(
+                out.contains(&format!("{key}: {value}")),
+                "{key}: {value}\n{out}"
+            );
+        }
+        // Nothing else changed: the filter document is untouched.
+        assert_eq!(embedded_document(&out), embedded_document(&shipped()));
+    }
+
+    #[test]
+    fn istio_defaults_replace_values_and_insert_missing_settings() {
+        let hcm = "    - filters:\n        stat_prefix: ingress\n        normalize_path: false\n        merge_slashes: true # why\n        common_http_protocol_options: { idle_timeout: 1s, headers_with_underscores_action: REJECT_REQUEST }\n";
+        let out = istio_defaults(hcm).unwrap();
+        assert_eq!(
+            out,
+            "    - filters:\n        stat_prefix: ingress\n        path_with_escaped_slashes_action: KEEP_UNCHANGED\n        normalize_path: true\n        merge_slashes: false # why\n        common_http_protocol_options: { idle_timeout: 1s, headers_with_underscores_action: ALLOW }\n"
+        );
+        let bare = "  stat_prefix: ingress\n";
+        let out = istio_defaults(bare).unwrap();
+        assert!(
+            out.contains(
+                "  common_http_protocol_options: { headers_with_underscores_action: ALLOW }\n"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("  merge_slashes: false\n"), "{out}");
+    }
+
+    #[test]
+    fn istio_defaults_refuse_shapes_they_do_not_understand() {
+        let twice = "  stat_prefix: ingress\n  merge_slashes: true\n  merge_slashes: true\n";
+        assert!(istio_defaults(twice).unwrap_err().contains("at most once"));
+        let block =
+            "  stat_prefix: ingress\n  common_http_protocol_options:\n    idle_timeout: 1s\n";
+        assert!(istio_defaults(block).unwrap_err().contains("cannot set it"));
+        assert!(istio_defaults("merge_slashes: true\n")
+            .unwrap_err()
+            .contains("stat_prefix"));
+    }
+}

@@ -882,3 +882,277 @@ fn header_values_that_are_not_utf8_never_take_the_vm_down() {
         assert!(!log.contains(sign), "the log shows `{sign}`:\n{}", tail(&log, 30));
     }
 }
+
+// ---- request semantics, over HTTP/1.1 and HTTP/2 -----------------------------
+
+/// What one protocol must get for a row of the request-semantics table.
+enum Want {
+    /// The filter's answer, checked like a row of the table above.
+    Filter,
+    /// Envoy answers `status` before the filter runs (no Tollgate challenge):
+    /// its HTTP/1.1 codec refuses a method that is not upper case, its path
+    /// normalization an encoded NUL.
+    Envoy(u16),
+}
+
+/// A row: the request, the filter's answer, and per protocol whether the
+/// filter or Envoy answers.
+struct Row {
+    case: Case,
+    h1: Want,
+    h2: Want,
+    /// A value the client wrote into an identity or user header: on a 200,
+    /// no header the upstream received may carry it.
+    spoof: Option<&'static str>,
+}
+
+fn row(case: Case) -> Row {
+    Row {
+        case,
+        h1: Want::Filter,
+        h2: Want::Filter,
+        spoof: None,
+    }
+}
+
+impl Row {
+    fn h1_envoy(mut self, status: u16) -> Row {
+        self.h1 = Want::Envoy(status);
+        self
+    }
+
+    /// Envoy refuses the request itself, over both protocols.
+    fn envoy(mut self, status: u16) -> Row {
+        self.h1 = Want::Envoy(status);
+        self.h2 = Want::Envoy(status);
+        self
+    }
+
+    fn spoof(mut self, value: &'static str) -> Row {
+        self.spoof = Some(value);
+        self
+    }
+}
+
+/// The document of the request-semantics rows: the demo document without
+/// callouts, with rules that use the request-semantics fields (segment-aware
+/// prefixes, `ignore_case`, a GET-only anonymous rule) and the default
+/// `strict_paths`.
+fn semantics_document() -> serde_json::Value {
+    let mut doc = local_document();
+    doc["rules"] = json!([
+        {"name": "health", "path": {"exact": "/healthz"}, "methods": ["GET"], "anonymous": true},
+        {"name": "public", "path": {"prefix": "/public"}, "anonymous": true},
+        {"name": "admin", "path": {"prefix": "/admin"}, "ignore_case": true, "admin": true},
+        {"name": "write", "path": {"prefix": "/api"}, "methods": ["POST", "PUT", "PATCH", "DELETE"],
+         "scopes": ["write"], "ignore_case": true},
+        {"name": "read", "path": {"prefix": "/api"}, "scopes": ["read"], "ignore_case": true},
+    ]);
+    doc
+}
+
+/// Checks one response against its row for `want`; returns what is wrong.
+fn check_row(row: &Row, want: &Want, r: &Response) -> Vec<String> {
+    match want {
+        Want::Envoy(status) => {
+            let mut wrong = Vec::new();
+            if r.status != *status {
+                wrong.push(format!("status {} (want {status}, from Envoy)", r.status));
+            }
+            if r.header("www-authenticate").is_some() {
+                wrong.push("the filter answered; Envoy should have, before it".into());
+            }
+            wrong
+        }
+        Want::Filter if r.status == 200 && row.case.request.method.eq_ignore_ascii_case("HEAD") => {
+            // No body to read: the status says the upstream answered.
+            if row.case.status == 200 {
+                Vec::new()
+            } else {
+                vec![format!("status 200 (want {})", row.case.status)]
+            }
+        }
+        Want::Filter => {
+            let mut wrong = check(&row.case, r);
+            if let (200, Some(spoof)) = (r.status, row.spoof) {
+                let seen = r.json();
+                for (name, values) in seen["headers"].as_object().into_iter().flatten() {
+                    if values.to_string().contains(spoof) {
+                        wrong.push(format!("the upstream received {name}: {values}"));
+                    }
+                }
+            }
+            wrong
+        }
+    }
+}
+
+/// The request semantics of `docs/configuration.md`, row by row, each row
+/// over HTTP/1.1 and over HTTP/2 (h2c), through Envoy with Istio's default
+/// connection-manager settings ([`render::ISTIO_DEFAULTS`]: no slash merging,
+/// escaped slashes kept, header names with underscores allowed). Those are
+/// the weakest settings the document must hold under, and they let every
+/// spelling below reach the filter instead of being merged, redirected or
+/// refused by Envoy first; what the real frameworks make of the same
+/// spellings is `tests/differential.rs`.
+#[test]
+fn request_semantics_follow_the_specification_over_http1_and_http2() {
+    use tollgate_e2e::{envoy::demo_yaml, h2, render};
+    let mut options = Options::with_document(&semantics_document());
+    for (from, to) in render::istio_default_edits(&demo_yaml()).unwrap_or_else(|e| panic!("{e}")) {
+        options = options.edit_yaml(&from, &to, 1);
+    }
+    let envoy = Envoy::start(&options);
+
+    let good = token_with_scope("alice", "read write");
+    let read_only = token_with_scope("alice", "read");
+    let admin = token_with_scope("root", "read tollgate:admin");
+    let api = || Request::get("/api/items");
+    let ok = |name, request| case(name, request, 200, None, None);
+    let no_token = |name, request| case(name, request, 401, None, NO_TOKEN);
+    let bad = |name, request, why| case(name, request, 400, INVALID_REQUEST, Some(why));
+    let forbidden = |name, request, why| case(name, request, 403, INSUFFICIENT_SCOPE, Some(why));
+    let pair = |r: Request, t: &str| r.header("token-code", t).secret(t);
+    const NO_SCOPE: &str = "required scope missing";
+    const NO_ADMIN: &str = "admin scope required";
+    const EMPTY_SEGMENT: &str = "path contains an empty segment";
+    const ENCODED_SEPARATOR: &str = "path contains an encoded slash or backslash";
+    const PARAMETER: &str = "path contains a ; parameter";
+    const CONTROL: &str = "path contains a control character or fragment";
+    const BAD_ENCODING: &str = "path has malformed percent-encoding";
+    const DOUBLE_ENCODING: &str = "path contains an encoded percent sign";
+    const NOT_UTF8: &str = "path is not valid UTF-8";
+    const OVERRIDE: &str = "method override header not allowed";
+    const SPELLING: &str = "credentials header in an ambiguous spelling";
+    const REPEATED: &str = "user header repeated";
+    const MALFORMED: &str = "malformed Authorization header";
+    const SCHEME: &str = "unsupported Authorization scheme";
+
+    #[rustfmt::skip]
+    let rows = vec![
+        // -- method case: rules compare methods case-insensitively. Envoy's
+        //    HTTP/1.1 codec refuses a method that is not upper case; HTTP/2
+        //    passes `:method: post` through, and frameworks upper-case it.
+        row(ok("POST with write scope", Request::post("/api/items").bearer(&good))),
+        row(forbidden("post is a write", Request::new("post", "/api/items").bearer(&read_only), NO_SCOPE).scope("write")).h1_envoy(400),
+        row(forbidden("pOsT is a write", Request::new("pOsT", "/api/items").bearer(&read_only), NO_SCOPE).scope("write")).h1_envoy(400),
+        row(forbidden("delete is a write", Request::new("delete", "/api/items/1").bearer(&read_only), NO_SCOPE).scope("write")).h1_envoy(400),
+        row(forbidden("Patch is a write", Request::new("Patch", "/api/items/1").bearer(&read_only), NO_SCOPE).scope("write")).h1_envoy(400),
+        row(ok("post with write scope", Request::new("post", "/api/items").bearer(&good))).h1_envoy(400),
+        row(ok("HEAD is covered by a GET rule", Request::new("HEAD", "/healthz"))),
+        row(ok("head is covered by a GET rule", Request::new("head", "/healthz"))).h1_envoy(400),
+        row(no_token("POST is not covered by a GET rule", Request::post("/healthz"))),
+        // -- method override headers: 400 in any spelling
+        row(bad("X-HTTP-Method-Override", api().bearer(&read_only).header("X-HTTP-Method-Override", "DELETE"), OVERRIDE)),
+        row(bad("X-HTTP-Method", api().bearer(&read_only).header("X-HTTP-Method", "DELETE"), OVERRIDE)),
+        row(bad("x-method-override", api().bearer(&read_only).header("x-method-override", "PUT"), OVERRIDE)),
+        row(bad("X_HTTP_METHOD_OVERRIDE", api().bearer(&read_only).header("X_HTTP_METHOD_OVERRIDE", "DELETE"), OVERRIDE)),
+        row(bad("method override on an anonymous route", Request::get("/public/x").header("X-HTTP-Method-Override", "DELETE"), OVERRIDE)),
+
+        // -- identity headers: removed in every spelling an upstream folds
+        row(ok("x_tollgate_sub is removed", api().bearer(&good).header("x_tollgate_sub", "spoof-1"))).spoof("spoof-1"),
+        row(ok("X_TOLLGATE_SUB is removed", api().bearer(&good).header("X_TOLLGATE_SUB", "spoof-2"))).spoof("spoof-2"),
+        row(ok("X-TOLLGATE-SUB is removed", api().bearer(&good).header("X-TOLLGATE-SUB", "spoof-3"))).spoof("spoof-3"),
+        row(ok("x-tollgate_sub is removed", api().bearer(&good).header("x-tollgate_sub", "spoof-4"))).spoof("spoof-4"),
+        row(ok("x_tollgate_scope is removed", api().bearer(&good).header("x_tollgate_scope", "tollgate:admin spoof-5"))).spoof("spoof-5"),
+        row(ok("x_tollgate_sid is removed", api().bearer(&good).header("x_tollgate_sid", "spoof-6"))).spoof("spoof-6"),
+        row(ok("x_tollgate_ver is removed", api().bearer(&good).header("x_tollgate_ver", "spoof-7"))).spoof("spoof-7"),
+        row(ok("x_tollgate_sub is removed on an anonymous route", Request::get("/public/x").header("x_tollgate_sub", "spoof-8"))).spoof("spoof-8"),
+
+        // -- the header pair: the user header twice, or either header in a `_` spelling
+        row(ok("header pair", pair(api(), &good).header("token-user", "alice"))),
+        row(bad("user header twice", pair(api(), &good).header("token-user", "alice").header("token-user", "bob"), REPEATED)),
+        row(bad("user header twice, the other value first", pair(api(), &good).header("token-user", "bob").header("token-user", "alice"), REPEATED)),
+        row(bad("user header twice, same value", pair(api(), &good).header("token-user", "alice").header("Token-User", "alice"), REPEATED)),
+        row(bad("user header spelled token_user", pair(api(), &good).header("token_user", "alice"), SPELLING)),
+        row(bad("user header spelled token_user beside token-user", pair(api(), &good).header("token-user", "alice").header("token_user", "bob"), SPELLING)),
+        row(bad("token header spelled token_code", api().header("token_code", &good).header("token-user", "alice").secret(&good), SPELLING)),
+
+        // -- path spellings upstreams read differently: 400 (strict_paths)
+        row(bad("empty segment //", Request::get("//api/items").bearer(&good), EMPTY_SEGMENT)),
+        row(bad("empty segment inside", Request::get("/admin//users").bearer(&admin), EMPTY_SEGMENT)),
+        row(bad("empty segment on an anonymous route", Request::get("/public//x"), EMPTY_SEGMENT)),
+        row(bad("encoded slash %2F", Request::get("/admin%2Fusers").bearer(&good), ENCODED_SEPARATOR)),
+        row(bad("encoded slash %2f", Request::get("/api%2fitems").bearer(&good), ENCODED_SEPARATOR)),
+        row(bad("encoded slash after a dot segment", Request::get("/public/..%2Fadmin/users"), ENCODED_SEPARATOR)),
+        row(bad("encoded backslash %5C", Request::get("/admin%5Cusers").bearer(&good), ENCODED_SEPARATOR)),
+        row(bad("encoded dot segment %2e%2e", Request::get("/public/%2e%2e%2fadmin"), ENCODED_SEPARATOR)),
+        // Dot segments, plain or encoded, never reach the filter here:
+        // Envoy's normalize_path (on in Istio too) resolves them, and the
+        // upstream receives the resolved path the rules matched.
+        row(no_token("encoded dot segment: resolved by Envoy, the admin rule", Request::get("/public/%2e%2e/admin/users"))),
+        row(no_token("half-encoded dot segment: resolved by Envoy", Request::get("/public/.%2E/admin/users"))),
+        row(ok("encoded single dot: resolved by Envoy", Request::get("/admin/%2e/users").bearer(&admin))),
+        row(bad("; parameter", Request::get("/admin;x/users").bearer(&good), PARAMETER)),
+        row(bad("; parameter at the end", Request::get("/api/items;x").bearer(&good), PARAMETER)),
+        row(bad("encoded ; parameter", Request::get("/api/items%3Bx").bearer(&good), PARAMETER)),
+        row(case("encoded NUL: Envoy refuses it first", Request::get("/api/items%00").bearer(&good), 400, None, None)).envoy(400),
+        row(bad("encoded tab", Request::get("/api/items%09").bearer(&good), CONTROL)),
+        row(bad("encoded line feed", Request::get("/api/items%0a").bearer(&good), CONTROL)),
+        row(bad("malformed percent-encoding", Request::get("/api/items%zz").bearer(&good), BAD_ENCODING)),
+        row(bad("truncated percent-encoding", Request::get("/api/items%2").bearer(&good), BAD_ENCODING)),
+        row(bad("double encoding %252F", Request::get("/admin%252Fusers").bearer(&good), DOUBLE_ENCODING)),
+        row(bad("decoded path not UTF-8", Request::get("/api/items%ff").bearer(&good), NOT_UTF8)),
+        row(ok("the query string is not the path", Request::get("/api/items?next=//a/../b;c").bearer(&good))),
+
+        // -- segment-aware prefixes
+        row(forbidden("/admin is the admin rule", Request::get("/admin").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE)),
+        row(forbidden("/admin/ is the admin rule", Request::get("/admin/").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE)),
+        row(ok("/administrator is not the admin rule", Request::get("/administrator").bearer(&good))),
+        row(no_token("/administrator needs a token (fallback)", Request::get("/administrator"))),
+        row(ok("/apix is not the write rule", Request::post("/apix").bearer(&read_only))),
+        row(no_token("/publication is not the anonymous rule", Request::get("/publication"))),
+
+        // -- ignore_case, on the percent-decoded path
+        row(forbidden("/ADMIN/users is the admin rule", Request::get("/ADMIN/users").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE)),
+        row(forbidden("/Admin is the admin rule", Request::get("/Admin").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE)),
+        row(forbidden("/%41dmin/users is the admin rule", Request::get("/%41dmin/users").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE)),
+        row(forbidden("/%61dmin/users is the admin rule", Request::get("/%61dmin/users").bearer(&good), NO_ADMIN).scope(ADMIN_SCOPE)),
+        row(ok("/ADMIN/users with admin scope", Request::get("/ADMIN/users").bearer(&admin))),
+        row(forbidden("POST /API/items is a write", Request::post("/API/items").bearer(&read_only), NO_SCOPE).scope("write")),
+        row(no_token("/PUBLIC/x: the anonymous rule is case-sensitive", Request::get("/PUBLIC/x"))),
+
+        // -- Authorization: exactly `Bearer <SP> token` (scheme in any case), else 400
+        row(ok("bearer scheme lower-case", api().scheme("bearer", &good))),
+        row(bad("tab after Bearer", api().header("Authorization", &format!("Bearer\t{good}")).secret(&good), MALFORMED)),
+        row(bad("two spaces after Bearer", api().header("Authorization", &format!("Bearer  {good}")).secret(&good), MALFORMED)),
+        row(bad("Bearer twice", api().header("Authorization", &format!("Bearer Bearer {good}")).secret(&good), MALFORMED)),
+        row(bad("Bearer without a token", api().header("Authorization", "Bearer"), MALFORMED)),
+        row(bad("junk after the token", api().header("Authorization", &format!("Bearer {good} x")).secret(&good), MALFORMED)),
+        row(bad("tab after Bearer on an anonymous route", Request::get("/public/x").header("Authorization", &format!("Bearer\t{good}")).secret(&good), MALFORMED)),
+        row(bad("Basic is not a pass-through scheme by default", api().bearer(&good).header("X-Other", "1").header("Authorization", "Basic cm9vdDpwdw"), SCHEME)),
+        row(bad("Basic on an anonymous route", Request::get("/public/x").header("Authorization", "Basic cm9vdDpwdw"), SCHEME)),
+        row(bad("unknown scheme", api().header("Authorization", &format!("Token {good}")).secret(&good), SCHEME)),
+    ];
+
+    let mut failures = Vec::new();
+    let mut h2c = h2::Client::start();
+    for r in &rows {
+        for (protocol, want) in [("HTTP/1.1", &r.h1), ("HTTP/2", &r.h2)] {
+            let result = match protocol {
+                "HTTP/1.1" => tollgate_e2e::http::send(envoy.listener, &r.case.request),
+                _ => h2c.send(envoy.listener, &r.case.request),
+            };
+            let wrong = match &result {
+                Ok(response) => check_row(r, want, response),
+                Err(e) => vec![format!("no response: {e}")],
+            };
+            if !wrong.is_empty() {
+                failures.push(format!(
+                    "✗ {} over {protocol}\n  request: {}\n  {}\n  response: {}",
+                    r.case.name,
+                    r.case.request,
+                    wrong.join("\n  "),
+                    result.map_or_else(|e| e.to_string(), |r| r.to_string())
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} checks failed:\n\n{}",
+        failures.len(),
+        2 * rows.len(),
+        failures.join("\n\n")
+    );
+}
