@@ -18,8 +18,14 @@ fi
 
 apt_missing=()
 command -v redis-server >/dev/null || apt_missing+=(redis-server)
+# node and npm: Express, one of the real upstreams of the differential suite.
+command -v node >/dev/null || apt_missing+=(nodejs)
+command -v npm >/dev/null || apt_missing+=(npm)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" >/dev/null
 fi
+
+# The real upstream frameworks of the differential suite (pinned).
+scripts/deps-upstreams.sh
