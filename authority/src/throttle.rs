@@ -13,8 +13,9 @@
 //!   failures over all accounts (credential stuffing from one place).
 //! - **known** (principal, address) pairs: an address from which the
 //!   principal signed in successfully in the last `known_days` skips the
-//!   principal budget and has a small budget of its own. A flood on a
-//!   username from elsewhere does not slow its owner on a known address.
+//!   principal and the address budgets and has a small budget of its own. A
+//!   flood on a username from elsewhere, or from the same (shared) address
+//!   on other usernames, does not slow its owner on a known address.
 //!
 //! When the principal budget is empty, an address without a booking **books**
 //! the next free slot of it and is told to come back then (`Retry-After`);
@@ -192,20 +193,19 @@ fn gcra(tat: u64, now: u64, interval: u64, burst: u64) -> Result<u64, u64> {
 
 /// Decides an attempt at `now` and updates `state` (see the module docs).
 pub fn admit(s: &mut State, l: &Limits, now: u64) -> Admission {
-    let address_tat = match gcra(s.address_tat, now, l.address_interval_ms, l.address_burst) {
-        Ok(t) => t,
-        Err(w) => return Admission::Deny { limit: Limit::Address, retry_after_ms: w },
-    };
     if s.known_until > now {
         return match gcra(s.known_tat, now, l.known_interval_ms, l.known_burst) {
             Ok(t) => {
                 s.known_tat = t;
-                s.address_tat = address_tat;
                 Admission::Admit(Via::Known)
             }
             Err(w) => Admission::Deny { limit: Limit::Known, retry_after_ms: w },
         };
     }
+    let address_tat = match gcra(s.address_tat, now, l.address_interval_ms, l.address_burst) {
+        Ok(t) => t,
+        Err(w) => return Admission::Deny { limit: Limit::Address, retry_after_ms: w },
+    };
     if s.booked_at != 0 {
         if now < s.booked_at {
             return Admission::Deny { limit: Limit::Principal, retry_after_ms: s.booked_at - now };
@@ -237,10 +237,12 @@ pub fn settle(s: &mut State, l: &Limits, via: Via, outcome: Outcome, now: u64) {
     if outcome == Outcome::Failure {
         return;
     }
-    s.address_tat = s.address_tat.saturating_sub(l.address_interval_ms);
     match via {
         Via::Known => s.known_tat = s.known_tat.saturating_sub(l.known_interval_ms),
-        Via::Open | Via::Booked => s.principal_tat = s.principal_tat.saturating_sub(l.principal_interval_ms),
+        Via::Open | Via::Booked => {
+            s.address_tat = s.address_tat.saturating_sub(l.address_interval_ms);
+            s.principal_tat = s.principal_tat.saturating_sub(l.principal_interval_ms);
+        }
     }
     if outcome == Outcome::Success {
         s.known_until = now.saturating_add(l.known_ms);
@@ -449,6 +451,15 @@ mod tests {
         let before = s;
         assert_eq!(admit(&mut s, &L, 100_000), Admission::Deny { limit: Limit::Address, retry_after_ms: 150 });
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_known_pair_is_not_held_back_by_its_shared_address() {
+        let mut s = State { address_tat: 200_000, known_until: 200_000, ..State::default() };
+        assert_eq!(admit(&mut s, &L, 100_000), Admission::Admit(Via::Known));
+        assert_eq!(s.address_tat, 200_000, "the address budget is not used");
+        settle(&mut s, &L, Via::Known, Outcome::Success, 100_000);
+        assert_eq!(s.address_tat, 200_000, "nor given back");
     }
 
     #[test]

@@ -171,13 +171,13 @@ struct Throttled {
 }
 
 /// Budgets small enough for a test: 3 failures per username, then one per
-/// 500 ms; 5 per address, then one per second; known addresses 3, then one
-/// per 10 s; bookings held 10 s. One proxy hop (`X-Forwarded-For`).
+/// `principal_interval_ms` (500 ms unless a test says otherwise); 5 per
+/// address, then one per second; known addresses 3, then one per 10 s;
+/// bookings held 10 s. One proxy hop (`X-Forwarded-For`).
 const THROTTLE: &str = "trusted_proxy_hops = 1
 max_concurrent_hashes = 2
 [throttle]
 principal_burst = 3
-principal_interval_ms = 500
 address_burst = 5
 address_interval_ms = 1000
 known_burst = 3
@@ -187,8 +187,13 @@ booking_hold_ms = 10000
 const PRINCIPAL_INTERVAL: Duration = Duration::from_millis(500);
 const PRINCIPAL_BURST: u64 = 3;
 
-/// A users file (alice, bob; passwords `<name>-password`) and the config.
+/// A users file (alice, bob; passwords `<name>-password`; client `svc` /
+/// `svc-secret`) and the config.
 fn throttled_config() -> Throttled {
+    throttled_config_with(PRINCIPAL_INTERVAL)
+}
+
+fn throttled_config_with(principal_interval: Duration) -> Throttled {
     let dir = tempfile::tempdir().expect("dir");
     let users = dir.path().join("users.toml");
     let mut text = String::new();
@@ -202,7 +207,8 @@ fn throttled_config() -> Throttled {
     ));
     std::fs::write(&users, text).expect("users file");
     let config = dir.path().join("authority.toml");
-    std::fs::write(&config, format!("users_file = \"{}\"\n{THROTTLE}", users.display())).expect("config");
+    let text = format!("users_file = \"{}\"\n{THROTTLE}principal_interval_ms = {}\n", users.display(), principal_interval.as_millis());
+    std::fs::write(&config, text).expect("config");
     Throttled { _fixture_dir: dir, config }
 }
 
@@ -339,21 +345,19 @@ async fn a_login_flood_leaves_everyone_else_working(f: Fixture) {
 /// not the budget (the Retry-After keeps counting down), not the metrics of
 /// wrong passwords.
 async fn a_throttled_request_changes_nothing(f: Fixture) {
-    let t = throttled_config();
+    // A minute per unit: the booked slot is far beyond the test.
+    let t = throttled_config_with(Duration::from_secs(60));
     let server = start_throttled(&f, &t);
     let base = server.base.clone();
     let http = Client::new();
-    // The budget refills one unit per 500 ms while hashes run: a few more
-    // than the burst may pass before the first 429.
     let mut first = None;
-    for k in 0..PRINCIPAL_BURST + 5 {
+    for k in 0..PRINCIPAL_BURST + 1 {
         let (s, retry, b) = sign_in(&http, &base, "alice", &format!("wrong-{k}"), "192.0.2.1").await;
         match s {
             400 => assert_eq!(error_of(&b), "invalid_grant"),
             429 => {
-                assert!(k >= PRINCIPAL_BURST, "throttled within the burst");
+                assert_eq!(k, PRINCIPAL_BURST, "throttled exactly after the burst");
                 first = retry;
-                break;
             }
             _ => panic!("{s} {b}"),
         }
@@ -381,7 +385,7 @@ async fn a_throttled_request_changes_nothing(f: Fixture) {
 /// throttled by the same budgets (its own client id budget), and the
 /// service with the right secret from its usual address is not.
 async fn a_client_secret_flood_is_throttled_per_client(f: Fixture) {
-    let t = throttled_config();
+    let t = throttled_config_with(Duration::from_secs(60));
     let server = start_throttled(&f, &t);
     let http = Client::new();
     let grant = |secret: &'static str, from: &'static str| {
@@ -409,7 +413,7 @@ async fn a_client_secret_flood_is_throttled_per_client(f: Fixture) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_throttle_together() {
     let f = Fixture::redis();
-    let t = throttled_config();
+    let t = throttled_config_with(Duration::from_secs(60));
     let one = start_throttled(&f, &t);
     let two = start_throttled(&f, &t);
     let http = Client::new();

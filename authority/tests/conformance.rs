@@ -694,10 +694,12 @@ async fn throttle_steps_are_the_same_on_both_stores(f: Fixture) {
         ("A4 books 3000", "alice".into(), "10.0.0.4", 2000, deny(Limit::Principal, 1000), None),
         ("A4 too late: booking lapsed, books anew", "alice".into(), "10.0.0.4", 3501, deny(Limit::Principal, 499), None),
     ];
+    steps.push(("erin signs in from a shared address", "erin".into(), "10.0.0.9", 4000, Admit(Via::Open), Some(Outcome::Success)));
     for i in 0..10 {
         steps.push(("one address, many users", format!("carol{i}"), "10.0.0.9", 5000, Admit(Via::Open), Some(Outcome::Failure)));
     }
     steps.push(("the address's budget is spent", "carol10".into(), "10.0.0.9", 5000, deny(Limit::Address, 100), None));
+    steps.push(("erin, known there, is not held back", "erin".into(), "10.0.0.9", 5000, Admit(Via::Known), Some(Outcome::Success)));
     for _ in 0..5 {
         steps.push(("never checked: the unit comes back", "dave".into(), "10.0.0.5", 5000, Admit(Via::Open), Some(Outcome::NotAttempted)));
     }

@@ -230,17 +230,16 @@ local function gcra(tat, interval, burst)
   if nxt <= limit then return true, nxt end
   return false, nxt - limit
 end
-local aok, a = gcra(num(redis.call('GET', ak)), aI, aB)
-if not aok then return {0, 'address', fmt(a)} end
 local pair = redis.call('HMGET', xk, 'kt', 'ku', 'b')
 local kt, ku, b = num(pair[1]), num(pair[2]), num(pair[3])
 if ku > now then
   local kok, k = gcra(kt, kI, kB)
   if not kok then return {0, 'known', fmt(k)} end
-  put(ak, a)
   put_pair(k, ku, b, hold)
   return {1, 'known', '0'}
 end
+local aok, a = gcra(num(redis.call('GET', ak)), aI, aB)
+if not aok then return {0, 'address', fmt(a)} end
 local lapsed = false
 if b ~= 0 then
   if now < b then return {0, 'principal', fmt(b - now)} end
@@ -271,12 +270,12 @@ const THROTTLE_SETTLE: &str = r#"
 local via, outcome = ARGV[6], ARGV[7]
 local pI, aI, kI, known_ms, hold = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 if outcome == 'failure' then return 0 end
-put(ak, math.max(num(redis.call('GET', ak)) - aI, 0))
 local pair = redis.call('HMGET', xk, 'kt', 'ku', 'b')
 local kt, ku, b = num(pair[1]), num(pair[2]), num(pair[3])
 if via == 'known' then
   kt = math.max(kt - kI, 0)
 else
+  put(ak, math.max(num(redis.call('GET', ak)) - aI, 0))
   put(pk, math.max(num(redis.call('GET', pk)) - pI, 0))
 end
 if outcome == 'success' then ku = now + known_ms end
