@@ -45,6 +45,9 @@ fn a_new_store_revokes_every_older_token(store: Store) {
     // The running edge: its cursor belongs to the lost store (410), it takes
     // a snapshot of the new one, and from then on every older token is
     // refused as revoked.
+    // Bound: the authority answering again to a good sync (recovery), plus
+    // the round the old cursor costs (410, then a snapshot) and the reload
+    // on every worker (a revocation bound).
     let resync = timing.recovery_bound() + timing.revocation_bound();
     for (what, token) in &old {
         let found = poll(resync, Duration::from_millis(20), || revoked(&envoy.send(&api(token))).then_some(()));
