@@ -270,6 +270,8 @@ struct Tables {
     addresses: HashMap<String, u64>,
     pairs: HashMap<String, Pair>,
     ops: u64,
+    /// When the tables were last pruned because they were full (ms).
+    full_prune_at: u64,
 }
 
 impl Tables {
@@ -338,8 +340,14 @@ impl Limiter for MemoryLimiter {
     async fn admit(&self, keys: &Keys, limits: &Limits, now: u64) -> StoreResult<Admission> {
         let mut t = self.tables.lock().map_err(|_| crate::store::StoreError::Backend("throttle lock poisoned".into()))?;
         t.ops += 1;
-        if t.ops % PRUNE_EVERY == 0 || t.len() + 3 > self.max_entries {
+        // When full, prune at most once a second: a full table of live
+        // entries must not cost a scan per request.
+        let full = t.len() + 3 > self.max_entries;
+        if t.ops % PRUNE_EVERY == 0 || (full && now.saturating_sub(t.full_prune_at) >= 1000) {
             t.prune(now, limits.booking_hold_ms);
+            if full {
+                t.full_prune_at = now;
+            }
         }
         let before = t.load(keys);
         let mut s = before;
@@ -451,6 +459,25 @@ mod tests {
         let before = s;
         assert_eq!(admit(&mut s, &L, 100_000), Admission::Deny { limit: Limit::Address, retry_after_ms: 150 });
         assert_eq!(s, before);
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_limiter_refuses_new_state_until_entries_expire() {
+        let m = MemoryLimiter::new(10);
+        let ip = |i: u8| IpAddr::from([10, 0, 0, i]);
+        let now = 1_000_000;
+        for i in 0..4 {
+            let k = Keys::new(Kind::User, &format!("u{i}"), ip(i));
+            assert_eq!(m.admit(&k, &L, now).await.expect("admit"), Admission::Admit(Via::Open));
+        }
+        assert_eq!(m.entries(), 8, "a principal and an address each");
+        let late = Keys::new(Kind::User, "late", ip(9));
+        let a = m.admit(&late, &L, now).await.expect("admit");
+        assert_eq!(a, Admission::Deny { limit: Limit::Full, retry_after_ms: 1000 });
+        // Once the buckets are full again their entries go, and there is room.
+        let later = now + 10 * L.principal_interval_ms;
+        assert_eq!(m.admit(&late, &L, later).await.expect("admit"), Admission::Admit(Via::Open));
+        assert_eq!(m.entries(), 2);
     }
 
     #[test]
