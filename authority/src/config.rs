@@ -3,6 +3,7 @@
 //! authority runs the demo: embedded store in `./.run/authority`, demo key,
 //! demo users, on 127.0.0.1:8080.
 
+use crate::edge::EdgeCredentials;
 use crate::keys::KeyConfig;
 use serde::Deserialize;
 use std::fmt;
@@ -50,6 +51,81 @@ impl Default for StoreConfig {
     }
 }
 
+/// Throttling of the credential grants (see [`crate::throttle`]): budgets
+/// of failed attempts per principal (username or client id), per client
+/// address, and per known (principal, address) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    pub enabled: bool,
+    /// Failed attempts on one username or client id at once...
+    pub principal_burst: u64,
+    /// ...then one per this interval.
+    pub principal_interval_ms: u64,
+    /// Failed attempts from one client address (IPv6: one /64), all
+    /// principals together, at once...
+    pub address_burst: u64,
+    /// ...then one per this interval.
+    pub address_interval_ms: u64,
+    /// A successful sign-in makes its address known for the principal this
+    /// many days; known addresses skip the principal budget...
+    pub known_days: u64,
+    /// ...and have their own: this many failures at once...
+    pub known_burst: u64,
+    /// ...then one per this interval.
+    pub known_interval_ms: u64,
+    /// How long a booked slot is held for the address that booked it.
+    pub booking_hold_ms: u64,
+    /// In-process limiter (embedded store) only: most state entries.
+    pub max_entries: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            enabled: true,
+            principal_burst: 5,
+            principal_interval_ms: 10_000,
+            address_burst: 20,
+            address_interval_ms: 3_000,
+            known_days: 30,
+            known_burst: 5,
+            known_interval_ms: 60_000,
+            booking_hold_ms: 30_000,
+            max_entries: 200_000,
+        }
+    }
+}
+
+impl ThrottleConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        const DAY_MS: u64 = 86_400_000;
+        let bad = |m: String| Err(ConfigError::Invalid(format!("throttle.{m}")));
+        for (name, v) in [("principal_burst", self.principal_burst), ("address_burst", self.address_burst), ("known_burst", self.known_burst)] {
+            if !(1..=10_000).contains(&v) {
+                return bad(format!("{name} must be within 1..=10000"));
+            }
+        }
+        for (name, v) in [
+            ("principal_interval_ms", self.principal_interval_ms),
+            ("address_interval_ms", self.address_interval_ms),
+            ("known_interval_ms", self.known_interval_ms),
+            ("booking_hold_ms", self.booking_hold_ms),
+        ] {
+            if !(1..=DAY_MS).contains(&v) {
+                return bad(format!("{name} must be within 1..={DAY_MS} (a day)"));
+            }
+        }
+        if self.known_days > 366 {
+            return bad("known_days must be within 0..=366".into());
+        }
+        if self.max_entries < 1000 {
+            return bad("max_entries must be at least 1000".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -66,9 +142,25 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Longest API token lifetime in days (`-1`, never, is always allowed).
     pub api_token_max_days: u64,
-    /// Password / client-secret (argon2) checks at once; more answer 503
-    /// `temporarily_unavailable`. 0: the number of CPUs.
+    /// Password checks (argon2) at once; more wait up to `hash_wait_ms` for
+    /// a slot, then answer 503 `temporarily_unavailable`. 0: the number of CPUs.
     pub max_concurrent_hashes: usize,
+    /// Client-secret checks (`client_credentials`) at once, slots of their
+    /// own so a password flood cannot starve service clients. 0: the number
+    /// of CPUs.
+    pub max_concurrent_client_hashes: usize,
+    /// How long a credential check waits for a slot before 503.
+    pub hash_wait_ms: u64,
+    /// Proxies in front of the authority that append the client address to
+    /// `X-Forwarded-For` (Envoy with `use_remote_address`). 0: the client is
+    /// the TCP peer; n: the n-th address from the right of
+    /// `X-Forwarded-For` (the peer when there are fewer).
+    pub trusted_proxy_hops: usize,
+    pub throttle: ThrottleConfig,
+    /// From the environment only (`TOLLGATE_EDGE_CREDENTIAL`, `..._PREVIOUS`),
+    /// never from the file; kept as digests, `Debug` hides them.
+    #[serde(skip)]
+    pub edge_credentials: EdgeCredentials,
     /// TOML file with `[[users]]` and `[[clients]]`. None: the demo principals.
     pub users_file: Option<String>,
     pub store: StoreConfig,
@@ -90,6 +182,11 @@ impl Default for Config {
             max_body_bytes: 16 * 1024,
             api_token_max_days: 3650,
             max_concurrent_hashes: 0,
+            max_concurrent_client_hashes: 0,
+            hash_wait_ms: 2000,
+            trusted_proxy_hops: 0,
+            throttle: ThrottleConfig::default(),
+            edge_credentials: EdgeCredentials::default(),
             users_file: None,
             store: StoreConfig::default(),
             keys: Vec::new(),
@@ -184,6 +281,11 @@ impl Config {
         if let Some(v) = env_parse("TOLLGATE_REDIS_PREFIX")? {
             self.store.redis_prefix = v;
         }
+        if let Some(v) = env_parse("TOLLGATE_TRUSTED_PROXY_HOPS")? {
+            self.trusted_proxy_hops = v;
+        }
+        self.edge_credentials = EdgeCredentials::from_env()
+            .map_err(|error| ConfigError::Env { var: crate::edge::EDGE_CREDENTIAL_ENV, error })?;
         if let Some(kid) = env_parse::<String>("TOLLGATE_SIGNING_KID")? {
             // One signing key whose secret is in TOLLGATE_SIGNING_SECRET.
             self.keys = vec![KeyConfig {
@@ -221,7 +323,13 @@ impl Config {
         if self.admin_scope.is_empty() || self.admin_scope.contains(' ') {
             return bad("admin_scope must be one scope");
         }
-        Ok(())
+        if self.hash_wait_ms > 60_000 {
+            return bad("hash_wait_ms must be within 0..=60000");
+        }
+        if self.trusted_proxy_hops > 16 {
+            return bad("trusted_proxy_hops must be within 0..=16");
+        }
+        self.throttle.validate()
     }
 
     pub fn uses_demo_key(&self) -> bool {
@@ -251,6 +359,13 @@ mod tests {
             ("api_token_max_days", |c| c.api_token_max_days = u64::MAX),
             ("api_token_max_days", |c| c.api_token_max_days = 0),
             ("access_ttl_secs", |c| c.access_ttl_secs = 0),
+            ("hash_wait_ms", |c| c.hash_wait_ms = 600_000),
+            ("trusted_proxy_hops", |c| c.trusted_proxy_hops = 17),
+            ("throttle.principal_burst", |c| c.throttle.principal_burst = 0),
+            ("throttle.address_interval_ms", |c| c.throttle.address_interval_ms = 0),
+            ("throttle.booking_hold_ms", |c| c.throttle.booking_hold_ms = u64::MAX),
+            ("throttle.known_days", |c| c.throttle.known_days = 1000),
+            ("throttle.max_entries", |c| c.throttle.max_entries = 10),
         ];
         for (field, set) in cases {
             let mut c = Config::default();
@@ -259,5 +374,34 @@ mod tests {
             assert!(e.contains(field), "{field}: {e}");
         }
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn the_edge_credential_never_comes_from_the_file_and_debug_hides_it() {
+        let dir = tempfile_dir();
+        let path = dir.join("a.toml");
+        std::fs::write(&path, "edge_credentials = \"from-the-file-0123456789abcdef0123\"\n").expect("write");
+        let e = Config::load(path.to_str()).expect_err("unknown field");
+        assert!(e.to_string().contains("edge_credentials"), "{e}");
+        let c = Config {
+            edge_credentials: EdgeCredentials::new(Some("a-very-secret-edge-credential-0123456789"), None).expect("valid"),
+            ..Config::default()
+        };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("a-very-secret") && shown.contains("<redacted>"), "{shown}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn throttle_section_parses() {
+        let c: Config = toml::from_str("[throttle]\nprincipal_burst = 2\nprincipal_interval_ms = 500\n").expect("parse");
+        assert_eq!((c.throttle.principal_burst, c.throttle.principal_interval_ms, c.throttle.address_burst), (2, 500, 20));
+        assert!(toml::from_str::<Config>("[throttle]\nburst = 2\n").is_err(), "unknown throttle field refused");
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("tollgate-config-test-{}", crate::util::random_id::<8>("")));
+        std::fs::create_dir_all(&d).expect("dir");
+        d
     }
 }

@@ -3,6 +3,7 @@
 // Handlers return early with a ready `Response` as the error value.
 #![allow(clippy::result_large_err)]
 
+use crate::edge::{EdgeCredentials, Matched, Refused, EDGE_REALM};
 use crate::feed::{CursorError, VersionKey};
 use crate::service::{
     AdminError, ApiTokenError, ApiTokenRequest, Authority, FeedError, OAuthError, MAX_VERSION_KEYS,
@@ -17,7 +18,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde_json::json;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 pub const REALM: &str = "tollgate-authority";
@@ -26,6 +27,71 @@ pub const REALM: &str = "tollgate-authority";
 pub struct AppState {
     pub auth: Arc<Authority>,
     pub max_body: usize,
+    /// The credential `/v1/revocations`, `/v1/versions` and `/metrics`
+    /// require (closed when none is configured).
+    pub edge: Arc<EdgeCredentials>,
+    /// Proxies in front that append to `X-Forwarded-For` (see [`client_address`]).
+    pub trusted_proxy_hops: usize,
+}
+
+/// The client's address: the TCP peer, or with `trusted_hops` proxies in
+/// front (each appending the address it received the request from to
+/// `X-Forwarded-For`), the `trusted_hops`-th entry from the right of
+/// `X-Forwarded-For`, which the nearest trusted proxy wrote. Entries to its
+/// left were written by the client and are ignored. The peer when the header
+/// has fewer entries (the request did not come through the proxies) or the
+/// entry is not an address.
+pub fn client_address(headers: &HeaderMap, peer: IpAddr, trusted_hops: usize) -> IpAddr {
+    if trusted_hops == 0 {
+        return peer;
+    }
+    let mut entries: Vec<&str> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else { return peer };
+        entries.extend(v.split(',').map(str::trim));
+    }
+    let Some(entry) = entries.len().checked_sub(trusted_hops).map(|i| entries[i]) else { return peer };
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .unwrap_or(peer)
+}
+
+/// Checks the edge credential of a request to an edge endpoint: 401
+/// `invalid_client` with `WWW-Authenticate: Bearer realm="tollgate-edge"`
+/// unless it carries a configured one.
+fn edge_auth(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let checked = match (values.next(), values.next()) {
+        (_, Some(_)) if state.edge.is_configured() => Err(Refused::Malformed),
+        (first, _) => state.edge.check(first.map(HeaderValue::as_bytes)),
+    };
+    match checked {
+        Ok(m) => {
+            state.auth.metrics.edge_auth(match m {
+                Matched::Current => "current",
+                Matched::Previous => "previous",
+            });
+            Ok(())
+        }
+        Err(refused) => {
+            state.auth.metrics.edge_auth(refused.label());
+            tracing::debug!(reason = refused.label(), "edge request refused");
+            let mut r = json_error(StatusCode::UNAUTHORIZED, "invalid_client", refused.description());
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{EDGE_REALM}\"")) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            Err(r)
+        }
+    }
+}
+
+/// RFC 6749 §5.1: answers that carry a token are not cached.
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
 }
 
 pub fn router(state: AppState) -> Router {
@@ -54,10 +120,19 @@ fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
 fn oauth_error(e: &OAuthError) -> Response {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut r = json_error(status, e.code(), e.description());
-    if matches!(e, OAuthError::InvalidClient(_)) {
-        if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    match e {
+        OAuthError::InvalidClient(_) => {
+            if let Ok(v) = HeaderValue::from_str(&format!("Basic realm=\"{REALM}\"")) {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
         }
+        OAuthError::SlowDown { retry_after_secs, .. } => {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        OAuthError::Unavailable(_) => {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        _ => {}
     }
     r
 }
@@ -202,12 +277,18 @@ fn required<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str
     }
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, req: Request) -> Response {
+async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    req: Request,
+) -> Response {
     let form = match form_request(&state, &headers, req.into_body()).await {
         Ok(f) => f,
         Err(r) => return r,
     };
     let auth = &state.auth;
+    let client = client_address(&headers, peer.ip(), state.trusted_proxy_hops);
     let result = async {
         let grant = required(&form, "grant_type")?;
         let scope = form.get("scope").map(String::as_str);
@@ -220,13 +301,13 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, req: Request) 
                         "the password grant is for public clients; send no client secret".into(),
                     ));
                 }
-                auth.password_grant(username, password, scope, form.get("client_id").map(String::as_str)).await
+                auth.password_grant(username, password, scope, form.get("client_id").map(String::as_str), client).await
             }
             "client_credentials" => {
                 let Some((id, secret)) = client_auth(&headers, &form)? else {
                     return Err(OAuthError::InvalidClient("client authentication required".into()));
                 };
-                auth.client_credentials(&id, &secret, scope).await
+                auth.client_credentials(&id, &secret, scope, client).await
             }
             "refresh_token" => {
                 let rt = required(&form, "refresh_token")?;
@@ -241,12 +322,7 @@ async fn token(State(state): State<AppState>, headers: HeaderMap, req: Request) 
     }
     .await;
     match result {
-        Ok(t) => {
-            let mut r = Json(t).into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            r
-        }
+        Ok(t) => no_store(Json(t).into_response()),
         Err(e) => oauth_error(&e),
     }
 }
@@ -328,7 +404,10 @@ fn query_pairs(req: &Request) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
-async fn revocations(State(state): State<AppState>, req: Request) -> Response {
+async fn revocations(State(state): State<AppState>, headers: HeaderMap, req: Request) -> Response {
+    if let Err(r) = edge_auth(&state, &headers) {
+        return r;
+    }
     let q = query_pairs(&req);
     let mut after = None;
     for (k, v) in &q {
@@ -349,7 +428,10 @@ async fn revocations(State(state): State<AppState>, req: Request) -> Response {
     }
 }
 
-async fn versions(State(state): State<AppState>, req: Request) -> Response {
+async fn versions(State(state): State<AppState>, headers: HeaderMap, req: Request) -> Response {
+    if let Err(r) = edge_auth(&state, &headers) {
+        return r;
+    }
     let mut keys = Vec::new();
     for (k, v) in query_pairs(&req) {
         if k != "key" {
@@ -396,11 +478,7 @@ async fn create_api_token(
         Err(e) => return invalid_request(&format!("body: {e}")),
     };
     match state.auth.create_api_token(&parsed).await {
-        Ok(created) => {
-            let mut r = (StatusCode::CREATED, Json(created)).into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
-        }
+        Ok(created) => no_store((StatusCode::CREATED, Json(created)).into_response()),
         Err(ApiTokenError::Invalid(d)) => invalid_request(&d),
         Err(ApiTokenError::Unavailable) => store_down(),
     }
@@ -459,7 +537,10 @@ async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = edge_auth(&state, &headers) {
+        return r;
+    }
     let mut r = state.auth.metrics.render().into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     r
@@ -494,4 +575,40 @@ pub async fn serve(
 /// Cursor errors as the edge sees them (documented in docs/authority-api.md).
 pub fn cursor_status(_: CursorError) -> StatusCode {
     StatusCode::GONE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_address_table() {
+        let peer: IpAddr = "10.0.0.1".parse().expect("ip");
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        // (case, X-Forwarded-For headers, trusted hops, client)
+        let cases: &[(&str, &[&str], usize, IpAddr)] = &[
+            ("no hops: the peer, whatever the header says", &["192.0.2.9"], 0, peer),
+            ("one hop: the rightmost entry", &["192.0.2.9"], 1, ip("192.0.2.9")),
+            ("one hop: client-written entries to its left are ignored", &["6.6.6.6, 192.0.2.9"], 1, ip("192.0.2.9")),
+            ("two hops", &["6.6.6.6, 192.0.2.9, 10.1.1.1"], 2, ip("192.0.2.9")),
+            ("several header lines form one list", &["6.6.6.6", "192.0.2.9"], 1, ip("192.0.2.9")),
+            ("fewer entries than hops: the peer", &["192.0.2.9"], 2, peer),
+            ("no header: the peer", &[], 1, peer),
+            ("not an address: the peer", &["unknown"], 1, peer),
+            ("an address with a port", &["192.0.2.9:5555"], 1, ip("192.0.2.9")),
+            ("IPv6", &["2001:db8::7"], 1, ip("2001:db8::7")),
+            ("IPv6 with a port", &["[2001:db8::7]:443"], 1, ip("2001:db8::7")),
+            ("a trailing empty entry: the peer", &["192.0.2.9,"], 1, peer),
+        ];
+        for (case, values, hops, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in *values {
+                h.append("x-forwarded-for", HeaderValue::from_str(v).expect("value"));
+            }
+            assert_eq!(client_address(&h, peer, *hops), *want, "{case}");
+        }
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_bytes(b"192.0.2.9\xff").expect("opaque value"));
+        assert_eq!(client_address(&h, peer, 1), peer, "not UTF-8: the peer");
+    }
 }

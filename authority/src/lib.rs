@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod directory;
+pub mod edge;
 pub mod feed;
 pub mod http;
 pub mod keys;
@@ -19,4 +20,5 @@ pub mod metrics;
 pub mod refresh;
 pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod util;

@@ -210,9 +210,21 @@ async fn serve(cfg: Config, args: ServeArgs) -> Fallible<()> {
     if cfg.users_file.is_none() {
         tracing::warn!("no users_file: demo users alice and admin and client demo-client are enabled");
     }
+    if !cfg.edge_credentials.is_configured() {
+        tracing::warn!(
+            "no edge credential ({}): /v1/revocations, /v1/versions and /metrics answer 401 to everyone, so edges cannot sync",
+            tollgate_authority::edge::EDGE_CREDENTIAL_ENV
+        );
+    } else if cfg.edge_credentials.has_previous() {
+        tracing::info!("edge credential rotation: the previous edge credential is accepted too");
+    }
+    if !cfg.throttle.enabled {
+        tracing::warn!("credential-grant throttling is disabled ([throttle] enabled = false)");
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = auth.store.kind(), store_id = auth.store.store_id(), "tollgate-authority listening");
+    let identity = auth.store.identity();
+    tracing::info!(%addr, store = auth.store.kind(), store_id = %identity.store_id, floor = identity.floor, "tollgate-authority listening");
     // A machine-readable line on stdout for scripts and tests (port 0).
     println!("tollgate-authority listening on http://{addr}");
     let gc_auth = auth.clone();
@@ -225,7 +237,12 @@ async fn serve(cfg: Config, args: ServeArgs) -> Fallible<()> {
             }
         }
     });
-    let state = AppState { auth, max_body: cfg.max_body_bytes };
+    let state = AppState {
+        auth,
+        max_body: cfg.max_body_bytes,
+        edge: Arc::new(cfg.edge_credentials.clone()),
+        trusted_proxy_hops: cfg.trusted_proxy_hops,
+    };
     http::serve(state, listener, shutdown_signal()).await?;
     Ok(())
 }

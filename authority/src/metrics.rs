@@ -18,6 +18,10 @@ pub struct Metrics {
     bumps: Mutex<BTreeMap<&'static str, u64>>,
     pub feed_requests: AtomicU64,
     pub feed_cursor_rejected: AtomicU64,
+    /// (grant_type, limit) -> count
+    throttled: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// result -> count
+    edge_auth: Mutex<BTreeMap<&'static str, u64>>,
     /// op -> (count, total micros, errors)
     store: Mutex<BTreeMap<&'static str, (u64, u64, u64)>>,
 }
@@ -31,6 +35,14 @@ fn bump_map<K: Ord>(m: &Mutex<BTreeMap<K, u64>>, k: K) {
 impl Metrics {
     pub fn grant(&self, grant: &'static str, result: &'static str) {
         bump_map(&self.grants, (grant, result));
+    }
+
+    pub fn throttled(&self, grant: &'static str, limit: &'static str) {
+        bump_map(&self.throttled, (grant, limit));
+    }
+
+    pub fn edge_auth(&self, result: &'static str) {
+        bump_map(&self.edge_auth, result);
     }
 
     pub fn bump(&self, kind: &'static str) {
@@ -55,6 +67,20 @@ impl Metrics {
         if let Ok(m) = self.grants.lock() {
             for ((g, r), n) in m.iter() {
                 let _ = writeln!(out, "tollgate_authority_grants_total{{grant_type=\"{g}\",result=\"{r}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP tollgate_authority_throttled_total Credential grants refused 429 slow_down, by grant type and the budget that refused.");
+        let _ = writeln!(out, "# TYPE tollgate_authority_throttled_total counter");
+        if let Ok(m) = self.throttled.lock() {
+            for ((g, l), n) in m.iter() {
+                let _ = writeln!(out, "tollgate_authority_throttled_total{{grant_type=\"{g}\",limit=\"{l}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP tollgate_authority_edge_auth_total Edge-endpoint requests by edge-credential result.");
+        let _ = writeln!(out, "# TYPE tollgate_authority_edge_auth_total counter");
+        if let Ok(m) = self.edge_auth.lock() {
+            for (r, n) in m.iter() {
+                let _ = writeln!(out, "tollgate_authority_edge_auth_total{{result=\"{r}\"}} {n}");
             }
         }
         let _ = writeln!(out, "# HELP tollgate_authority_refresh_total Refresh-token presentations by outcome.");

@@ -11,6 +11,7 @@ use crate::refresh::{
     self, AccessStamp, Decision, Family, Reject, Rotation, MAX_REFRESH_TOKEN_LEN,
 };
 use crate::store::{ApiToken, BumpRequest, Bumped, Expected, NewFamily, Store, StoreError};
+use crate::throttle::{Admission, Keys as ThrottleKeys, Kind, Limit, Limiter, Limits, MemoryLimiter, Outcome, Via};
 use crate::util::{now_ms, now_secs, now_us, random_id};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -66,9 +67,17 @@ pub struct Settings {
     pub refresh_grace_ms: u64,
     pub clock_skew_secs: u64,
     pub api_token_max_days: u64,
-    /// Password / client-secret checks (argon2) running at once; more fail
-    /// fast with 503. 0: the number of CPUs.
+    /// Password checks (argon2) running at once. 0: the number of CPUs.
     pub max_concurrent_hashes: usize,
+    /// Client-secret checks running at once, separate slots. 0: the number
+    /// of CPUs.
+    pub max_concurrent_client_hashes: usize,
+    /// How long a check waits for a slot before 503.
+    pub hash_wait_ms: u64,
+    /// Credential-grant budgets; `None`: throttling disabled.
+    pub throttle: Option<Limits>,
+    /// Most entries of the in-process limiter (embedded store).
+    pub throttle_max_entries: usize,
 }
 
 impl Settings {
@@ -83,6 +92,10 @@ impl Settings {
             clock_skew_secs: c.clock_skew_secs,
             api_token_max_days: c.api_token_max_days,
             max_concurrent_hashes: c.max_concurrent_hashes,
+            max_concurrent_client_hashes: c.max_concurrent_client_hashes,
+            hash_wait_ms: c.hash_wait_ms,
+            throttle: c.throttle.enabled.then(|| Limits::from_config(&c.throttle)),
+            throttle_max_entries: c.throttle.max_entries,
         }
     }
 }
@@ -108,6 +121,8 @@ pub enum OAuthError {
     UnsupportedGrantType(String),
     InvalidScope(String),
     Unavailable(String),
+    /// 429: a credential-grant budget is spent; retry after this many seconds.
+    SlowDown { description: String, retry_after_secs: u64 },
 }
 
 impl OAuthError {
@@ -120,6 +135,7 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::Unavailable(_) => "temporarily_unavailable",
+            OAuthError::SlowDown { .. } => "slow_down",
         }
     }
 
@@ -131,7 +147,8 @@ impl OAuthError {
             | OAuthError::UnauthorizedClient(d)
             | OAuthError::UnsupportedGrantType(d)
             | OAuthError::InvalidScope(d)
-            | OAuthError::Unavailable(d) => d,
+            | OAuthError::Unavailable(d)
+            | OAuthError::SlowDown { description: d, .. } => d,
         }
     }
 
@@ -139,6 +156,7 @@ impl OAuthError {
         match self {
             OAuthError::InvalidClient(_) => 401,
             OAuthError::Unavailable(_) => 503,
+            OAuthError::SlowDown { .. } => 429,
             _ => 400,
         }
     }
@@ -171,6 +189,13 @@ pub enum FeedError {
 pub struct FeedAnswer {
     pub cursor: String,
     pub snapshot: bool,
+    /// The id of the store the page was read from. A different id than the
+    /// edge saw before means another store (a lost one re-created, a
+    /// replaced one): the edge drops its cursor and takes a snapshot.
+    pub store: String,
+    /// The store's floor: the minimum version of every key the page does not
+    /// list. A token whose `ver` is below it is revoked.
+    pub floor: u64,
     pub entries: Vec<FeedEntry>,
     /// The authority's clock (seconds), for edges to notice skew.
     pub now: u64,
@@ -227,9 +252,15 @@ pub struct Authority {
     pub verifier: Verifier,
     pub directory: Arc<Directory>,
     pub metrics: Arc<Metrics>,
-    /// Slots for argon2 checks on the blocking pool (which the SQLite store
-    /// also needs): a flood of password grants must not starve the store.
+    /// Slots for password checks (argon2) on the blocking pool, which the
+    /// SQLite store also needs: a flood of password grants must not starve
+    /// the store.
     pub hash_slots: Arc<tokio::sync::Semaphore>,
+    /// Slots for client-secret checks, apart from the password slots.
+    pub client_hash_slots: Arc<tokio::sync::Semaphore>,
+    /// The credential-grant budgets: the store's when it shares them
+    /// (Redis), else in process.
+    pub limiter: Arc<dyn Limiter>,
 }
 
 /// RFC 6749 §3.3 scope-token characters.
@@ -288,10 +319,13 @@ impl Authority {
             allowed_typ: vec![ACCESS_TOKEN_TYP.into()],
             max_token_bytes: 8192,
         };
-        let slots = match settings.max_concurrent_hashes {
-            0 => std::thread::available_parallelism().map_or(4, |n| n.get()),
-            n => n,
-        };
+        let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let slots = |n: usize| if n == 0 { cpus } else { n };
+        let limiter = store
+            .shared_limiter()
+            .unwrap_or_else(|| Arc::new(MemoryLimiter::new(settings.throttle_max_entries)));
+        let hash_slots = Arc::new(tokio::sync::Semaphore::new(slots(settings.max_concurrent_hashes)));
+        let client_hash_slots = Arc::new(tokio::sync::Semaphore::new(slots(settings.max_concurrent_client_hashes)));
         Authority {
             store,
             settings,
@@ -299,7 +333,9 @@ impl Authority {
             verifier,
             directory: Arc::new(directory),
             metrics: Arc::new(Metrics::default()),
-            hash_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
+            hash_slots,
+            client_hash_slots,
+            limiter,
         }
     }
 
@@ -379,26 +415,106 @@ impl Authority {
         })
     }
 
-    /// A slot for one argon2 check, or 503 at once when all are busy
-    /// (waiting would only queue work behind a flood; clients retry).
-    fn hash_slot(&self, grant: &'static str) -> Result<tokio::sync::OwnedSemaphorePermit, OAuthError> {
-        self.hash_slots.clone().try_acquire_owned().map_err(|_| {
-            self.metrics.grant(grant, "temporarily_unavailable");
-            tracing::warn!(grant, "all password-check slots busy; refusing");
-            OAuthError::Unavailable("too many concurrent credential checks; retry".into())
-        })
+    /// A slot for one credential check: waits up to `hash_wait_ms` for one
+    /// (the semaphore is fair: first come, first served), then 503.
+    async fn hash_slot(&self, kind: Kind, grant: &'static str) -> Result<tokio::sync::OwnedSemaphorePermit, OAuthError> {
+        let slots = match kind {
+            Kind::User => &self.hash_slots,
+            Kind::Client => &self.client_hash_slots,
+        };
+        let wait = std::time::Duration::from_millis(self.settings.hash_wait_ms);
+        match tokio::time::timeout(wait, slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                self.metrics.grant(grant, "temporarily_unavailable");
+                tracing::warn!(grant, wait_ms = self.settings.hash_wait_ms, "no credential-check slot free in time; refusing");
+                Err(OAuthError::Unavailable("too many concurrent credential checks; retry".into()))
+            }
+        }
     }
 
-    pub async fn password_grant(&self, username: &str, password: &str, scope: Option<&str>, client_id: Option<&str>) -> Result<TokenResponse, OAuthError> {
-        let slot = self.hash_slot("password")?;
+    /// Asks the limiter whether a credential check may run; `None` when
+    /// throttling is disabled. A refusal is 429 `slow_down`.
+    async fn admit(&self, kind: Kind, grant: &'static str, name: &str, address: IpAddr) -> Result<Option<(ThrottleKeys, Via)>, OAuthError> {
+        let Some(limits) = &self.settings.throttle else { return Ok(None) };
+        let keys = ThrottleKeys::new(kind, name, address);
+        let admission = self.limiter.admit(&keys, limits, now_ms()).await.map_err(|e| {
+            tracing::error!(error = %e, "throttle unavailable");
+            OAuthError::Unavailable("token store unavailable".into())
+        })?;
+        match admission {
+            Admission::Admit(via) => Ok(Some((keys, via))),
+            Admission::Deny { limit, retry_after_ms } => {
+                self.metrics.grant(grant, "slow_down");
+                self.metrics.throttled(grant, limit.label());
+                let retry_after_secs = retry_after_ms.div_ceil(1000).max(1);
+                let whose = match kind {
+                    Kind::User => "username",
+                    Kind::Client => "client",
+                };
+                let description = match limit {
+                    Limit::Address => "too many failed attempts from this address; retry after the time in Retry-After".to_string(),
+                    Limit::Principal | Limit::Known => {
+                        format!("too many failed attempts for this {whose}; retry after the time in Retry-After")
+                    }
+                    Limit::Full => "too many attempts; retry after the time in Retry-After".to_string(),
+                };
+                tracing::info!(grant, limit = limit.label(), principal = %&keys.principal[..14], retry_after_secs, "credential grant throttled");
+                Err(OAuthError::SlowDown { description, retry_after_secs })
+            }
+        }
+    }
+
+    async fn settle(&self, admitted: &Option<(ThrottleKeys, Via)>, outcome: Outcome) {
+        let (Some((keys, via)), Some(limits)) = (admitted, &self.settings.throttle) else { return };
+        if let Err(e) = self.limiter.settle(keys, limits, *via, outcome, now_ms()).await {
+            tracing::warn!(error = %e, "throttle settle failed");
+        }
+    }
+
+    /// One throttled credential check: admission, a hash slot, the argon2
+    /// check on the blocking pool, and settling the budgets with its outcome.
+    async fn check_credential(&self, kind: Kind, grant: &'static str, name: &str, secret: &str, address: IpAddr) -> Result<Option<Vec<String>>, OAuthError> {
+        let admitted = self.admit(kind, grant, name, address).await?;
+        let slot = match self.hash_slot(kind, grant).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.settle(&admitted, Outcome::NotAttempted).await;
+                return Err(e);
+            }
+        };
         let dir = self.directory.clone();
-        let (u, p) = (username.to_owned(), password.to_owned());
-        let granted = tokio::task::spawn_blocking(move || {
+        let (n, s) = (name.to_owned(), secret.to_owned());
+        let checked = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            dir.check_user(&u, &p)
+            match kind {
+                Kind::User => dir.check_user(&n, &s),
+                Kind::Client => dir.check_client(&n, &s),
+            }
         })
-            .await
-            .map_err(|_| OAuthError::Unavailable("password check failed".into()))?;
+        .await;
+        match checked {
+            Ok(granted) => {
+                self.settle(&admitted, if granted.is_some() { Outcome::Success } else { Outcome::Failure }).await;
+                Ok(granted)
+            }
+            Err(_) => {
+                self.settle(&admitted, Outcome::NotAttempted).await;
+                Err(OAuthError::Unavailable("credential check failed".into()))
+            }
+        }
+    }
+
+    /// `grant_type=password` from the client at `address`.
+    pub async fn password_grant(
+        &self,
+        username: &str,
+        password: &str,
+        scope: Option<&str>,
+        client_id: Option<&str>,
+        address: IpAddr,
+    ) -> Result<TokenResponse, OAuthError> {
+        let granted = self.check_credential(Kind::User, "password", username, password, address).await?;
         let Some(allowed) = granted else {
             self.metrics.grant("password", "invalid_grant");
             // Not the username itself: people type passwords into it. A hash
@@ -413,16 +529,9 @@ impl Authority {
         r
     }
 
-    pub async fn client_credentials(&self, client_id: &str, secret: &str, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
-        let slot = self.hash_slot("client_credentials")?;
-        let dir = self.directory.clone();
-        let (c, s) = (client_id.to_owned(), secret.to_owned());
-        let granted = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            dir.check_client(&c, &s)
-        })
-            .await
-            .map_err(|_| OAuthError::Unavailable("client check failed".into()))?;
+    /// `grant_type=client_credentials` from the client at `address`.
+    pub async fn client_credentials(&self, client_id: &str, secret: &str, scope: Option<&str>, address: IpAddr) -> Result<TokenResponse, OAuthError> {
+        let granted = self.check_credential(Kind::Client, "client_credentials", client_id, secret, address).await?;
         let Some(allowed) = granted else {
             self.metrics.grant("client_credentials", "invalid_client");
             return Err(OAuthError::InvalidClient("client authentication failed".into()));
@@ -600,24 +709,24 @@ impl Authority {
             })?),
         };
         let now = now_secs();
-        let after = parsed.as_ref().filter(|c| c.store_id == self.store.store_id()).map(|c| c.seq);
-        if parsed.is_some() && after.is_none() {
-            self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
-            return Err(FeedError::Cursor(CursorError::OtherStore));
-        }
-        let page = self.timed("feed", self.store.feed(after, now)).await.map_err(|e| {
+        // The page says which store it was read from; a cursor of another
+        // store (or one ahead of this store) is refused after the read, so
+        // the check and the entries come from one atomic step.
+        let page = self.timed("feed", self.store.feed(parsed.as_ref().map(|c| c.seq), now)).await.map_err(|e| {
             tracing::error!(error = %e, "feed read failed");
             FeedError::Unavailable
         })?;
         if let Some(c) = &parsed {
-            c.check(self.store.store_id(), page.high_water).map_err(|e| {
+            c.check(&page.identity.store_id, page.high_water).map_err(|e| {
                 self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
                 FeedError::Cursor(e)
             })?;
         }
         Ok(FeedAnswer {
-            cursor: Cursor { store_id: self.store.store_id().to_owned(), seq: page.high_water }.to_string(),
+            cursor: Cursor { store_id: page.identity.store_id.clone(), seq: page.high_water }.to_string(),
             snapshot: parsed.is_none(),
+            store: page.identity.store_id,
+            floor: page.identity.floor,
             entries: page.entries.into_iter().map(FeedEntry::from).collect(),
             now,
         })

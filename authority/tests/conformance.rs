@@ -13,7 +13,7 @@ use tollgate::token::{TimeCheck, TokenError};
 use tollgate_authority::feed::{CursorError, VersionKey};
 use tollgate_authority::refresh::hash_token;
 use tollgate_authority::service::{ApiTokenRequest, Authority, FeedError, OAuthError};
-use tollgate_authority::util::now_secs;
+use tollgate_authority::util::{now_secs, now_us};
 
 const N: usize = 100;
 
@@ -35,6 +35,14 @@ async fn edge_accepts(auth: &Authority, token: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The `ver` claim of a token of this authority.
+fn ver_of(token: &str) -> u64 {
+    edge_verifier().verify(token, TimeCheck::Skip).expect("verifies").ver
+}
+
+/// The client address of in-process grants.
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 fn sid_of(token: &str) -> String {
     edge_verifier().verify(token, TimeCheck::Skip).expect("verifies").sid.expect("sid")
@@ -429,39 +437,349 @@ async fn revoking_a_revoked_family_bumps_nothing(f: Fixture) {
     assert_eq!(edge_accepts(&auth, &third.access_token).await, Err("token revoked".into()));
 }
 
-/// M3: password and client-secret checks (argon2) are bounded; when every
-/// slot is busy a grant fails fast with 503 temporarily_unavailable
-/// instead of queueing on the blocking pool the SQLite store needs.
+/// The store floor: a new store fixes its floor (its creation time in µs)
+/// together with its id; every key never bumped reads the floor, so every
+/// `ver` handed out is at least the floor, and bumps land above it. Feed
+/// pages (snapshot and delta) name the store and its floor.
+async fn unknown_keys_read_the_floor(f: Fixture) {
+    let before_us = now_us();
+    let auth = authority(f.open().await, settings(30_000));
+    let id = auth.store.identity();
+    assert!(
+        id.floor >= before_us && id.floor <= now_us(),
+        "floor {} is the creation time in µs (opened between {before_us} and now)",
+        id.floor
+    );
+    let unknown = [VersionKey::subject("nobody").expect("key"), VersionKey::session("s_never").expect("key")];
+    assert_eq!(auth.versions(&unknown).await.expect("versions"), vec![id.floor, id.floor]);
+
+    let login = auth.login("alice", "read", None).await.expect("login");
+    let cc = auth.client_credentials("demo-client", "demo-client-secret", None, LOCAL).await.expect("client token");
+    let api = auth
+        .create_api_token(&ApiTokenRequest { sub: "bob".into(), scope: "read".into(), hosts: vec!["*".into()], days: -1, name: None })
+        .await
+        .expect("api token");
+    let minted = auth.mint_for("carol", "read", 600, None).await.expect("mint");
+    for (what, token) in [("login", &login.access_token), ("client", &cc.access_token), ("api", &api.token), ("mint", &minted)] {
+        assert_eq!(ver_of(token), id.floor, "{what}: a never-bumped subject's token carries the floor");
+        edge_accepts(&auth, token).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    assert_eq!(api.ver, id.floor);
+
+    let snap = auth.feed(None).await.expect("snapshot");
+    assert_eq!((snap.store.as_str(), snap.floor, snap.snapshot), (id.store_id.as_str(), id.floor, true));
+    assert!(snap.entries.is_empty(), "nothing bumped yet: {:?}", snap.entries);
+    let b = auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    assert!(b.min_ver > id.floor, "a bump lands above the floor ({} <= {})", b.min_ver, id.floor);
+    assert_eq!(edge_accepts(&auth, &login.access_token).await, Err("token revoked".into()));
+    let delta = auth.feed(Some(&snap.cursor)).await.expect("delta");
+    assert_eq!((delta.store.as_str(), delta.floor, delta.snapshot), (id.store_id.as_str(), id.floor, false));
+    assert_eq!(delta.entries.len(), 1);
+    let after = auth.login("alice", "read", None).await.expect("login");
+    assert_eq!(ver_of(&after.access_token), b.min_ver, "a token after the bump carries the bump");
+}
+
+/// A store lost and created anew (same keys, empty store) revokes every
+/// token the old store issued: sessions, client tokens, minted tokens and
+/// never-expiring API tokens, also as admin credentials. A cursor of the old
+/// store is refused (410) and the edge's snapshot then names the new store.
+async fn a_new_store_revokes_every_token_of_the_old_one(f: Fixture) {
+    let old = authority(f.open().await, settings(30_000));
+    let login = old.login("alice", "read", None).await.expect("login");
+    let cc = old.client_credentials("demo-client", "demo-client-secret", None, LOCAL).await.expect("client token");
+    let api = old
+        .create_api_token(&ApiTokenRequest { sub: "ci".into(), scope: "tollgate:admin".into(), hosts: vec!["*".into()], days: -1, name: None })
+        .await
+        .expect("api token");
+    let admin = old.mint_for("root", "tollgate:admin", 600, None).await.expect("mint");
+    // Something bumped in the old store: versions above its floor exist too.
+    let bumped = old.revoke_key(&VersionKey::subject("dave").expect("key")).await.expect("bump");
+    let dave = old.login("dave", "read", None).await.expect("login");
+    assert_eq!(ver_of(&dave.access_token), bumped.min_ver);
+    let old_cursor = old.feed(None).await.expect("snapshot").cursor;
+
+    let new = authority(f.open_other().await, settings(30_000));
+    let (old_id, new_id) = (old.store.identity(), new.store.identity());
+    assert_ne!(old_id.store_id, new_id.store_id);
+    assert!(new_id.floor > bumped.min_ver, "the new floor {} is above every version the old store handed out", new_id.floor);
+    for (what, token) in [
+        ("session", &login.access_token),
+        ("bumped subject's session", &dave.access_token),
+        ("client", &cc.access_token),
+        ("api token", &api.token),
+        ("minted admin", &admin),
+    ] {
+        edge_accepts(&old, token).await.unwrap_or_else(|e| panic!("{what} valid at the old store: {e}"));
+        assert_eq!(edge_accepts(&new, token).await, Err("token revoked".into()), "{what} at the new store");
+    }
+    for token in [&admin, &api.token] {
+        let refused = new.authorize_admin(Some(&format!("Bearer {token}")), LOCAL).await.expect_err("old admin credential");
+        assert_eq!(refused, tollgate_authority::service::AdminError::InvalidToken("token revoked".into()));
+    }
+    assert_eq!(grant_err(new.refresh(login.refresh_token.as_deref().expect("rt"), None).await).0, "invalid_grant");
+
+    // The edge's cursor of the old store: 410, then a snapshot of the new one.
+    assert_eq!(new.feed(Some(&old_cursor)).await.expect_err("foreign cursor"), FeedError::Cursor(CursorError::OtherStore));
+    let snap = new.feed(None).await.expect("snapshot");
+    assert_eq!((snap.snapshot, snap.store.as_str(), snap.floor), (true, new_id.store_id.as_str(), new_id.floor));
+    let fresh = new.login("alice", "read", None).await.expect("login at the new store");
+    edge_accepts(&new, &fresh.access_token).await.expect("a token of the new store passes");
+}
+
+/// The floor is fixed once: reopening the store (and, on Redis, restarting
+/// redis-server from its append-only file) reads the same id and floor, and
+/// bumps do not move it.
+async fn the_floor_never_changes_across_restarts(mut f: Fixture) {
+    let first = f.open().await.identity();
+    let auth = authority(f.open().await, settings(30_000));
+    assert_eq!(auth.store.identity(), first, "a second open reads the same identity");
+    auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    let token = auth.login("bob", "read", None).await.expect("login").access_token;
+    drop(auth);
+    for round in 0..2 {
+        f.restart_store();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let auth = authority(f.open().await, settings(30_000));
+        assert_eq!(auth.store.identity(), first, "restart {round}");
+        assert_eq!(auth.feed(None).await.expect("snapshot").floor, first.floor);
+        assert_eq!(auth.versions(&[VersionKey::subject("bob").expect("key")]).await.expect("versions"), vec![first.floor]);
+        edge_accepts(&auth, &token).await.expect("a token of this store stays valid across restarts");
+    }
+}
+
+/// A store created before floors (no floor recorded) keeps working: keys
+/// never bumped read 0, as before; its id is unchanged.
+async fn a_legacy_store_without_a_floor_reads_zero(f: Fixture) {
+    let id = f.open().await.identity();
+    f.drop_floor().await;
+    let auth = authority(f.open().await, settings(30_000));
+    assert_eq!(auth.store.identity(), tollgate_authority::store::Identity { store_id: id.store_id, floor: 0 });
+    assert_eq!(auth.versions(&[VersionKey::subject("alice").expect("key")]).await.expect("versions"), vec![0]);
+    let login = auth.login("alice", "read", None).await.expect("login");
+    assert_eq!(ver_of(&login.access_token), 0);
+    assert_eq!(auth.feed(None).await.expect("snapshot").floor, 0);
+    let b = auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
+    assert_eq!(edge_accepts(&auth, &login.access_token).await, Err("token revoked".into()));
+    assert!(b.min_ver > 0);
+}
+
+/// A Redis emptied while the authority runs (FLUSHALL, a Redis restarted
+/// without its files) must not serve the empty keyspace under the old
+/// identity, where every revoked token would read the old floor and pass
+/// again. The first operation finds the identity gone and starts a new
+/// store: new id, new floor, every earlier token revoked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn password_checks_are_bounded_and_fail_fast() {
+async fn a_flushed_redis_becomes_a_new_store() {
+    let f = Fixture::redis();
+    let auth = authority(f.open().await, settings(30_000));
+    let before = auth.store.identity();
+    let login = auth.login("alice", "read", None).await.expect("login");
+    let other = auth.login("bob", "read", None).await.expect("login");
+    auth.revoke_key(&VersionKey::session(&sid_of(&login.access_token)).expect("key")).await.expect("bump");
+    assert_eq!(edge_accepts(&auth, &login.access_token).await, Err("token revoked".into()));
+    let cursor = auth.feed(None).await.expect("snapshot").cursor;
+    let Fixture::Redis { server, .. } = &f else { unreachable!() };
+    let _: () = common::redis_cmd(&server.url(), &::redis::cmd("FLUSHALL")).await;
+
+    for (what, token) in [("revoked session", &login.access_token), ("valid session", &other.access_token)] {
+        assert_eq!(edge_accepts(&auth, token).await, Err("token revoked".into()), "{what} after the flush");
+    }
+    let after = auth.store.identity();
+    assert_ne!(after.store_id, before.store_id, "a new store id");
+    assert!(after.floor > before.floor);
+    assert_eq!(auth.feed(Some(&cursor)).await.expect_err("old cursor"), FeedError::Cursor(CursorError::OtherStore));
+    let snap = auth.feed(None).await.expect("snapshot");
+    assert_eq!((snap.store, snap.floor), (after.store_id.clone(), after.floor));
+    let fresh = auth.login("alice", "read", None).await.expect("login");
+    edge_accepts(&auth, &fresh.access_token).await.expect("new tokens pass");
+    // Another instance on the same Redis reads the identity just created.
+    let second = authority(f.open().await, settings(30_000));
+    assert_eq!(second.store.identity(), after);
+}
+
+/// M3, issue 9: credential checks (argon2) are bounded, with separate slots
+/// for passwords and client secrets; a check waits up to `hash_wait_ms` for
+/// a slot (first come, first served), then answers 503. A check that never
+/// ran gives its throttle unit back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_checks_wait_briefly_for_separate_slots() {
+    const WAIT: Duration = Duration::from_millis(300);
     let f = Fixture::sqlite();
     let mut s = settings(30_000);
     s.max_concurrent_hashes = 2;
+    s.max_concurrent_client_hashes = 1;
+    s.hash_wait_ms = WAIT.as_millis() as u64;
     let auth = authority(f.open().await, s);
-    let held = auth.hash_slots.clone().acquire_many_owned(2).await.expect("take every slot");
-    let started = std::time::Instant::now();
-    for r in [
-        auth.password_grant("alice", "alice-password", None, None).await,
-        auth.client_credentials("demo-client", "demo-client-secret", None).await,
-    ] {
-        let e = r.expect_err("no slot free");
+    let held = auth.hash_slots.clone().acquire_many_owned(2).await.expect("take every password slot");
+    // Ten times the principal burst: every one of these gives its unit back.
+    for _ in 0..6 {
+        let started = std::time::Instant::now();
+        let e = auth.password_grant("alice", "alice-password", None, None, LOCAL).await.expect_err("no slot free");
         assert_eq!((e.code(), e.status()), ("temporarily_unavailable", 503), "{e:?}");
+        let took = started.elapsed();
+        assert!(took >= WAIT && took < WAIT + Duration::from_millis(400), "waited {took:?} for {WAIT:?}");
     }
-    assert!(started.elapsed() < Duration::from_millis(200), "fails fast, took {:?}", started.elapsed());
-    drop(held);
-    auth.password_grant("alice", "alice-password", None, None).await.expect("slot free again");
+    let started = std::time::Instant::now();
+    auth.client_credentials("demo-client", "demo-client-secret", None, LOCAL).await.expect("client slots are separate");
+    assert!(started.elapsed() < WAIT, "the client grant did not wait behind passwords: {:?}", started.elapsed());
+    // A slot freed while a check waits is taken by it.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    auth.password_grant("alice", "alice-password", None, None, LOCAL).await.expect("a slot freed within the wait");
+    assert!(started.elapsed() >= Duration::from_millis(90), "it waited for the slot: {:?}", started.elapsed());
+    release.await.expect("release");
+    let client_held = auth.client_hash_slots.clone().acquire_owned().await.expect("the client slot");
+    let e = auth.client_credentials("demo-client", "demo-client-secret", None, LOCAL).await.expect_err("no client slot");
+    assert_eq!(e.code(), "temporarily_unavailable");
+    auth.password_grant("alice", "alice-password", None, None, LOCAL).await.expect("password slots are separate");
+    drop(client_held);
     let many = join_all((0..8).map(|_| {
         let auth = auth.clone();
-        tokio::spawn(async move { auth.password_grant("alice", "alice-password", None, None).await })
+        tokio::spawn(async move { auth.password_grant("alice", "alice-password", None, None, LOCAL).await })
     }))
     .await;
     for r in many {
         match r.expect("task") {
             Ok(_) => {}
-            Err(e) => assert_eq!(e.code(), "temporarily_unavailable", "{e:?}"),
+            // Eight at once from one address exceed its known-address budget (5).
+            Err(e) => assert!(matches!(e.code(), "temporarily_unavailable" | "slow_down"), "{e:?}"),
         }
     }
     assert_eq!(auth.hash_slots.available_permits(), 2, "every slot returned");
+    assert_eq!(auth.client_hash_slots.available_permits(), 1, "every client slot returned");
+}
+
+/// The throttle's budgets, step by step on the store's limiter (in memory
+/// for the embedded store, the Lua script for Redis), in virtual time: the
+/// same answers, to the millisecond, on both.
+async fn throttle_steps_are_the_same_on_both_stores(f: Fixture) {
+    use tollgate_authority::throttle::{Admission::*, Keys, Kind, Limit, Limits, Outcome, Via};
+    let l = Limits {
+        principal_burst: 3,
+        principal_interval_ms: 1000,
+        address_burst: 10,
+        address_interval_ms: 100,
+        known_burst: 2,
+        known_interval_ms: 5000,
+        known_ms: 60_000,
+        booking_hold_ms: 500,
+    };
+    let auth = authority(f.open().await, settings(30_000));
+    let limiter = auth.limiter.clone();
+    // Virtual time a minute ahead of the clock, so nothing the Redis
+    // limiter keeps expires under the test.
+    let t0 = tollgate_authority::util::now_ms() + 60_000;
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+    let who = |name: &str, addr: &str| Keys::new(Kind::User, name, ip(addr));
+    let deny = |limit, retry_after_ms| Deny { limit, retry_after_ms };
+    // (step, user, address, at (ms after t0), expected, then settle with)
+    #[allow(clippy::type_complexity)]
+    let mut steps: Vec<(&str, String, &str, u64, tollgate_authority::throttle::Admission, Option<Outcome>)> = vec![
+        ("burst 1", "alice".into(), "10.0.0.1", 0, Admit(Via::Open), Some(Outcome::Failure)),
+        ("burst 2", "alice".into(), "10.0.0.1", 1, Admit(Via::Open), Some(Outcome::Failure)),
+        ("burst 3", "alice".into(), "10.0.0.1", 2, Admit(Via::Open), Some(Outcome::Failure)),
+        ("spent: A1 books the slot at 1000", "alice".into(), "10.0.0.1", 3, deny(Limit::Principal, 997), None),
+        ("A1 asks again: same booking", "alice".into(), "10.0.0.1", 500, deny(Limit::Principal, 500), None),
+        ("A2 books the next slot, 2000", "alice".into(), "10.0.0.2", 600, deny(Limit::Principal, 1400), None),
+        ("bob is not affected", "bob".into(), "10.9.0.1", 600, Admit(Via::Open), Some(Outcome::Success)),
+        ("A1 at its slot, right password", "alice".into(), "10.0.0.1", 1000, Admit(Via::Booked), Some(Outcome::Success)),
+        ("A1 is known: own budget 1", "alice".into(), "10.0.0.1", 1001, Admit(Via::Known), Some(Outcome::Failure)),
+        ("A1 is known: own budget 2", "alice".into(), "10.0.0.1", 1002, Admit(Via::Known), Some(Outcome::Failure)),
+        ("A1's known budget spent", "alice".into(), "10.0.0.1", 1003, deny(Limit::Known, 4998), None),
+        ("A2 at its slot", "alice".into(), "10.0.0.2", 2000, Admit(Via::Booked), Some(Outcome::Failure)),
+        ("the success gave a unit back", "alice".into(), "10.0.0.3", 2000, Admit(Via::Open), Some(Outcome::Failure)),
+        ("A4 books 3000", "alice".into(), "10.0.0.4", 2000, deny(Limit::Principal, 1000), None),
+        ("A4 too late: booking lapsed, books anew", "alice".into(), "10.0.0.4", 3501, deny(Limit::Principal, 499), None),
+    ];
+    steps.push(("erin signs in from a shared address", "erin".into(), "10.0.0.9", 4000, Admit(Via::Open), Some(Outcome::Success)));
+    for i in 0..10 {
+        steps.push(("one address, many users", format!("carol{i}"), "10.0.0.9", 5000, Admit(Via::Open), Some(Outcome::Failure)));
+    }
+    steps.push(("the address's budget is spent", "carol10".into(), "10.0.0.9", 5000, deny(Limit::Address, 100), None));
+    steps.push(("erin, known there, is not held back", "erin".into(), "10.0.0.9", 5000, Admit(Via::Known), Some(Outcome::Success)));
+    for _ in 0..5 {
+        steps.push(("never checked: the unit comes back", "dave".into(), "10.0.0.5", 5000, Admit(Via::Open), Some(Outcome::NotAttempted)));
+    }
+    for (step, user, addr, at, want, settle) in steps {
+        let keys = who(&user, addr);
+        let got = limiter.admit(&keys, &l, t0 + at).await.expect("admit");
+        assert_eq!(got, want, "{step} ({user} from {addr} at +{at} ms)");
+        if let (Admit(via), Some(outcome)) = (got, settle) {
+            limiter.settle(&keys, &l, via, outcome, t0 + at).await.expect("settle");
+        }
+    }
+}
+
+/// Concurrent attempts on one account from 12 addresses, all at the same
+/// instant: exactly the burst is admitted (admission is atomic), and each
+/// address books exactly one later slot, whatever it sends meanwhile.
+async fn concurrent_attempts_take_exactly_the_budget(f: Fixture) {
+    use tollgate_authority::throttle::{Admission, Keys, Kind, Limit, Limits};
+    let l = Limits {
+        principal_burst: 3,
+        principal_interval_ms: 60_000,
+        address_burst: 1000,
+        address_interval_ms: 1,
+        known_burst: 1,
+        known_interval_ms: 60_000,
+        known_ms: 60_000,
+        booking_hold_ms: 30_000,
+    };
+    let auth = authority(f.open().await, settings(30_000));
+    let now = tollgate_authority::util::now_ms() + 60_000;
+    let answers = join_all((0..60).map(|i| {
+        let limiter = auth.limiter.clone();
+        let keys = Keys::new(Kind::User, "eve", format!("10.1.0.{}", i % 12).parse().expect("ip"));
+        tokio::spawn(async move { (keys.address.clone(), limiter.admit(&keys, &l, now).await.expect("admit")) })
+    }))
+    .await;
+    let mut admitted = 0;
+    let mut waits: BTreeMap<String, HashSet<u64>> = BTreeMap::new();
+    for a in answers {
+        match a.expect("task") {
+            (_, Admission::Admit(_)) => admitted += 1,
+            (addr, Admission::Deny { limit: Limit::Principal, retry_after_ms }) => {
+                waits.entry(addr).or_default().insert(retry_after_ms);
+            }
+            (_, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(admitted, 3, "exactly the burst");
+    assert_eq!(waits.len(), 12, "every address holds a booking");
+    assert!(waits.values().all(|w| w.len() == 1), "one booking per address: {waits:?}");
+    let mut slots: Vec<u64> = waits.values().flat_map(|w| w.iter().copied()).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, (1..=12).map(|k| k * 60_000).collect::<Vec<_>>(), "consecutive slots, one each");
+}
+
+/// Two authority instances on one Redis share the budgets: failures at one
+/// count at the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_redis_share_the_budgets() {
+    let f = Fixture::redis();
+    let mut s = settings(30_000);
+    let t = tollgate_authority::config::ThrottleConfig {
+        principal_burst: 2,
+        principal_interval_ms: 60_000,
+        ..Default::default()
+    };
+    s.throttle = Some(tollgate_authority::throttle::Limits::from_config(&t));
+    let one = authority(f.open().await, s.clone());
+    let two = authority(f.open().await, s);
+    assert_eq!(one.limiter.kind(), "redis");
+    let addr = |i: u8| std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 2, 0, i));
+    for (auth, i) in [(&one, 1), (&two, 2)] {
+        let e = auth.password_grant("alice", "wrong", None, None, addr(i)).await.expect_err("wrong password");
+        assert_eq!(e.code(), "invalid_grant");
+    }
+    for auth in [&one, &two] {
+        let e = auth.password_grant("alice", "alice-password", None, None, addr(3)).await.expect_err("budget spent at the other instance");
+        assert_eq!((e.code(), e.status()), ("slow_down", 429), "{e:?}");
+    }
+    two.password_grant("admin", "admin-password", None, None, addr(3)).await.expect("another user is not affected");
 }
 
 /// L5: lifetimes that would overflow `now + ttl` are refused, not a panic
@@ -583,4 +901,10 @@ conformance!(
     revocation_after_lost_writes_still_revokes,
     replay_stops_once_the_successor_rotated,
     revoking_a_revoked_family_bumps_nothing,
+    unknown_keys_read_the_floor,
+    a_new_store_revokes_every_token_of_the_old_one,
+    the_floor_never_changes_across_restarts,
+    a_legacy_store_without_a_floor_reads_zero,
+    throttle_steps_are_the_same_on_both_stores,
+    concurrent_attempts_take_exactly_the_budget,
 );

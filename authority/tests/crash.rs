@@ -93,9 +93,9 @@ async fn crash_mid_storm(mut f: Fixture) {
         let b: Value = r.json().await.unwrap_or(Value::Null);
         assert_eq!((status, b["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "rotated token #{i} works again");
     }
-    let snapshot: Value = http.get(server.url("/v1/revocations")).send().await.expect("feed").json().await.expect("json");
+    let snapshot: Value = http.get(server.url("/v1/revocations")).bearer_auth(common::EDGE_CREDENTIAL).send().await.expect("feed").json().await.expect("json");
     for (key, min) in &acked_bumps {
-        let v: Value = http.get(server.url(&format!("/v1/versions?key={key}"))).send().await.expect("versions").json().await.expect("json");
+        let v: Value = http.get(server.url(&format!("/v1/versions?key={key}"))).bearer_auth(common::EDGE_CREDENTIAL).send().await.expect("versions").json().await.expect("json");
         let live = v["versions"][key.as_str()].as_u64().unwrap_or(0);
         assert!(live >= *min, "acknowledged bump {key}={min} lost (now {live})");
         let in_feed = snapshot["entries"].as_array().into_iter().flatten().any(|e| e["key"] == key.as_str() && e["min_ver"].as_u64() >= Some(*min));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{edge_verifier, Fixture, Server};
+use common::{edge_verifier, Fixture, Server, EDGE_CREDENTIAL};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use std::sync::Arc;
@@ -47,7 +47,7 @@ impl Env {
     }
 
     async fn state(&self) -> (Value, tollgate_authority::store::Stats) {
-        let feed: Value = self.http.get(self.server.url("/v1/revocations")).send().await.expect("feed").json().await.expect("json");
+        let feed: Value = self.http.get(self.server.url("/v1/revocations")).bearer_auth(EDGE_CREDENTIAL).send().await.expect("feed").json().await.expect("json");
         (feed["entries"].clone(), self.store.stats().await.expect("stats"))
     }
 }
@@ -80,10 +80,12 @@ async fn grants_succeed_and_tokens_verify_under_two_implementations() {
     let access = b["access_token"].as_str().expect("access");
     let rt = b["refresh_token"].as_str().expect("refresh");
     let claims = edge_verifier().verify(access, TimeCheck::At(tollgate_authority::util::now_secs())).expect("the filter's core accepts it");
-    assert_eq!((claims.sub.as_str(), claims.scope.as_deref(), claims.ver), ("alice", Some("read"), 0));
+    let floor = e.store.identity().floor;
+    assert!(floor > 0, "a new store has a floor");
+    assert_eq!((claims.sub.as_str(), claims.scope.as_deref(), claims.ver), ("alice", Some("read"), floor));
     let other = jwt_crate_verify(access);
     assert_eq!(other["sid"].as_str(), claims.sid.as_deref());
-    assert_eq!(other["ver"].as_u64(), Some(0));
+    assert_eq!(other["ver"].as_u64(), Some(floor));
 
     // refresh_token: rotation, then replay inside the grace window.
     let (s, _, r1) = e.form("/v1/token", &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
@@ -107,7 +109,7 @@ async fn grants_succeed_and_tokens_verify_under_two_implementations() {
     // health and metrics
     let h: Value = e.http.get(e.server.url("/healthz")).send().await.expect("healthz").json().await.expect("json");
     assert_eq!(h["status"], "ok");
-    let m = e.http.get(e.server.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let m = e.http.get(e.server.url("/metrics")).bearer_auth(EDGE_CREDENTIAL).send().await.expect("metrics").text().await.expect("text");
     for name in [
         "tollgate_authority_grants_total{grant_type=\"password\",result=\"ok\"} 1",
         "tollgate_authority_refresh_total{outcome=\"rotated\"} 1",
@@ -119,6 +121,41 @@ async fn grants_succeed_and_tokens_verify_under_two_implementations() {
         assert!(m.contains(name), "metrics lack {name}:\n{m}");
     }
     assert!(!m.contains(rt), "no token in metrics");
+}
+
+/// RFC 6749 §5.1: every answer that carries a token says `Cache-Control:
+/// no-store` and `Pragma: no-cache`: all three grants, a replay inside the
+/// grace window, and a new API token.
+#[tokio::test]
+async fn answers_carrying_tokens_are_never_cached() {
+    let e = env().await;
+    let check = |what: &str, h: &reqwest::header::HeaderMap| {
+        let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!((get("cache-control").as_deref(), get("pragma").as_deref()), (Some("no-store"), Some("no-cache")), "{what}");
+    };
+    let (s, h, login) = e.form("/v1/token", &[("grant_type", "password"), ("username", "alice"), ("password", "alice-password")]).await;
+    assert_eq!(s, StatusCode::OK);
+    check("password grant", &h);
+    let rt = login["refresh_token"].as_str().expect("rt");
+    for what in ["refresh rotation", "refresh replay"] {
+        let (s, h, _) = e.form("/v1/token", &[("grant_type", "refresh_token"), ("refresh_token", rt)]).await;
+        assert_eq!(s, StatusCode::OK, "{what}");
+        check(what, &h);
+    }
+    let r = e.http.post(e.server.url("/v1/token")).basic_auth("demo-client", Some("demo-client-secret")).form(&[("grant_type", "client_credentials")]).send().await.expect("req");
+    assert_eq!(r.status(), StatusCode::OK);
+    check("client_credentials", r.headers());
+    let admin = e.admin_token().await;
+    let r = e
+        .http
+        .post(e.server.url("/v1/api-tokens"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"sub": "ci", "scope": "read", "hosts": ["*"], "days": 1}))
+        .send()
+        .await
+        .expect("req");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    check("new API token", r.headers());
 }
 
 #[tokio::test]
@@ -223,9 +260,9 @@ async fn admin_endpoints_require_the_admin_scope() {
     let b: Value = r.json().await.expect("json");
     assert_eq!(b["key"].as_str(), Some(format!("sid:{sid}").as_str()));
     let min = b["min_ver"].as_u64().expect("min_ver");
-    let v: Value = e.http.get(e.server.url(&format!("/v1/versions?key=sid:{sid}&key=sub:alice"))).send().await.expect("req").json().await.expect("json");
+    let v: Value = e.http.get(e.server.url(&format!("/v1/versions?key=sid:{sid}&key=sub:alice"))).bearer_auth(EDGE_CREDENTIAL).send().await.expect("req").json().await.expect("json");
     assert_eq!(v["versions"][format!("sid:{sid}")].as_u64(), Some(min));
-    assert_eq!(v["versions"]["sub:alice"].as_u64(), Some(0));
+    assert_eq!(v["versions"]["sub:alice"].as_u64(), Some(e.store.identity().floor), "never bumped: the floor");
     let (s, _, b) = e.form("/v1/token", &[("grant_type", "refresh_token"), ("refresh_token", alice["refresh_token"].as_str().expect("rt"))]).await;
     assert_eq!((s.as_u16(), error_of(&b)), (400, "invalid_grant"));
 
@@ -275,12 +312,12 @@ async fn api_tokens_feed_versions_and_revoke() {
     assert!(!list.to_string().contains(&token), "the token is never shown again");
     assert_eq!(listed[0]["name"], "deploy");
 
-    let snap: Value = e.http.get(e.server.url("/v1/revocations")).send().await.expect("feed").json().await.expect("json");
+    let snap: Value = e.http.get(e.server.url("/v1/revocations")).bearer_auth(EDGE_CREDENTIAL).send().await.expect("feed").json().await.expect("json");
     assert_eq!(snap["snapshot"], true);
     let cursor = snap["cursor"].as_str().expect("cursor").to_owned();
     let r = e.http.post(e.server.url(&format!("/v1/api-tokens/{id}/revoke"))).bearer_auth(&admin).send().await.expect("revoke");
     assert_eq!(r.status(), StatusCode::OK);
-    let delta: Value = e.http.get(e.server.url(&format!("/v1/revocations?after={cursor}"))).send().await.expect("feed").json().await.expect("json");
+    let delta: Value = e.http.get(e.server.url(&format!("/v1/revocations?after={cursor}"))).bearer_auth(EDGE_CREDENTIAL).send().await.expect("feed").json().await.expect("json");
     assert_eq!(delta["snapshot"], false);
     assert_eq!(delta["entries"], serde_json::json!([{"key": format!("sid:{id}"), "min_ver": delta["entries"][0]["min_ver"], "expires_at": null}]));
     let r = e.http.get(e.server.url("/v1/api-tokens")).bearer_auth(&token).send().await.expect("req");
@@ -301,7 +338,7 @@ async fn api_tokens_feed_versions_and_revoke() {
         ("/v1/nothing", 404, "not_found"),
     ];
     for (path, status, error) in cases {
-        let r = e.http.get(e.server.url(path)).send().await.expect("req");
+        let r = e.http.get(e.server.url(path)).bearer_auth(EDGE_CREDENTIAL).send().await.expect("req");
         let s = r.status().as_u16();
         let b: Value = r.json().await.unwrap_or(Value::Null);
         assert_eq!((s, error_of(&b)), (*status, *error), "{path}: {b}");

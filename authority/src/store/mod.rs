@@ -81,9 +81,26 @@ pub struct Bumped {
     pub seq: u64,
 }
 
-/// A page of the feed: live entries with `after < seq <= high_water`.
+/// Who a store is: a random id and its floor, both fixed together, in one
+/// atomic step, when the store is created.
+///
+/// The floor is the creation time in microseconds: the minimum version of a
+/// key never bumped. Every version handed out by an earlier store (a lost
+/// one, a replaced one) is below it, because versions are at most the time
+/// in µs they were handed out; so a store lost and created anew revokes every
+/// token issued before. A store created before floors existed (legacy) has
+/// floor 0.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub store_id: String,
+    pub floor: u64,
+}
+
+/// A page of the feed: live entries with `after < seq <= high_water`, and
+/// the identity of the store they were read from, in the same atomic step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedPage {
+    pub identity: Identity,
     pub high_water: u64,
     pub entries: Vec<Entry>,
 }
@@ -111,8 +128,11 @@ pub struct Stats {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// A random id fixed when the store was created; part of every cursor.
-    fn store_id(&self) -> &str;
+    /// The store's identity as last seen: its id (part of every cursor) and
+    /// its floor. Informational (logs, start-up); a feed page carries the
+    /// identity it was read with ([`FeedPage::identity`]), which is the one
+    /// to trust if the store was replaced while the authority ran.
+    fn identity(&self) -> Identity;
     fn kind(&self) -> &'static str;
 
     /// Creates a family and its first refresh token; returns the family's
@@ -144,6 +164,7 @@ pub trait Store: Send + Sync + 'static {
     /// token issued before them. Must be durable before such a token is
     /// handed out.
     async fn raise_ttl_max(&self, secs: u64) -> StoreResult<u64>;
+    /// The minimums of `keys`; the floor for a key never bumped.
     async fn versions(&self, keys: &[VersionKey]) -> StoreResult<Vec<u64>>;
     /// Live entries after `after` (all when `None`) up to the high-water mark,
     /// read in one snapshot. `after` must already be checked `<= high_water`
@@ -158,6 +179,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_api_tokens(&self, sub: Option<&str>) -> StoreResult<Vec<ApiToken>>;
 
     async fn stats(&self) -> StoreResult<Stats>;
+    /// Credential-grant budgets kept in the store, shared by every authority
+    /// instance on it; `None`: the store does not share them (each instance
+    /// keeps its own, in memory).
+    fn shared_limiter(&self) -> Option<std::sync::Arc<dyn crate::throttle::Limiter>> {
+        None
+    }
     /// Drops expired entries from the feed index (never the minimums).
     async fn gc(&self, now_secs: u64) -> StoreResult<u64>;
 }

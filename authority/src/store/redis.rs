@@ -12,20 +12,33 @@
 //! Redis' Lua converts numbers to strings with 14 significant digits.
 
 use super::{
-    ApiToken, BumpRequest, Bumped, Expected, FeedPage, NewFamily, Stats, Store, StoreError,
-    StoreResult,
+    ApiToken, BumpRequest, Bumped, Expected, FeedPage, Identity, NewFamily, Stats, Store,
+    StoreError, StoreResult,
 };
 use crate::feed::{Entry, VersionKey};
 use crate::refresh::{AccessStamp, Family, RefreshRecord, RefreshState, RefreshView, Rotation};
+use crate::throttle::{Admission, Keys, Limit, Limits, Outcome, Via};
 use async_trait::async_trait;
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation, Value};
 use std::collections::HashMap;
 
 pub const DEFAULT_PREFIX: &str = "{tollgate}:";
 
+/// The error code a script answers when the store's identity is gone: the
+/// data was flushed, or the URL now points at another, empty Redis.
+const STORE_LOST: &str = "TOLLGATE_STORE_LOST";
+
+/// Every script starts by reading the store's identity: without it the data
+/// it would read or write belongs to no store (see [`RedisStore::reidentify`]).
+/// `FLOOR` is the minimum of every key never bumped.
 const LIB: &str = r#"
 local P = ARGV[1]
+local ID = redis.call('GET', P .. 'meta:store_id')
+if not ID then
+  error({err = 'TOLLGATE_STORE_LOST store identity missing: the data was flushed or replaced'})
+end
+local FLOOR = redis.call('GET', P .. 'meta:floor') or '0'
 local function hash(k)
   local flat = redis.call('HGETALL', k)
   local t = {}
@@ -33,7 +46,7 @@ local function hash(k)
   return t, flat
 end
 local function min_of(key)
-  return redis.call('HGET', P .. 'v:' .. key, 'min') or '0'
+  return redis.call('HGET', P .. 'v:' .. key, 'min') or FLOOR
 end
 local function merge(a, b)
   if a == '' or b == '' then return '' end
@@ -58,9 +71,9 @@ return ver
 const LOAD_REFRESH: &str = r#"
 -- ARGV: P hash
 local r, rflat = hash(P .. 'rt:' .. ARGV[2])
-if not r.sid then return {{}, {}, '0', '0'} end
+if not r.sid then return {{}, {}, FLOOR, FLOOR} end
 local f, fflat = hash(P .. 'fam:' .. r.sid)
-local msub = '0'
+local msub = FLOOR
 if f.sub then msub = min_of('sub:' .. f.sub) end
 return {rflat, fflat, msub, min_of('sid:' .. r.sid)}
 "#;
@@ -141,9 +154,9 @@ return out
 "#;
 
 const FEED: &str = r#"
--- ARGV: P after('' = snapshot) now_s
+-- ARGV: P after('' = snapshot) now_s ; returns {store_id, floor, high_water, (key, min, exp)...}
 local hw = redis.call('GET', P .. 'seq') or '0'
-local out = {hw}
+local out = {ID, FLOOR, hw}
 if ARGV[2] ~= '' and tonumber(ARGV[2]) >= tonumber(hw) then return out end
 local lo = '-inf'
 if ARGV[2] ~= '' then lo = '(' .. ARGV[2] end
@@ -172,6 +185,104 @@ redis.call('HSET', P .. 'api:bysub:' .. sub, id, ARGV[8])
 return ver
 "#;
 
+/// Creates the store's identity if there is none: the id and the floor
+/// (now in µs) in one atomic step. Returns `{id, floor ('' for a legacy
+/// store), created (1 | 0)}`.
+const IDENTIFY: &str = r#"
+-- ARGV: P fresh_id now_us
+local P = ARGV[1]
+local id = redis.call('GET', P .. 'meta:store_id')
+if id then return {id, redis.call('GET', P .. 'meta:floor') or '', 0} end
+redis.call('SET', P .. 'meta:store_id', ARGV[2])
+redis.call('SET', P .. 'meta:floor', ARGV[3])
+return {ARGV[2], ARGV[3], 1}
+"#;
+
+/// [`crate::throttle::admit`], step for step. Buckets are strings holding
+/// their arrival time; a pair is a hash (`kt` known-budget arrival time,
+/// `ku` known until, `b` booked slot). Everything expires once it no longer
+/// limits anything.
+const THROTTLE_LIB: &str = r#"
+local P = ARGV[1]
+local pk, ak, xk = P .. 'thr:' .. ARGV[2], P .. 'thr:' .. ARGV[3], P .. 'thr:' .. ARGV[4]
+local now = tonumber(ARGV[5])
+local function num(v) return tonumber(v or '0') or 0 end
+local function fmt(n) return string.format('%d', n) end
+local function put(key, tat)
+  redis.call('SET', key, fmt(tat))
+  redis.call('PEXPIREAT', key, fmt(tat + 1000))
+end
+local function put_pair(kt, ku, b, hold)
+  redis.call('HSET', xk, 'kt', fmt(kt), 'ku', fmt(ku), 'b', fmt(b))
+  local keep = math.max(kt, ku)
+  if b ~= 0 then keep = math.max(keep, b + hold) end
+  redis.call('PEXPIREAT', xk, fmt(keep + 1000))
+end
+"#;
+
+const THROTTLE_ADMIT: &str = r#"
+-- ARGV: P principal address pair now pB pI aB aI kB kI hold ; returns {admitted, via | limit, wait_ms}
+local pB, pI, aB, aI = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local kB, kI, hold = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local function gcra(tat, interval, burst)
+  local nxt = math.max(tat, now) + interval
+  local limit = now + interval * burst
+  if nxt <= limit then return true, nxt end
+  return false, nxt - limit
+end
+local pair = redis.call('HMGET', xk, 'kt', 'ku', 'b')
+local kt, ku, b = num(pair[1]), num(pair[2]), num(pair[3])
+if ku > now then
+  local kok, k = gcra(kt, kI, kB)
+  if not kok then return {0, 'known', fmt(k)} end
+  put_pair(k, ku, b, hold)
+  return {1, 'known', '0'}
+end
+local aok, a = gcra(num(redis.call('GET', ak)), aI, aB)
+if not aok then return {0, 'address', fmt(a)} end
+local lapsed = false
+if b ~= 0 then
+  if now < b then return {0, 'principal', fmt(b - now)} end
+  local held = now <= b + hold
+  b = 0
+  if held then
+    put(ak, a)
+    put_pair(kt, ku, 0, hold)
+    return {1, 'booked', '0'}
+  end
+  lapsed = true
+end
+local ptat = num(redis.call('GET', pk))
+local pok, p = gcra(ptat, pI, pB)
+if pok then
+  put(pk, p)
+  put(ak, a)
+  if lapsed then put_pair(kt, ku, 0, hold) end
+  return {1, 'open', '0'}
+end
+put(pk, math.max(ptat, now) + pI)
+put_pair(kt, ku, now + p, hold)
+return {0, 'principal', fmt(p)}
+"#;
+
+const THROTTLE_SETTLE: &str = r#"
+-- ARGV: P principal address pair now via outcome pI aI kI known_ms hold
+local via, outcome = ARGV[6], ARGV[7]
+local pI, aI, kI, known_ms, hold = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+if outcome == 'failure' then return 0 end
+local pair = redis.call('HMGET', xk, 'kt', 'ku', 'b')
+local kt, ku, b = num(pair[1]), num(pair[2]), num(pair[3])
+if via == 'known' then
+  kt = math.max(kt - kI, 0)
+else
+  put(ak, math.max(num(redis.call('GET', ak)) - aI, 0))
+  put(pk, math.max(num(redis.call('GET', pk)) - pI, 0))
+end
+if outcome == 'success' then ku = now + known_ms end
+put_pair(kt, ku, b, hold)
+return 1
+"#;
+
 const GC: &str = r#"
 -- ARGV: P now_s
 local now = tonumber(ARGV[2])
@@ -195,6 +306,7 @@ struct Scripts {
     versions: Script,
     feed: Script,
     create_api: Script,
+    identify: Script,
     gc: Script,
 }
 
@@ -242,13 +354,98 @@ impl ConnectionLike for WriteConn {
     }
 }
 
+/// The credential-grant budgets in Redis, shared by every authority
+/// instance on the store (see [`crate::throttle`]).
+pub struct RedisLimiter {
+    conn: ConnectionManager,
+    prefix: String,
+    admit: Script,
+    settle: Script,
+}
+
+#[async_trait]
+impl crate::throttle::Limiter for RedisLimiter {
+    async fn admit(&self, k: &Keys, l: &Limits, now_ms: u64) -> StoreResult<Admission> {
+        let mut conn = self.conn.clone();
+        let (admitted, what, wait): (i64, String, String) = self
+            .admit
+            .arg(&self.prefix)
+            .arg(&k.principal)
+            .arg(&k.address)
+            .arg(&k.pair)
+            .arg(now_ms.to_string())
+            .arg(l.principal_burst)
+            .arg(l.principal_interval_ms)
+            .arg(l.address_burst)
+            .arg(l.address_interval_ms)
+            .arg(l.known_burst)
+            .arg(l.known_interval_ms)
+            .arg(l.booking_hold_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        let via = |w: &str| match w {
+            "open" => Ok(Via::Open),
+            "booked" => Ok(Via::Booked),
+            "known" => Ok(Via::Known),
+            _ => Err(corrupt("throttle via")),
+        };
+        if admitted == 1 {
+            return Ok(Admission::Admit(via(&what)?));
+        }
+        let limit = match what.as_str() {
+            "address" => Limit::Address,
+            "principal" => Limit::Principal,
+            "known" => Limit::Known,
+            _ => return Err(corrupt("throttle limit")),
+        };
+        Ok(Admission::Deny { limit, retry_after_ms: wait.parse().map_err(|_| corrupt("throttle wait"))? })
+    }
+
+    async fn settle(&self, k: &Keys, l: &Limits, via: Via, outcome: Outcome, now_ms: u64) -> StoreResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .settle
+            .arg(&self.prefix)
+            .arg(&k.principal)
+            .arg(&k.address)
+            .arg(&k.pair)
+            .arg(now_ms.to_string())
+            .arg(match via {
+                Via::Open => "open",
+                Via::Booked => "booked",
+                Via::Known => "known",
+            })
+            .arg(match outcome {
+                Outcome::Success => "success",
+                Outcome::Failure => "failure",
+                Outcome::NotAttempted => "not_attempted",
+            })
+            .arg(l.principal_interval_ms)
+            .arg(l.address_interval_ms)
+            .arg(l.known_interval_ms)
+            .arg(l.known_ms)
+            .arg(l.booking_hold_ms)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
 pub struct RedisStore {
+    limiter: std::sync::Arc<RedisLimiter>,
     conn: ConnectionManager,
     client: redis::Client,
     idle_writers: std::sync::Mutex<Vec<MultiplexedConnection>>,
     writer_slots: std::sync::Arc<tokio::sync::Semaphore>,
     prefix: String,
-    store_id: String,
+    /// As last read; [`RedisStore::identify`] updates it.
+    identity: std::sync::RwLock<Identity>,
     scripts: Scripts,
     /// `WAIT` for this many replicas after each write (0: don't).
     wait_replicas: usize,
@@ -314,24 +511,19 @@ impl RedisStore {
         let mut conn = ConnectionManager::new(client.clone()).await.map_err(be)?;
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.map_err(be)?;
         check_no_eviction(&info)?;
-        let fresh = crate::util::random_id::<12>("");
-        let id_key = format!("{prefix}meta:store_id");
-        let _: bool = redis::cmd("SET")
-            .arg(&id_key)
-            .arg(&fresh)
-            .arg("NX")
-            .query_async::<Option<String>>(&mut conn)
-            .await
-            .map(|r| r.is_some())
-            .map_err(be)?;
-        let store_id: String = redis::cmd("GET").arg(&id_key).query_async(&mut conn).await.map_err(be)?;
-        Ok(RedisStore {
+        let store = RedisStore {
+            limiter: std::sync::Arc::new(RedisLimiter {
+                conn: conn.clone(),
+                prefix: prefix.to_owned(),
+                admit: Script::new(&format!("{THROTTLE_LIB}\n{THROTTLE_ADMIT}")),
+                settle: Script::new(&format!("{THROTTLE_LIB}\n{THROTTLE_SETTLE}")),
+            }),
             conn,
             client,
             idle_writers: std::sync::Mutex::new(Vec::new()),
             writer_slots: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_WRITERS)),
             prefix: prefix.to_owned(),
-            store_id,
+            identity: std::sync::RwLock::new(Identity { store_id: String::new(), floor: 0 }),
             scripts: Scripts {
                 create_family: script(CREATE_FAMILY),
                 load_refresh: script(LOAD_REFRESH),
@@ -341,10 +533,80 @@ impl RedisStore {
                 versions: script(VERSIONS),
                 feed: script(FEED),
                 create_api: script(CREATE_API),
+                identify: Script::new(IDENTIFY),
                 gc: script(GC),
             },
             wait_replicas,
-        })
+        };
+        store.identify().await?;
+        Ok(store)
+    }
+
+    /// Reads the store's identity, creating it (a fresh id and the floor,
+    /// now in µs, in one atomic step) when there is none: a new store, or
+    /// one whose data was lost while this authority ran (`FLUSHALL`, a Redis
+    /// restarted without its files, the URL now pointing at another Redis).
+    /// A lost store comes back as a new store, whose floor revokes every
+    /// token issued before; edges see the new id and re-snapshot.
+    /// Not `WAIT`ed for: an identity lost in a failover is found missing
+    /// again and re-created, which only revokes more.
+    async fn identify(&self) -> StoreResult<Identity> {
+        let mut conn = self.conn.clone();
+        let fresh = crate::util::random_id::<12>("");
+        let (store_id, floor, created): (String, String, i64) = self
+            .scripts
+            .identify
+            .arg(&self.prefix)
+            .arg(&fresh)
+            .arg(crate::util::now_us().to_string())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(be)?;
+        let legacy = floor.is_empty();
+        let floor = if legacy { 0 } else { floor.parse().map_err(|_| corrupt("meta:floor"))? };
+        let identity = Identity { store_id, floor };
+        let previous = match self.identity.write() {
+            Ok(mut held) => std::mem::replace(&mut *held, identity.clone()),
+            Err(_) => return Err(be("identity lock poisoned")),
+        };
+        match (created == 1, previous.store_id.is_empty()) {
+            (true, true) => tracing::info!(store_id = %identity.store_id, floor, "new redis store"),
+            (true, false) => tracing::error!(
+                previous = %previous.store_id,
+                store_id = %identity.store_id,
+                floor,
+                "the redis store lost its data (flushed or replaced) while the authority ran: it starts again as a new \
+                 store, and every token issued before is revoked"
+            ),
+            (false, _) if previous.store_id != identity.store_id && !previous.store_id.is_empty() => tracing::warn!(
+                previous = %previous.store_id,
+                store_id = %identity.store_id,
+                "the redis store was re-created by another authority instance"
+            ),
+            (false, _) if legacy => tracing::warn!(
+                store_id = %identity.store_id,
+                "redis store created before store floors: keys never bumped read version 0"
+            ),
+            _ => {}
+        }
+        Ok(identity)
+    }
+
+    /// Runs a script; when it finds the store's identity gone, identifies
+    /// the store again (a new store) and runs it once more.
+    async fn invoke<T: FromRedisValue, C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        inv: &ScriptInvocation<'_>,
+    ) -> StoreResult<T> {
+        match inv.invoke_async(conn).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.code() == Some(STORE_LOST) => {
+                self.identify().await?;
+                inv.invoke_async(conn).await.map_err(be)
+            }
+            Err(e) => Err(be(e)),
+        }
     }
 
     /// The connection for one write (see [`WriteConn`]).
@@ -415,8 +677,8 @@ impl RedisStore {
 
 #[async_trait]
 impl Store for RedisStore {
-    fn store_id(&self) -> &str {
-        &self.store_id
+    fn identity(&self) -> Identity {
+        self.identity.read().map(|i| i.clone()).unwrap_or_else(|p| p.into_inner().clone())
     }
 
     fn kind(&self) -> &'static str {
@@ -425,35 +687,35 @@ impl Store for RedisStore {
 
     async fn create_family(&self, f: &NewFamily) -> StoreResult<u64> {
         let mut conn = self.writer().await?;
-        let ver: u64 = self
-            .scripts
-            .create_family
-            .arg(&self.prefix)
-            .arg(&f.sid)
-            .arg(&f.sub)
-            .arg(&f.scope)
-            .arg(f.client_id.as_deref().unwrap_or(""))
-            .arg(f.created_at)
-            .arg(f.expires_at)
-            .arg(&f.first_token_hash)
-            .arg(f.expires_at.saturating_mul(1000))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let ver: u64 = self.invoke(
+            &mut conn,
+            self.scripts
+                .create_family
+                .arg(&self.prefix)
+                .arg(&f.sid)
+                .arg(&f.sub)
+                .arg(&f.scope)
+                .arg(f.client_id.as_deref().unwrap_or(""))
+                .arg(f.created_at)
+                .arg(f.expires_at)
+                .arg(&f.first_token_hash)
+                .arg(f.expires_at.saturating_mul(1000))
+        )
+        .await?;
         self.finish(conn, true).await?;
         Ok(ver)
     }
 
     async fn load_refresh(&self, token_hash: &str) -> StoreResult<RefreshView> {
         let mut conn = self.conn.clone();
-        let (rflat, fflat, msub, msid): (Vec<String>, Vec<String>, String, String) = self
-            .scripts
-            .load_refresh
-            .arg(&self.prefix)
-            .arg(token_hash)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let (rflat, fflat, msub, msid): (Vec<String>, Vec<String>, String, String) = self.invoke(
+            &mut conn,
+            self.scripts
+                .load_refresh
+                .arg(&self.prefix)
+                .arg(token_hash)
+        )
+        .await?;
         let r = pairs(rflat);
         let Some(sid) = r.get("sid").cloned() else { return Ok(RefreshView::default()) };
         let state = if r.contains_key("at") {
@@ -496,22 +758,22 @@ impl Store for RedisStore {
 
     async fn apply_rotation(&self, token_hash: &str, expected: Expected, rot: &Rotation) -> StoreResult<bool> {
         let mut conn = self.writer().await?;
-        let applied: i64 = self
-            .scripts
-            .apply_rotation
-            .arg(&self.prefix)
-            .arg(token_hash)
-            .arg(expected.min_sub.to_string())
-            .arg(expected.min_sid.to_string())
-            .arg(rot.at_ms)
-            .arg(&rot.successor_hash)
-            .arg(&rot.sealed_successor)
-            .arg(rot.access.iat)
-            .arg(rot.access.exp)
-            .arg(&rot.access.jti)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let applied: i64 = self.invoke(
+            &mut conn,
+            self.scripts
+                .apply_rotation
+                .arg(&self.prefix)
+                .arg(token_hash)
+                .arg(expected.min_sub.to_string())
+                .arg(expected.min_sid.to_string())
+                .arg(rot.at_ms)
+                .arg(&rot.successor_hash)
+                .arg(&rot.sealed_successor)
+                .arg(rot.access.iat)
+                .arg(rot.access.exp)
+                .arg(&rot.access.jti)
+        )
+        .await?;
         self.finish(conn, applied == 1).await?;
         Ok(applied == 1)
     }
@@ -545,19 +807,19 @@ impl Store for RedisStore {
 
     async fn bump(&self, key: &VersionKey, req: BumpRequest) -> StoreResult<Option<Bumped>> {
         let mut conn = self.writer().await?;
-        let out: Vec<String> = self
-            .scripts
-            .bump
-            .arg(&self.prefix)
-            .arg(key.to_string())
-            .arg(req.now_us.to_string())
-            .arg(req.access_ttl_secs.to_string())
-            .arg(req.only_if_min.map(|m| m.to_string()).unwrap_or_default())
-            .arg(req.now_secs.to_string())
-            .arg(req.skew_secs.to_string())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let out: Vec<String> = self.invoke(
+            &mut conn,
+            self.scripts
+                .bump
+                .arg(&self.prefix)
+                .arg(key.to_string())
+                .arg(req.now_us.to_string())
+                .arg(req.access_ttl_secs.to_string())
+                .arg(req.only_if_min.map(|m| m.to_string()).unwrap_or_default())
+                .arg(req.now_secs.to_string())
+                .arg(req.skew_secs.to_string())
+        )
+        .await?;
         let [min, exp, seq] = out.as_slice() else {
             self.finish(conn, false).await?;
             return Ok(None);
@@ -573,14 +835,14 @@ impl Store for RedisStore {
 
     async fn raise_ttl_max(&self, secs: u64) -> StoreResult<u64> {
         let mut conn = self.writer().await?;
-        let v: String = self
-            .scripts
-            .raise_ttl_max
-            .arg(&self.prefix)
-            .arg(secs.to_string())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let v: String = self.invoke(
+            &mut conn,
+            self.scripts
+                .raise_ttl_max
+                .arg(&self.prefix)
+                .arg(secs.to_string())
+        )
+        .await?;
         self.finish(conn, true).await?;
         v.parse().map_err(|_| corrupt("ttl_max"))
     }
@@ -591,22 +853,24 @@ impl Store for RedisStore {
         for k in keys {
             inv.arg(k.to_string());
         }
-        let out: Vec<String> = inv.invoke_async(&mut conn).await.map_err(be)?;
+        let out: Vec<String> = self.invoke(&mut conn, &inv).await?;
         out.iter().map(|v| v.parse().map_err(|_| corrupt("min"))).collect()
     }
 
     async fn feed(&self, after: Option<u64>, now_secs: u64) -> StoreResult<FeedPage> {
         let mut conn = self.conn.clone();
-        let out: Vec<String> = self
-            .scripts
-            .feed
-            .arg(&self.prefix)
-            .arg(opt_str(after))
-            .arg(now_secs.to_string())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let out: Vec<String> = self.invoke(
+            &mut conn,
+            self.scripts
+                .feed
+                .arg(&self.prefix)
+                .arg(opt_str(after))
+                .arg(now_secs.to_string())
+        )
+        .await?;
         let mut it = out.into_iter();
+        let store_id = it.next().ok_or_else(|| corrupt("meta:store_id"))?;
+        let floor = it.next().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("meta:floor"))?;
         let high_water = it.next().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("seq"))?;
         let mut entries = Vec::new();
         while let (Some(key), Some(min), Some(exp)) = (it.next(), it.next(), it.next()) {
@@ -616,25 +880,25 @@ impl Store for RedisStore {
                 expires_at: opt_num(&exp)?,
             });
         }
-        Ok(FeedPage { high_water, entries })
+        Ok(FeedPage { identity: Identity { store_id, floor }, high_water, entries })
     }
 
     async fn create_api_token(&self, t: &ApiToken) -> StoreResult<u64> {
         let mut conn = self.writer().await?;
-        let ver: u64 = self
-            .scripts
-            .create_api
-            .arg(&self.prefix)
-            .arg(&t.id)
-            .arg(&t.sub)
-            .arg(t.name.as_deref().unwrap_or(""))
-            .arg(&t.scope)
-            .arg(serde_json::to_string(&t.hosts).unwrap_or_else(|_| "[]".into()))
-            .arg(t.created_at)
-            .arg(opt_str(t.expires_at))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(be)?;
+        let ver: u64 = self.invoke(
+            &mut conn,
+            self.scripts
+                .create_api
+                .arg(&self.prefix)
+                .arg(&t.id)
+                .arg(&t.sub)
+                .arg(t.name.as_deref().unwrap_or(""))
+                .arg(&t.scope)
+                .arg(serde_json::to_string(&t.hosts).unwrap_or_else(|_| "[]".into()))
+                .arg(t.created_at)
+                .arg(opt_str(t.expires_at))
+        )
+        .await?;
         self.finish(conn, true).await?;
         Ok(ver)
     }
@@ -664,6 +928,10 @@ impl Store for RedisStore {
         }
         out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(out)
+    }
+
+    fn shared_limiter(&self) -> Option<std::sync::Arc<dyn crate::throttle::Limiter>> {
+        Some(self.limiter.clone())
     }
 
     async fn stats(&self) -> StoreResult<Stats> {
@@ -700,13 +968,7 @@ impl Store for RedisStore {
 
     async fn gc(&self, now_secs: u64) -> StoreResult<u64> {
         let mut conn = self.conn.clone();
-        self.scripts
-            .gc
-            .arg(&self.prefix)
-            .arg(now_secs.to_string())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(be)
+        self.invoke(&mut conn, self.scripts.gc.arg(&self.prefix).arg(now_secs.to_string())).await
     }
 }
 

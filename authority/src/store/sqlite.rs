@@ -7,8 +7,8 @@
 //! skip a bump that committed concurrently with the read.
 
 use super::{
-    ApiToken, BumpRequest, Bumped, Expected, FeedPage, NewFamily, Stats, Store, StoreError,
-    StoreResult,
+    ApiToken, BumpRequest, Bumped, Expected, FeedPage, Identity, NewFamily, Stats, Store,
+    StoreError, StoreResult,
 };
 use crate::feed::{is_live, merge_expiry, next_min, next_seq, Entry, VersionKey};
 use crate::refresh::{AccessStamp, Family, RefreshRecord, RefreshState, RefreshView, Rotation};
@@ -63,7 +63,7 @@ CREATE INDEX IF NOT EXISTS api_tokens_sub ON api_tokens(sub);
 
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
-    store_id: String,
+    identity: Identity,
     path: PathBuf,
 }
 
@@ -84,7 +84,7 @@ impl SqliteStore {
     pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
         std::fs::create_dir_all(dir).map_err(|e| be(format!("creating {}: {e}", dir.display())))?;
         let path = dir.join("authority.sqlite3");
-        let conn = Connection::open(&path).map_err(be)?;
+        let mut conn = Connection::open(&path).map_err(be)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(be)?;
         let mode: String =
             conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(be)?;
@@ -93,16 +93,8 @@ impl SqliteStore {
         }
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(be)?;
         conn.execute_batch(SCHEMA).map_err(be)?;
-        let fresh_id = crate::util::random_id::<12>("");
-        conn.execute(
-            "INSERT OR IGNORE INTO meta(name, value) VALUES ('store_id', ?1)",
-            params![fresh_id],
-        )
-        .map_err(be)?;
-        let store_id: String = conn
-            .query_row("SELECT value FROM meta WHERE name='store_id'", [], |r| r.get(0))
-            .map_err(be)?;
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), store_id, path })
+        let identity = identity(&mut conn, crate::util::random_id::<12>(""), crate::util::now_us()).map_err(be)?;
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), identity, path })
     }
 
     pub fn path(&self) -> &Path {
@@ -123,6 +115,38 @@ impl SqliteStore {
     }
 }
 
+/// Reads the store's identity, creating it (id and floor together, in one
+/// transaction) when the store is new. A store whose id predates floors
+/// keeps floor 0, and says so in the log.
+fn identity(conn: &mut Connection, fresh_id: String, now_us: u64) -> rusqlite::Result<Identity> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let meta = |tx: &Transaction, name: &str| -> rusqlite::Result<Option<String>> {
+        tx.query_row("SELECT value FROM meta WHERE name=?1", [name], |r| r.get(0)).optional()
+    };
+    let identity = match meta(&tx, "store_id")? {
+        None => {
+            tx.execute("INSERT INTO meta(name, value) VALUES ('store_id', ?1)", params![fresh_id])?;
+            tx.execute("INSERT OR REPLACE INTO meta(name, value) VALUES ('floor', ?1)", params![now_us.to_string()])?;
+            tracing::info!(store_id = %fresh_id, floor = now_us, "new embedded store");
+            Identity { store_id: fresh_id, floor: now_us }
+        }
+        Some(store_id) => match meta(&tx, "floor")? {
+            Some(f) => Identity {
+                floor: f.parse().map_err(|_| {
+                    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, "meta floor is not a number".into())
+                })?,
+                store_id,
+            },
+            None => {
+                tracing::warn!(%store_id, "embedded store created before store floors: keys never bumped read version 0");
+                Identity { store_id, floor: 0 }
+            }
+        },
+    };
+    tx.commit()?;
+    Ok(identity)
+}
+
 fn counter(tx: &Transaction, name: &str) -> rusqlite::Result<u64> {
     let v: Option<i64> = tx
         .query_row("SELECT value FROM counters WHERE name=?1", [name], |r| r.get(0))
@@ -139,11 +163,12 @@ fn set_counter(tx: &Transaction, name: &str, value: u64) -> rusqlite::Result<()>
     Ok(())
 }
 
-fn min_of(tx: &Connection, key: &str) -> rusqlite::Result<u64> {
+/// The minimum of `key`: its last bump, or the store's floor.
+fn min_of(tx: &Connection, key: &str, floor: u64) -> rusqlite::Result<u64> {
     let v: Option<i64> = tx
         .query_row("SELECT min_ver FROM versions WHERE key=?1", [key], |r| r.get(0))
         .optional()?;
-    Ok(to_u64(v.unwrap_or(0)))
+    Ok(v.map_or(floor, to_u64))
 }
 
 fn family_row(c: &Connection, sid: &str) -> rusqlite::Result<Option<(Family, String)>> {
@@ -187,8 +212,8 @@ const API_COLS: &str = "id, sub, name, scope, hosts, created_at, expires_at, ver
 
 #[async_trait]
 impl Store for SqliteStore {
-    fn store_id(&self) -> &str {
-        &self.store_id
+    fn identity(&self) -> Identity {
+        self.identity.clone()
     }
 
     fn kind(&self) -> &'static str {
@@ -197,9 +222,10 @@ impl Store for SqliteStore {
 
     async fn create_family(&self, f: &NewFamily) -> StoreResult<u64> {
         let f = f.clone();
+        let floor = self.identity.floor;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let ver = min_of(&tx, &format!("sub:{}", f.sub))?.max(min_of(&tx, &format!("sid:{}", f.sid))?);
+            let ver = min_of(&tx, &format!("sub:{}", f.sub), floor)?.max(min_of(&tx, &format!("sid:{}", f.sid), floor)?);
             tx.execute(
                 "INSERT INTO families(sid, sub, scope, client_id, ver, created_at, expires_at, head)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -226,6 +252,7 @@ impl Store for SqliteStore {
 
     async fn load_refresh(&self, token_hash: &str) -> StoreResult<RefreshView> {
         let hash = token_hash.to_owned();
+        let floor = self.identity.floor;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
             type Row = (String, Option<i64>, Option<String>, Option<String>, Option<i64>, Option<i64>, Option<String>);
@@ -255,10 +282,10 @@ impl Store for SqliteStore {
                 None => (None, None),
             };
             let min_sub = match &family {
-                Some(f) => min_of(&tx, &format!("sub:{}", f.sub))?,
-                None => 0,
+                Some(f) => min_of(&tx, &format!("sub:{}", f.sub), floor)?,
+                None => floor,
             };
-            let min_sid = min_of(&tx, &format!("sid:{sid}"))?;
+            let min_sid = min_of(&tx, &format!("sid:{sid}"), floor)?;
             tx.commit()?;
             Ok(RefreshView { record: Some(RefreshRecord { sid, state }), family, head, min_sub, min_sid })
         })
@@ -268,6 +295,7 @@ impl Store for SqliteStore {
     async fn apply_rotation(&self, token_hash: &str, expected: Expected, rot: &Rotation) -> StoreResult<bool> {
         let hash = token_hash.to_owned();
         let rot = rot.clone();
+        let floor = self.identity.floor;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row: Option<(String, Option<i64>)> = tx
@@ -279,8 +307,8 @@ impl Store for SqliteStore {
                 .optional()?;
             let Some((sid, None)) = row else { return Ok(false) };
             let Some((fam, _)) = family_row(&tx, &sid)? else { return Ok(false) };
-            if min_of(&tx, &format!("sub:{}", fam.sub))? != expected.min_sub
-                || min_of(&tx, &format!("sid:{sid}"))? != expected.min_sid
+            if min_of(&tx, &format!("sub:{}", fam.sub), floor)? != expected.min_sub
+                || min_of(&tx, &format!("sid:{sid}"), floor)? != expected.min_sid
             {
                 return Ok(false);
             }
@@ -320,6 +348,7 @@ impl Store for SqliteStore {
 
     async fn bump(&self, key: &VersionKey, req: BumpRequest) -> StoreResult<Option<Bumped>> {
         let key = key.clone();
+        let floor = self.identity.floor;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let name = key.to_string();
@@ -328,7 +357,7 @@ impl Store for SqliteStore {
                     Ok((r.get(0)?, r.get(1)?))
                 })
                 .optional()?;
-            let current = existing.map(|(m, _)| to_u64(m)).unwrap_or(0);
+            let current = existing.map_or(floor, |(m, _)| to_u64(m));
             if req.only_if_min.is_some_and(|m| m != current) {
                 return Ok(None);
             }
@@ -389,11 +418,12 @@ impl Store for SqliteStore {
 
     async fn versions(&self, keys: &[VersionKey]) -> StoreResult<Vec<u64>> {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        let floor = self.identity.floor;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let mut out = Vec::with_capacity(keys.len());
             for k in &keys {
-                out.push(min_of(&tx, k)?);
+                out.push(min_of(&tx, k, floor)?);
             }
             tx.commit()?;
             Ok(out)
@@ -402,6 +432,7 @@ impl Store for SqliteStore {
     }
 
     async fn feed(&self, after: Option<u64>, now_secs: u64) -> StoreResult<FeedPage> {
+        let identity = self.identity.clone();
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Deferred)?;
             let high_water = counter(&tx, "seq_high_water")?;
@@ -422,16 +453,17 @@ impl Store for SqliteStore {
             drop(stmt);
             tx.commit()?;
             debug_assert!(entries.iter().all(|e| is_live(e.expires_at, now_secs)));
-            Ok(FeedPage { high_water, entries })
+            Ok(FeedPage { identity, high_water, entries })
         })
         .await
     }
 
     async fn create_api_token(&self, t: &ApiToken) -> StoreResult<u64> {
         let t = t.clone();
+        let floor = self.identity.floor;
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let ver = min_of(&tx, &format!("sub:{}", t.sub))?.max(min_of(&tx, &format!("sid:{}", t.id))?);
+            let ver = min_of(&tx, &format!("sub:{}", t.sub), floor)?.max(min_of(&tx, &format!("sid:{}", t.id), floor)?);
             let hosts = serde_json::to_string(&t.hosts).unwrap_or_else(|_| "[]".into());
             tx.execute(
                 &format!("INSERT INTO api_tokens({API_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)"),

@@ -85,6 +85,21 @@ impl Fixture {
         }
     }
 
+    /// Makes the store look like one created before store floors: its
+    /// floor is removed, its id kept.
+    pub async fn drop_floor(&self) {
+        match self {
+            Fixture::Sqlite { dir } => {
+                let c = rusqlite::Connection::open(dir.path().join("authority.sqlite3")).expect("open sqlite");
+                assert_eq!(c.execute("DELETE FROM meta WHERE name='floor'", []).expect("delete"), 1, "the store had a floor");
+            }
+            Fixture::Redis { server, prefix } => {
+                let removed: i64 = redis_cmd(&server.url(), redis::cmd("DEL").arg(format!("{prefix}meta:floor"))).await;
+                assert_eq!(removed, 1, "the store had a floor");
+            }
+        }
+    }
+
     /// Command-line store flags for the real binary.
     pub fn server_args(&self) -> Vec<String> {
         match self {
@@ -94,6 +109,13 @@ impl Fixture {
             Fixture::Redis { server, .. } => vec!["--store".into(), "redis".into(), "--redis-url".into(), server.url()],
         }
     }
+}
+
+/// Runs one command on the Redis at `url`.
+pub async fn redis_cmd<T: redis::FromRedisValue>(url: &str, cmd: &redis::Cmd) -> T {
+    let client = redis::Client::open(url).expect("client");
+    let mut c = client.get_multiplexed_async_connection().await.expect("connect");
+    cmd.query_async(&mut c).await.expect("redis command")
 }
 
 pub fn settings(grace_ms: u64) -> Settings {
@@ -132,8 +154,12 @@ pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> b
     }
 }
 
-/// The real `tollgate-authority serve`, on a free loopback port. Killed
-/// (SIGKILL) on drop.
+/// The edge credential every test server gets (`TOLLGATE_EDGE_CREDENTIAL`),
+/// unless a test sets its own.
+pub const EDGE_CREDENTIAL: &str = "authority-tests-edge-credential-0123456789";
+
+/// The real `tollgate-authority serve`, on a free loopback port, with
+/// [`EDGE_CREDENTIAL`]. Killed (SIGKILL) on drop.
 pub struct Server {
     child: Child,
     pub base: String,
@@ -152,7 +178,8 @@ impl Server {
     pub fn start_full(store_args: &[String], extra: &[&str], env: &[(&str, &str)], log: Option<&Path>) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tollgate-authority"));
         cmd.args(store_args).arg("serve").args(["--listen", "127.0.0.1:0"]).args(extra);
-        cmd.env("TOLLGATE_LOG", "warn").env_remove("TOLLGATE_CONFIG");
+        cmd.env("TOLLGATE_LOG", "warn").env_remove("TOLLGATE_CONFIG").env_remove("TOLLGATE_TRUSTED_PROXY_HOPS");
+        cmd.env("TOLLGATE_EDGE_CREDENTIAL", EDGE_CREDENTIAL).env_remove("TOLLGATE_EDGE_CREDENTIAL_PREVIOUS");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -17,11 +17,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long the authority may take to print its address.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The environment variable the authority (and Envoy, for the filter's
+/// `authority.credential_env`) reads the edge credential from.
+pub const EDGE_CREDENTIAL_ENV: &str = "TOLLGATE_EDGE_CREDENTIAL";
+/// The edge credential of every end-to-end run: the authority requires it
+/// on `/v1/revocations`, `/v1/versions` and `/metrics`, and every Envoy the
+/// harness starts has it in its environment (see
+/// [`crate::envoy::Options::edge_credential`]).
+pub const EDGE_CREDENTIAL: &str = "e2e-edge-credential-not-for-production-000001";
 
 /// The authority's two stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +91,7 @@ pub struct Authority {
     child: Mutex<Option<Child>>,
     dir: tempfile::TempDir,
     redis: Option<RedisServer>,
-    admin: OnceLock<String>,
+    admin: Mutex<Option<String>>,
 }
 
 impl Authority {
@@ -100,7 +109,7 @@ impl Authority {
             child: Mutex::new(None),
             dir,
             redis,
-            admin: OnceLock::new(),
+            admin: Mutex::new(None),
         };
         let (child, addr) = auth.spawn(0);
         auth.addr = addr;
@@ -140,10 +149,13 @@ impl Authority {
             "TOLLGATE_SIGNING_KID",
             "TOLLGATE_ISSUER",
             "TOLLGATE_AUDIENCE",
+            "TOLLGATE_TRUSTED_PROXY_HOPS",
+            "TOLLGATE_EDGE_CREDENTIAL_PREVIOUS",
         ] {
             c.env_remove(var);
         }
         c.env("TOLLGATE_LOG", "warn");
+        c.env(EDGE_CREDENTIAL_ENV, EDGE_CREDENTIAL);
         c
     }
 
@@ -209,6 +221,28 @@ impl Authority {
         *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
     }
 
+    /// Loses the store: kills the service, empties its store (the embedded
+    /// store's directory removed; the Redis flushed) and starts it again on
+    /// the same port with the same key and settings. The new, empty store
+    /// has a new id and a floor above every version handed out before, so
+    /// every token issued until now is revoked.
+    pub fn restart_on_a_new_store(&self) {
+        self.kill();
+        match &self.redis {
+            None => {
+                let data = self.dir.path().join("data");
+                if data.exists() {
+                    fs::remove_dir_all(&data).unwrap_or_else(|e| panic!("remove {}: {e}", data.display()));
+                }
+            }
+            Some(r) => flush_redis(r.port),
+        }
+        *self.admin.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let (child, addr) = self.spawn(self.port());
+        assert_eq!(addr, self.addr, "restarted on another address");
+        *self.child.lock().unwrap_or_else(|p| p.into_inner()) = Some(child);
+    }
+
     /// What the service logged (stderr).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("authority.log")).unwrap_or_default()
@@ -255,10 +289,12 @@ impl Authority {
         )
     }
 
-    /// An admin access token (the demo `admin` user), obtained once.
+    /// An admin access token (the demo `admin` user), obtained once per
+    /// store.
     pub fn admin_token(&self) -> String {
-        self.admin
-            .get_or_init(|| self.login("admin", "admin-password").access_token)
+        let mut admin = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        admin
+            .get_or_insert_with(|| self.login("admin", "admin-password").access_token)
             .clone()
     }
 
@@ -302,9 +338,16 @@ impl Authority {
         bump(&r)
     }
 
-    /// `/metrics`, as `name{labels}` → value.
+    /// `GET /v1/revocations` (a snapshot), as an edge asks for it.
+    pub fn feed(&self) -> serde_json::Value {
+        let r = self.send(&Request::get("/v1/revocations").bearer(EDGE_CREDENTIAL));
+        assert_eq!(r.status, 200, "/v1/revocations: {r}");
+        r.json()
+    }
+
+    /// `/metrics` (with the edge credential), as `name{labels}` → value.
     pub fn metrics(&self) -> BTreeMap<String, f64> {
-        let r = self.send(&Request::get("/metrics"));
+        let r = self.send(&Request::get("/metrics").bearer(EDGE_CREDENTIAL));
         assert_eq!(r.status, 200, "/metrics: {r}");
         r.text()
             .lines()
@@ -347,6 +390,17 @@ impl Drop for Authority {
             eprintln!("authority log:\n{}", crate::envoy::tail(&self.log(), 30));
         }
     }
+}
+
+/// `FLUSHALL` on the Redis at `port`, in plain RESP.
+fn flush_redis(port: u16) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to redis-server");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s.write_all(b"FLUSHALL\r\n").expect("FLUSHALL");
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).expect("FLUSHALL answer");
+    assert!(buf[..n].starts_with(b"+OK"), "FLUSHALL: {:?}", String::from_utf8_lossy(&buf[..n]));
 }
 
 fn pair(r: &Response) -> Pair {

@@ -3,9 +3,10 @@
 //! Each [`Envoy`] renders `envoy/envoy.yaml` (ports, module path and
 //! optionally the filter document replaced, nothing else) into its own temp
 //! dir, starts `envoy --concurrency 2 --use-dynamic-base-id` with the demo key
-//! in its environment, and waits (bounded) until the admin's `/ready` says
-//! `LIVE`. The listener and admin bind port 0; their real ports are read
-//! back from the admin, so parallel tests never race for a port.
+//! and the edge credential in its environment, and waits (bounded) until the
+//! admin's `/ready` says `LIVE`. The listener and admin bind port 0; their
+//! real ports are read back from the admin, so parallel tests never race for
+//! a port.
 //!
 //! No Envoy outlives the test process: every child is spawned from one
 //! long-lived thread with `PR_SET_PDEATHSIG = SIGKILL` (the kernel kills it
@@ -13,6 +14,7 @@
 //! on drop (also while unwinding from a panic), and the shared instance is
 //! stopped by an `atexit` hook.
 
+use crate::authority::{EDGE_CREDENTIAL, EDGE_CREDENTIAL_ENV};
 use crate::echo;
 use crate::http::{self, Request, Response};
 use crate::render::{self, Ports};
@@ -110,6 +112,12 @@ pub struct Options {
     pub document: Option<String>,
     /// Put the demo key into Envoy's environment (`TOLLGATE_DEMO_KEY`).
     pub demo_key_env: bool,
+    /// The edge credential in Envoy's environment
+    /// (`TOLLGATE_EDGE_CREDENTIAL`, for the filter's
+    /// `authority.credential_env`); default: the one every harness
+    /// authority requires ([`crate::authority::EDGE_CREDENTIAL`]). `None`:
+    /// the variable is not set.
+    pub edge_credential: Option<String>,
     /// The port of the `authority` cluster; `None`: a port nothing listens on.
     pub authority_port: Option<u16>,
     /// Edits of the rendered YAML, applied in order after rendering.
@@ -121,6 +129,7 @@ impl Default for Options {
         Options {
             document: None,
             demo_key_env: true,
+            edge_credential: Some(EDGE_CREDENTIAL.to_owned()),
             authority_port: None,
             yaml_edits: Vec::new(),
         }
@@ -207,11 +216,15 @@ impl Prepared {
             .args(mode_args)
             .current_dir(dir.path())
             .env_remove(DEMO_KEY_ENV)
+            .env_remove(EDGE_CREDENTIAL_ENV)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
         if options.demo_key_env {
             command.env(DEMO_KEY_ENV, DEMO_KEY_B64);
+        }
+        if let Some(credential) = &options.edge_credential {
+            command.env(EDGE_CREDENTIAL_ENV, credential);
         }
         Prepared { dir, command }
     }
