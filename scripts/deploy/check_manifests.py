@@ -928,7 +928,8 @@ def base64_text(v):
     import base64
     import binascii
     try:
-        return base64.b64decode(v, validate=True).decode()
+        # Kubernetes output may wrap long values.
+        return base64.b64decode("".join(v.split()), validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return v
 
