@@ -1,7 +1,11 @@
 #![cfg(not(target_arch = "wasm32"))]
-//! The filter document in the Kubernetes manifests is envoy/tollgate.json
-//! except for the per-door fields, and is accepted by the filter's own
-//! validation (`Config::parse`, the code that runs at `on_configure`).
+//! Every door carries envoy/tollgate.json: envoy/envoy.yaml (native and
+//! docker-compose) verbatim, the Kubernetes manifests except for the per-door
+//! fields. The document is accepted by the filter's own validation
+//! (`Config::parse`, the code that runs at `on_configure`), states the
+//! request semantics it enforces (`strict_paths`), reads its edge credential
+//! from the VM's environment, and its rules give `/admin` in every spelling
+//! to the admin rule and every write under `/api` to the write rule.
 //!
 //! The overlays carry the document as generated JSON6902 patches
 //! (`envoy/k8s/overlays/*/plugin-config.patch.json`, written by
@@ -11,8 +15,9 @@
 //! EnvoyExtensionPolicy's `wasm[0].config`. An override may only replace
 //! [`PER_DOOR_FIELDS`] (where the authority is, per door): a difference
 //! anywhere else is drift. scripts/deploy/test.sh checks the built manifests
-//! too (the cluster names against the Service and the EnvoyPatchPolicy), and
-//! loads them into a real Envoy.
+//! too (the cluster names against the Service and the EnvoyPatchPolicy, the
+//! request semantics and credential wiring of each door, Secrets and
+//! NetworkPolicies), and loads them into a real Envoy.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +25,10 @@ use serde_json::Value;
 use tollgate::config::Config;
 
 const DEMO_KEY: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
+/// The demo edge credential (the Makefile's and docker-compose's default).
+const DEMO_EDGE_CREDENTIAL: &str = "demo-edge-credential-not-for-production-0001";
+/// The VM environment variable every door passes the edge credential in.
+const EDGE_CREDENTIAL_ENV: &str = "TOLLGATE_EDGE_CREDENTIAL";
 
 /// The only fields an overlay's document may set differently from
 /// envoy/tollgate.json (scripts/deploy/sync-plugin-config.py: PER_DOOR_FIELDS).
@@ -120,9 +129,14 @@ fn apply_override(doc: &Value, override_doc: &Value) -> Result<Value, String> {
 }
 
 fn env(name: &str) -> Option<String> {
-    // The manifests pass exactly this variable to the VM (vmConfig.env /
-    // env.hostKeys); scripts/deploy/check_manifests.py checks that they do.
-    (name == "TOLLGATE_DEMO_KEY").then(|| DEMO_KEY.to_owned())
+    // The doors pass exactly these variables to the VM (host_env_keys /
+    // vmConfig.env / env.hostKeys); scripts/deploy/check_manifests.py
+    // (`credentials`) checks that they do.
+    match name {
+        "TOLLGATE_DEMO_KEY" => Some(DEMO_KEY.to_owned()),
+        EDGE_CREDENTIAL_ENV => Some(DEMO_EDGE_CREDENTIAL.to_owned()),
+        _ => None,
+    }
 }
 
 fn tollgate_json() -> Value {
@@ -241,4 +255,171 @@ fn a_drifted_document_is_refused() {
     assert!(e.to_string().contains("issuer_url"), "{e}");
     let doc = overlays().into_iter().next().unwrap().doc;
     assert!(Config::parse(&serde_json::to_vec(&doc).unwrap(), &|_| None).is_err());
+}
+
+// ---- every door, the native one included ---------------------------------------
+
+/// The text of the literal block under envoy/envoy.yaml's one `value: |`
+/// line, de-indented (the block scripts/deploy/sync-plugin-config.py writes
+/// and tests/e2e/src/render.rs replaces).
+fn envoy_yaml_document() -> String {
+    let path = root().join("envoy/envoy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let starts: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].trim() == "value: |").collect();
+    assert_eq!(starts.len(), 1, "envoy/envoy.yaml: one `value: |` block expected");
+    let outer = indent(lines[starts[0]]);
+    let body: Vec<&str> = lines[starts[0] + 1..]
+        .iter()
+        .take_while(|l| l.trim().is_empty() || indent(l) > outer)
+        .copied()
+        .collect();
+    let inner = body.iter().filter(|l| !l.trim().is_empty()).map(|l| indent(l)).min().unwrap();
+    let mut doc: String = body.iter().map(|l| format!("{}\n", l.get(inner..).unwrap_or(""))).collect();
+    while doc.ends_with("\n\n") {
+        doc.pop();
+    }
+    doc
+}
+
+/// (door, its document) for every door: envoy.yaml's and each overlay's.
+fn door_documents() -> Vec<(String, Value)> {
+    let mut docs = vec![(
+        "envoy/envoy.yaml".to_owned(),
+        serde_json::from_str(&envoy_yaml_document()).expect("envoy/envoy.yaml: the document is not JSON"),
+    )];
+    docs.extend(overlays().into_iter().map(|o| (rel(&o.patch), o.doc)));
+    docs
+}
+
+#[test]
+fn envoy_yaml_carries_tollgate_json_verbatim() {
+    let file = std::fs::read_to_string(root().join("envoy/tollgate.json")).unwrap();
+    assert!(
+        envoy_yaml_document() == file,
+        "the document in envoy/envoy.yaml is not envoy/tollgate.json's text: run scripts/deploy/sync-plugin-config.py"
+    );
+}
+
+/// What a door's document must state about request semantics and the edge
+/// credential; the list of what it does not.
+fn stated_semantics(doc: &Value) -> Vec<String> {
+    let mut wrong = Vec::new();
+    if doc.get("strict_paths") != Some(&Value::Bool(true)) {
+        wrong.push(format!("strict_paths is {:?}, must be stated: true", doc.get("strict_paths")));
+    }
+    let authority = &doc["authority"];
+    if authority["credential_env"] != EDGE_CREDENTIAL_ENV {
+        wrong.push(format!("authority.credential_env is {}, must be {EDGE_CREDENTIAL_ENV}", authority["credential_env"]));
+    }
+    if authority.get("credential").is_some() {
+        wrong.push("authority.credential is inline (tests only)".to_owned());
+    }
+    wrong
+}
+
+#[test]
+fn every_door_states_strict_paths_and_reads_its_credential_from_the_vm() {
+    for (door, doc) in door_documents() {
+        let wrong = stated_semantics(&doc);
+        assert!(wrong.is_empty(), "{door}: {wrong:?}");
+    }
+    // Each requirement can fail.
+    let (_, doc) = door_documents().remove(0);
+    for (pointer, value) in [
+        ("/strict_paths", Value::from(false)),
+        ("/authority/credential_env", Value::from("TOLLGATE_DEMO_KEY")),
+    ] {
+        let mut bad = doc.clone();
+        *bad.pointer_mut(pointer).unwrap() = value;
+        assert_eq!(stated_semantics(&bad).len(), 1, "{pointer}");
+    }
+    let mut implicit = doc.clone();
+    implicit.as_object_mut().unwrap().remove("strict_paths");
+    assert_eq!(stated_semantics(&implicit).len(), 1, "strict_paths left to its default");
+    let mut inline = doc;
+    inline["authority"]["credential"] = Value::from(DEMO_EDGE_CREDENTIAL);
+    assert_eq!(stated_semantics(&inline).len(), 1, "inline credential");
+}
+
+/// (method, path, the rule that must govern it). Paths as the filter matches
+/// them: normalized by Envoy, percent-decoded; `default` is the fallback
+/// (a token, no scope).
+const RULE_TABLE: &[(&str, &str, &str)] = &[
+    ("GET", "/admin", "admin"),
+    ("GET", "/admin/", "admin"),
+    ("GET", "/admin/users/1", "admin"),
+    ("GET", "/ADMIN", "admin"),
+    ("GET", "/Admin/users", "admin"),
+    ("POST", "/aDmIn/x", "admin"),
+    ("DELETE", "/admin/sessions/1", "admin"),
+    ("GET", "/administrator", "default"),
+    ("GET", "/admin-panel", "default"),
+    ("POST", "/api", "write"),
+    ("POST", "/api/things", "write"),
+    ("POST", "/api/things/1/parts", "write"),
+    ("PUT", "/api/things/1", "write"),
+    ("PATCH", "/Api/x/y/z", "write"),
+    ("DELETE", "/API/things/1", "write"),
+    ("GET", "/api/things", "read"),
+    ("GET", "/api/things/1/parts", "read"),
+    ("GET", "/API/things", "read"),
+    ("HEAD", "/api/things", "read"),
+    ("GET", "/apiary", "default"),
+    ("POST", "/apiary", "default"),
+    ("GET", "/public/hello", "public"),
+    ("GET", "/healthz", "health"),
+    ("POST", "/v1/token", "authority-token-endpoint"),
+];
+
+/// The rows of RULE_TABLE a document's policy gets wrong, and whether its
+/// admin, write and read rules ask for what they must.
+fn rule_mismatches(doc: &Value) -> Result<Vec<String>, String> {
+    let config = Config::parse(&serde_json::to_vec(doc).unwrap(), &env).map_err(|e| e.to_string())?;
+    let mut wrong = Vec::new();
+    for &(method, path, want) in RULE_TABLE {
+        let rule = config.policy.rule_for(method, path);
+        if rule.name != want {
+            wrong.push(format!("{method} {path}: rule {}, must be {want}", rule.name));
+            continue;
+        }
+        let ok = match want {
+            "admin" => rule.admin && rule.fresh,
+            "write" => rule.scopes == ["write"],
+            "read" => rule.scopes == ["read"],
+            "default" => !rule.anonymous,
+            _ => true,
+        };
+        if !ok {
+            wrong.push(format!("{method} {path}: rule {want} does not require what it must: {rule:?}"));
+        }
+    }
+    Ok(wrong)
+}
+
+#[test]
+fn every_door_governs_admin_and_api_in_every_spelling() {
+    for (door, doc) in door_documents() {
+        let wrong = rule_mismatches(&doc).unwrap_or_else(|e| panic!("{door}: the filter refuses its document: {e}"));
+        assert!(wrong.is_empty(), "{door}:\n{}", wrong.join("\n"));
+    }
+}
+
+#[test]
+fn the_rule_table_catches_the_old_narrow_rules() {
+    // The rules this repository shipped before: `/admin/` without
+    // ignore_case, writes only one segment under /api/. The table must
+    // catch each.
+    let (_, doc) = door_documents().remove(0);
+    let rules = doc["rules"].as_array().unwrap();
+    let at = |name: &str| rules.iter().position(|r| r["name"] == name).unwrap();
+    let mut cased = doc.clone();
+    cased["rules"][at("admin")].as_object_mut().unwrap().remove("ignore_case");
+    let mut shallow = doc.clone();
+    shallow["rules"][at("write")]["path"] = serde_json::json!({ "regex": "/api/[^/]+" });
+    for (what, bad, row) in [("admin without ignore_case", cased, "GET /ADMIN"), ("one-segment write rule", shallow, "POST /api/things/1/parts")] {
+        let wrong = rule_mismatches(&bad).unwrap_or_else(|e| panic!("{what}: refused: {e}"));
+        assert!(wrong.iter().any(|w| w.starts_with(&format!("{row}:"))), "{what}: {wrong:?}");
+    }
 }

@@ -24,6 +24,21 @@ Usage: check_manifests.py CHECK [args]   (scripts/deploy/test.sh runs them all)
                            cluster of envoy.yaml, use_remote_address is on
   compose                  structural checks of envoy/docker-compose.yml,
                            authority/Dockerfile and .dockerignore
+  request-semantics DOOR   the HTTP connection manager in front of the filter
+                           normalizes paths, merges slashes, rejects escaped
+                           slashes and header names with `_` (DOOR: native,
+                           compose, istio, envoy-gateway; REQUEST_SEMANTICS)
+  credentials DOOR         the document reads its edge credential from the
+                           VM's environment, and the door puts it (and the
+                           HMAC keys) there; in Kubernetes from the same
+                           Secret keys the authority reads
+  secrets DIR              no demo secret or demo user in the build; the
+                           authority reads its key, edge credential and users
+                           file from Secrets the user creates, each documented
+                           in docs/deploy.md with its kubectl command
+  network-policy DIR       NetworkPolicies admit only the door's gateway pods
+                           to the authority's port, and only the authority to
+                           Redis's
 
 Exit 0 when the check passes, 1 (with the reasons on stderr) when it fails.
 """
@@ -48,6 +63,7 @@ K8S_VERSION = "1.30"  # the oldest Kubernetes the manifests support (preStop sle
 CORE_KINDS = {
     ("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Secret"), ("v1", "Service"),
     ("apps/v1", "Deployment"), ("policy/v1", "PodDisruptionBudget"),
+    ("networking.k8s.io/v1", "NetworkPolicy"),
 }
 
 errors = []
@@ -150,6 +166,26 @@ def cel_checks(r):
             for t, field in (("HTTP", "http"), ("Image", "image")):
                 if (code["type"] == t) != (field in code):
                     fail(f"{name_of(r)}: wasm[{i}].code: type {code['type']} and field {field} disagree")
+    if kind == "EnvoyFilter":
+        if "workloadSelector" in spec and "targetRefs" in spec:
+            fail(f"{name_of(r)}: only one of targetRefs or workloadSelector can be set")
+        for t in spec.get("targetRefs", []):
+            if t.get("namespace"):
+                fail(f"{name_of(r)}: cross namespace referencing is not currently supported")
+        for i, p in enumerate(spec.get("configPatches", [])):
+            m = p.get("match", {})
+            if ("waypoint" in m) != (m.get("context") == "WAYPOINT"):
+                fail(f"{name_of(r)}: configPatches[{i}]: only support waypointMatch when context is WAYPOINT")
+    if kind == "ClientTrafficPolicy":
+        has_ref, has_refs = "targetRef" in spec, "targetRefs" in spec
+        if not ((has_ref != has_refs) or spec.get("targetSelectors")):
+            fail(f"{name_of(r)}: either targetRef or targetRefs must be used")
+        for t in ([spec["targetRef"]] if has_ref else []) + spec.get("targetRefs", []):
+            if t.get("group") != "gateway.networking.k8s.io" or t.get("kind") not in ("Gateway", "ListenerSet"):
+                fail(f"{name_of(r)}: targets must be Gateway or ListenerSet of gateway.networking.k8s.io")
+        h = spec.get("headers", {})
+        if "preserveXRequestID" in h and "requestID" in h:
+            fail(f"{name_of(r)}: preserveXRequestID and requestID cannot both be set.")
     if kind == "EnvoyPatchPolicy":
         for i, p in enumerate(spec.get("jsonPatches", [])):
             op = p["operation"]
@@ -236,10 +272,16 @@ def check_core(overlay):
                     fail(f"Deployment {name}/{c['name']}: envFrom {ref} is not in the build")
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
-                    s = secrets.get(ref["name"])
-                    if not s or ref["key"] not in (s.get("data", {}) | s.get("stringData", {})):
-                        fail(f"Deployment {name}/{c['name']}: env {e['name']}: secret {ref['name']} key {ref['key']} not in the build")
+                # A Secret the build does not carry is one the user creates
+                # (the `secrets` check: documented, and not a demo value).
+                if ref and ref["name"] in secrets:
+                    s = secrets[ref["name"]]
+                    if ref["key"] not in (s.get("data", {}) | s.get("stringData", {})):
+                        fail(f"Deployment {name}/{c['name']}: env {e['name']}: secret {ref['name']} has no key {ref['key']}")
+            vols = {v["name"]: v for v in pod.get("volumes", [])}
+            for m in c.get("volumeMounts", []):
+                if m["name"] not in vols:
+                    fail(f"Deployment {name}/{c['name']}: volumeMount {m['name']} names no volume")
     auth = deployments.get("tollgate-authority")
     if not auth:
         fail("no Deployment tollgate-authority")
@@ -284,22 +326,27 @@ def check_core(overlay):
 
 
 def authority_env_vars():
-    src = (ROOT / "authority" / "src" / "config.rs")
-    if not src.exists():
+    """The TOLLGATE_* names the authority's source spells out (its settings
+    are read in config.rs; the edge credential may be read elsewhere)."""
+    src = ROOT / "authority" / "src"
+    if not src.is_dir():
         return None
-    return set(re.findall(r'"(TOLLGATE_[A-Z0-9_]+)"', src.read_text()))
+    names = set()
+    for f in src.rglob("*.rs"):
+        names |= set(re.findall(r'"(TOLLGATE_[A-Z0-9_]+)"', f.read_text()))
+    return names
 
 
 def check_authority_env(names, where):
     """Every TOLLGATE_* setting we pass must be one the authority reads
-    (authority/src/config.rs), except key secrets named by secret_env."""
+    (authority/src), except key secrets named by secret_env."""
     known = authority_env_vars()
     if known is None:
-        fail("authority/src/config.rs not found: cannot check the authority's environment names")
+        fail("authority/src not found: cannot check the authority's environment names")
         return
     for n in sorted(names):
         if n.startswith("TOLLGATE_") and n not in known:
-            fail(f"{where}: {n} is not a setting authority/src/config.rs reads")
+            fail(f"{where}: {n} is not a setting authority/src reads")
 
 
 # ---- the filter document ---------------------------------------------------
@@ -447,6 +494,21 @@ def render_envoy(overlay, out):
         raise SystemExit(f"{overlay}: no filter document")
     _, doc, _ = docs[0]
     envoy_filter_config(cfg)["configuration"]["value"] = json.dumps(doc, indent=2)
+    # The door's own request semantics replace envoy.yaml's, so Envoy checks
+    # the fields and values the door really sets (the EnvoyFilter's patch,
+    # the HCM fields Envoy Gateway writes for the ClientTrafficPolicy).
+    name = overlay_name(overlay)
+    door = istio_hcm_settings(res) if name == "istio" else eg_hcm_settings(res)
+    for tc in hcm_configs(cfg):
+        for field in REQUEST_SEMANTICS:
+            *parents, last = field.split(".")
+            node = tc
+            for p in parents:
+                node = node.get(p, {})
+            node.pop(last, None)
+        for k in [k for k, v in tc.items() if v == {}]:
+            del tc[k]
+        deep_merge(tc, door)
     for c in patch_clusters(res):
         c = copy.deepcopy(c)
         # Envoy resolves STRICT_DNS names at run time, not in --mode validate;
@@ -474,6 +536,609 @@ def check_envoy_yaml():
                 if "http_filters" in tc and tc.get("use_remote_address") is not True:
                     fail(f"envoy/envoy.yaml listener {l['name']}: use_remote_address is not true "
                          "(source.address, what `hosts` is checked against, would follow X-Forwarded-For)")
+
+
+# ---- request semantics -------------------------------------------------------
+
+HCM_FILTER = "envoy.filters.network.http_connection_manager"
+HCM_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager"
+            ".v3.HttpConnectionManager")
+# What every door sets on the HTTP connection manager in front of the filter,
+# as Envoy's fields (docs/deploy.md, "Request semantics each door must set").
+# The filter's rules and the upstream must read one path and one set of
+# headers: dot segments resolved, `//` merged, an encoded `/` or `\` refused
+# (the filter's strict_paths refuses it too), header names with `_` refused.
+REQUEST_SEMANTICS = {
+    "normalize_path": True,
+    "merge_slashes": True,
+    "path_with_escaped_slashes_action": "REJECT_REQUEST",
+    "common_http_protocol_options.headers_with_underscores_action": "REJECT_REQUEST",
+}
+DOORS = ("native", "compose", "istio", "envoy-gateway")
+# Envoy Gateway v1.9's ClientTrafficPolicy enums -> the HCM enums it writes
+# (internal/xds/translator/listener.go: translateEscapePath,
+# buildHeadersWithUnderscoresAction).
+EG_ESCAPED_SLASHES = {"KeepUnchanged": "KEEP_UNCHANGED", "RejectRequest": "REJECT_REQUEST",
+                      "UnescapeAndRedirect": "UNESCAPE_AND_REDIRECT",
+                      "UnescapeAndForward": "UNESCAPE_AND_FORWARD"}
+EG_UNDERSCORES = {"Allow": "ALLOW", "RejectRequest": "REJECT_REQUEST", "DropHeader": "DROP_HEADER"}
+_MISSING = object()
+
+
+def dotted_get(d, path):
+    for p in path.split("."):
+        if not isinstance(d, dict) or p not in d:
+            return _MISSING
+        d = d[p]
+    return d
+
+
+def deep_merge(into, value):
+    """Proto merge of JSON objects, as Istio's EnvoyFilter MERGE does for
+    the fields used here: objects merge, everything else replaces."""
+    for k, v in value.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            deep_merge(into[k], v)
+        else:
+            into[k] = copy.deepcopy(v)
+    return into
+
+
+def hcm_configs(cfg):
+    """The typed_config of every HTTP connection manager in a static Envoy
+    config that carries the tollgate filter."""
+    out = []
+    for l in cfg["static_resources"]["listeners"]:
+        for fc in l["filter_chains"]:
+            for f in fc["filters"]:
+                tc = f.get("typed_config", {})
+                if any(hf.get("name") == "tollgate" for hf in tc.get("http_filters", [])):
+                    out.append(tc)
+    return out
+
+
+def compose_envoy_config():
+    """envoy/envoy.yaml as docker-compose runs it (compose-envoy.sh's rendering)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        out = pathlib.Path(d) / "envoy.yaml"
+        r = subprocess.run(["sh", str(ROOT / "scripts/deploy/compose-envoy.sh"), str(ENVOY_YAML), str(out)],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise SystemExit(f"compose-envoy.sh failed: {r.stderr}")
+        return yaml.safe_load(out.read_text())
+
+
+def the_gateway(res):
+    gws = [r for r in res if r["kind"] == "Gateway"]
+    if len(gws) != 1:
+        raise SystemExit(f"expected one Gateway in the build, found {len(gws)}")
+    return gws[0]
+
+
+def targets_gateway(r, gw):
+    """Whether a policy attaches to the whole Gateway gw (targetRefs or the
+    older targetRef, no sectionName)."""
+    refs = list(r["spec"].get("targetRefs", []))
+    if "targetRef" in r["spec"]:
+        refs.append(r["spec"]["targetRef"])
+    return any(t.get("kind") == "Gateway" and t.get("group") == "gateway.networking.k8s.io"
+               and t.get("name") == gw["metadata"]["name"] and not t.get("sectionName")
+               for t in refs)
+
+
+def istio_hcm_settings(res):
+    """The HCM fields the build's EnvoyFilters merge into the gateway's
+    connection manager."""
+    gw = the_gateway(res)
+    out = {}
+    found = False
+    for r in res:
+        if r["kind"] != "EnvoyFilter" or not targets_gateway(r, gw):
+            continue
+        for i, p in enumerate(r["spec"].get("configPatches", [])):
+            m = p.get("match", {})
+            if p.get("applyTo") != "NETWORK_FILTER":
+                continue
+            where = f"{name_of(r)}: configPatches[{i}]"
+            if dotted_get(m, "listener.filterChain.filter.name") != HCM_FILTER:
+                continue
+            if m.get("context") != "GATEWAY":
+                fail(f"{where}: match.context must be GATEWAY (the gateway's listeners)")
+            if p.get("patch", {}).get("operation") != "MERGE":
+                fail(f"{where}: patch.operation must be MERGE (keep what Istio generates)")
+                continue
+            tc = p["patch"].get("value", {}).get("typed_config", {})
+            if tc.get("@type") != HCM_TYPE:
+                fail(f"{where}: typed_config @type is {tc.get('@type')!r}, not the HCM's")
+                continue
+            deep_merge(out, {k: v for k, v in tc.items() if k != "@type"})
+            found = True
+    if not found:
+        fail(f"no EnvoyFilter merges into the HTTP connection manager of Gateway "
+             f"{gw['metadata']['name']} (targetRefs, NETWORK_FILTER {HCM_FILTER}, MERGE)")
+    return out
+
+
+def eg_hcm_settings(res):
+    """The HCM fields Envoy Gateway v1.9 writes for the build's
+    ClientTrafficPolicy on the Gateway. Only what the policy states counts
+    (normalize_path excepted: Envoy Gateway sets it on every listener)."""
+    gw = the_gateway(res)
+    ctps = [r for r in res if r["kind"] == "ClientTrafficPolicy" and targets_gateway(r, gw)]
+    if len(ctps) != 1:
+        fail(f"expected one ClientTrafficPolicy on Gateway {gw['metadata']['name']}, found {len(ctps)}")
+        return {}
+    spec = ctps[0]["spec"]
+    out = {"normalize_path": True}
+    path = spec.get("path", {})
+    if "disableMergeSlashes" in path:
+        out["merge_slashes"] = not path["disableMergeSlashes"]
+    if "escapedSlashesAction" in path:
+        out["path_with_escaped_slashes_action"] = EG_ESCAPED_SLASHES.get(
+            path["escapedSlashesAction"], path["escapedSlashesAction"])
+    und = spec.get("headers", {}).get("withUnderscoresAction")
+    if und is not None:
+        out["common_http_protocol_options"] = {
+            "headers_with_underscores_action": EG_UNDERSCORES.get(und, und)}
+    return out
+
+
+def door_hcm_settings(door):
+    """[(where, HCM fields)] for a door."""
+    if door == "native":
+        return [("envoy/envoy.yaml", tc) for tc in hcm_configs(yaml.safe_load(ENVOY_YAML.read_text()))]
+    if door == "compose":
+        return [("envoy.yaml as compose runs it", tc) for tc in hcm_configs(compose_envoy_config())]
+    res = build(f"overlays/{door}")
+    if door == "istio":
+        return [("Istio gateway (EnvoyFilter)", istio_hcm_settings(res))]
+    if door == "envoy-gateway":
+        return [("Envoy Gateway proxy (ClientTrafficPolicy)", eg_hcm_settings(res))]
+    raise SystemExit(f"unknown door {door} ({', '.join(DOORS)})")
+
+
+def check_request_semantics(door):
+    found = door_hcm_settings(door)
+    if not found:
+        fail(f"{door}: no HTTP connection manager carrying the tollgate filter")
+    for where, settings in found:
+        for field, want in REQUEST_SEMANTICS.items():
+            have = dotted_get(settings, field)
+            if have is _MISSING:
+                fail(f"{door}: {where}: {field} is not set (state it: {want!r}; defaults differ "
+                     "between Envoy, Istio and Envoy Gateway and between their releases)")
+            elif have != want:
+                fail(f"{door}: {where}: {field} is {have!r}, every door sets {want!r}")
+
+
+# ---- credentials -------------------------------------------------------------
+
+def vm_env_names(doc):
+    """The environment variables a document reads in its VM: key secrets and
+    the edge credential."""
+    names = {k["secret_env"] for k in doc.get("keys", []) if "secret_env" in k}
+    cred = doc.get("authority", {}).get("credential_env")
+    if cred:
+        names.add(cred)
+    return names
+
+
+def check_document_credential(doc, where):
+    authority = doc.get("authority")
+    if not authority:
+        return
+    if "credential" in authority:
+        fail(f"{where}: authority.credential is inline (tests only); use credential_env")
+    if not authority.get("credential_env"):
+        fail(f"{where}: authority.credential_env is not set: the authority closes its feed and "
+             "versions endpoints to an edge without a credential")
+
+
+def signing_key_env(doc, kid):
+    for k in doc.get("keys", []):
+        if k.get("kid") == kid:
+            return k.get("secret_env")
+    return None
+
+
+def proxy_env(res, overlay):
+    """(where, env list) of the gateway proxy container the door deploys."""
+    gw = the_gateway(res)
+    ref = gw["spec"].get("infrastructure", {}).get("parametersRef")
+    if not ref:
+        fail(f"{name_of(gw)}: no infrastructure.parametersRef: the proxy gets no environment")
+        return None, []
+    by = {(r["kind"], r["metadata"]["name"]): r for r in res}
+    target = by.get((ref["kind"], ref["name"]))
+    if not target:
+        fail(f"{name_of(gw)}: parametersRef {ref['kind']}/{ref['name']} is not in the build")
+        return None, []
+    if overlay == "istio":
+        patch = yaml.safe_load(target.get("data", {}).get("deployment", "") or "{}")
+        pod = dotted_get(patch, "spec.template.spec")
+        for c in pod.get("containers", []) if isinstance(pod, dict) else []:
+            if c.get("name") == "istio-proxy":
+                return f"{name_of(target)} deployment/istio-proxy", c.get("env", [])
+        fail(f"{name_of(target)}: its `deployment` patch has no istio-proxy container")
+        return None, []
+    env = dotted_get(target, "spec.provider.kubernetes.envoyDeployment.container.env")
+    if env is _MISSING:
+        fail(f"{name_of(target)}: no provider.kubernetes.envoyDeployment.container.env")
+        return None, []
+    return f"{name_of(target)} envoyDeployment", env
+
+
+def secret_ref(env, name):
+    """The secretKeyRef (name, key) an env list sets `name` from, None when
+    it is not set, "literal" when it is set to a literal value."""
+    for e in env:
+        if e.get("name") == name:
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            return (ref["name"], ref["key"]) if ref else "literal"
+    return None
+
+
+def authority_container(res):
+    for r in res:
+        if r["kind"] == "Deployment" and r["metadata"]["name"] == "tollgate-authority":
+            return r, r["spec"]["template"]["spec"]["containers"][0]
+    raise SystemExit("no Deployment tollgate-authority in the build")
+
+
+def authority_settings(res, c):
+    """The authority container's plain settings (ConfigMaps it loads and
+    literal env values)."""
+    cms = {r["metadata"]["name"]: r for r in res if r["kind"] == "ConfigMap"}
+    out = {}
+    for ef in c.get("envFrom", []):
+        cm = cms.get(ef.get("configMapRef", {}).get("name"))
+        if cm:
+            out.update(cm.get("data", {}))
+    for e in c.get("env", []):
+        if "value" in e:
+            out[e["name"]] = e["value"]
+    return out
+
+
+def check_credentials(door):
+    doc_default = tollgate_doc()
+    if door in ("native", "compose"):
+        doc = doc_default
+        check_document_credential(doc, "envoy/tollgate.json")
+        cfg = yaml.safe_load(ENVOY_YAML.read_text())
+        keys = envoy_filter_config(cfg)["vm_config"].get("environment_variables", {}).get("host_env_keys", [])
+        for n in sorted(vm_env_names(doc)):
+            if n not in keys:
+                fail(f"envoy/envoy.yaml: {n} (read by the document) is not in vm_config "
+                     "environment_variables.host_env_keys: the filter's VM cannot see it")
+        if door == "native":
+            return
+        svcs = yaml.safe_load((ROOT / "envoy" / "docker-compose.yml").read_text())["services"]
+        envoy_env = svcs["envoy"].get("environment", {})
+        auth_env = svcs["authority"].get("environment", {})
+        for n in sorted(vm_env_names(doc)):
+            if n not in envoy_env:
+                fail(f"compose envoy: {n} (read by the document) is not in its environment")
+        cred = doc.get("authority", {}).get("credential_env")
+        if cred:
+            if auth_env.get("TOLLGATE_EDGE_CREDENTIAL") is None:
+                fail("compose authority: TOLLGATE_EDGE_CREDENTIAL is not set: its feed stays closed")
+            elif auth_env.get("TOLLGATE_EDGE_CREDENTIAL") != envoy_env.get(cred):
+                fail(f"compose: the authority's TOLLGATE_EDGE_CREDENTIAL and envoy's {cred} differ")
+        key_env = signing_key_env(doc, auth_env.get("TOLLGATE_SIGNING_KID"))
+        if not key_env:
+            fail(f"compose authority: signing kid {auth_env.get('TOLLGATE_SIGNING_KID')!r} is no key of the document")
+        elif auth_env.get("TOLLGATE_SIGNING_SECRET") != envoy_env.get(key_env):
+            fail(f"compose: the authority's TOLLGATE_SIGNING_SECRET and envoy's {key_env} differ")
+        return
+    overlay = overlay_name(door)
+    res = build(f"overlays/{overlay}")
+    docs = plugin_docs(res)
+    if not docs:
+        fail(f"{overlay}: no filter document")
+    where_env, penv = proxy_env(res, overlay)
+    _, ac = authority_container(res)
+    aset = authority_settings(res, ac)
+    for r, doc, vm_env in docs:
+        check_document_credential(doc, name_of(r))
+        for n in sorted(vm_env_names(doc)):
+            if n not in vm_env:
+                fail(f"{name_of(r)}: {n} (read by the document) is not passed to the VM")
+            if where_env is None:
+                continue
+            ref = secret_ref(penv, n)
+            if ref is None:
+                fail(f"{where_env}: the proxy's environment has no {n}")
+            elif ref == "literal":
+                fail(f"{where_env}: {n} is a literal value; it must come from a Secret")
+        if where_env is None:
+            continue
+        cred = doc.get("authority", {}).get("credential_env")
+        if cred:
+            have, want = secret_ref(ac.get("env", []), "TOLLGATE_EDGE_CREDENTIAL"), secret_ref(penv, cred)
+            if not isinstance(have, tuple):
+                fail("tollgate-authority: TOLLGATE_EDGE_CREDENTIAL does not come from a Secret")
+            elif have != want:
+                fail(f"tollgate-authority reads TOLLGATE_EDGE_CREDENTIAL from {have}, the gateway "
+                     f"presents {cred} from {want}: they must be the same Secret key")
+        kid = aset.get("TOLLGATE_SIGNING_KID")
+        key_env = signing_key_env(doc, kid)
+        if not key_env:
+            fail(f"tollgate-authority: signing kid {kid!r} is no key of {name_of(r)}'s document")
+        else:
+            have, want = secret_ref(ac.get("env", []), "TOLLGATE_SIGNING_SECRET"), secret_ref(penv, key_env)
+            if not isinstance(have, tuple) or have != want:
+                fail(f"tollgate-authority signs with {have}, the gateway verifies {kid} with "
+                     f"{key_env} from {want}: they must be the same Secret key")
+
+
+# ---- Secrets: the user's, documented, no demo value --------------------------
+
+# The only Secret the Kubernetes build may generate: the URL of the demo Redis
+# in base/redis.yaml, which has no password. Every other Secret (HMAC keys,
+# the edge credential, the users file) is the user's to create.
+GENERATED_SECRETS = {"tollgate-redis"}
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+
+
+def demo_values():
+    """Every demo secret the repository publishes: the defaults docker-compose
+    and the Makefile fall back to (the demo key, the demo edge credential),
+    the authority's built-in demo key, and the demo users' and client's
+    passwords and hashes."""
+    vals = set()
+    compose = (ROOT / "envoy" / "docker-compose.yml").read_text()
+    vals |= set(re.findall(r"\$\{[A-Z0-9_]+:-([^}]+)\}", compose))
+    mk = ROOT / "Makefile"
+    if mk.exists():
+        vals |= {v for n, v in re.findall(r"^(?:export\s+)?(TOLLGATE_[A-Z0-9_]+)\s*\??=\s*(\S+)",
+                                          mk.read_text(), re.M)
+                 if re.search(r"KEY|SECRET|CREDENTIAL", n)}
+    keys = (ROOT / "authority" / "src" / "keys.rs").read_text()
+    vals |= set(re.findall(r'DEMO_SECRET_B64: &str = "([^"]+)"', keys))
+    directory = (ROOT / "authority" / "src" / "directory.rs").read_text()
+    for const in ("DEMO_USERS", "DEMO_CLIENTS"):
+        m = re.search(const + r"[^=]*=\s*&\[(.*?)\];", directory, re.S)
+        if not m:
+            fail(f"authority/src/directory.rs: {const} not found: cannot check for demo principals")
+            continue
+        for tup in re.findall(r"\(([^()]*)\)", m.group(1)):
+            strings = re.findall(r'"([^"]*)"', tup)
+            if len(strings) == 4:  # (name, password, scopes, hash): the secrets
+                vals |= {strings[1], strings[3]}
+    if len(vals) < 4:
+        fail(f"found only {len(vals)} demo values to look for: the check would be blind")
+    return {v for v in vals if len(v) >= 8}
+
+
+def strings_of(x):
+    if isinstance(x, str):
+        yield x
+    elif isinstance(x, dict):
+        for k, v in x.items():
+            yield from strings_of(k)
+            yield from strings_of(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from strings_of(v)
+
+
+def base64_text(v):
+    import base64
+    import binascii
+    try:
+        # Kubernetes output may wrap long values.
+        return base64.b64decode("".join(v.split()), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return v
+
+
+def documented_secret_keys():
+    """(name, key) of every `kubectl ... create secret generic NAME
+    --from-literal=KEY=... / --from-file=KEY=...` command in docs/deploy.md."""
+    text = DEPLOY_DOC.read_text().replace("\\\n", " ")
+    out = set()
+    for line in text.splitlines():
+        m = re.search(r"kubectl\b.*\bcreate secret generic\s+([a-z0-9.-]+)(.*)", line)
+        if m:
+            for k in re.findall(r"--from-(?:literal|file)=([A-Za-z0-9._-]+)=", m.group(2)):
+                out.add((m.group(1), k))
+    return out
+
+
+def secret_refs(res, overlay):
+    """(name, key, optional, where) of every Secret key the build's pods read."""
+    refs = []
+
+    def from_env(env, where):
+        for e in env or []:
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                refs.append((ref["name"], ref["key"], ref.get("optional", False), f"{where} env {e['name']}"))
+
+    for r in res:
+        if r["kind"] == "Deployment":
+            pod = r["spec"]["template"]["spec"]
+            for c in pod.get("containers", []) + pod.get("initContainers", []):
+                from_env(c.get("env"), f"{name_of(r)}/{c['name']}")
+                for ef in c.get("envFrom", []):
+                    if "secretRef" in ef:
+                        refs.append((ef["secretRef"]["name"], None, ef["secretRef"].get("optional", False),
+                                     f"{name_of(r)}/{c['name']} envFrom"))
+            for v in pod.get("volumes", []):
+                if "secret" in v:
+                    s = v["secret"]
+                    for it in s.get("items", []) or [{"key": None}]:
+                        refs.append((s["secretName"], it["key"], s.get("optional", False),
+                                     f"{name_of(r)} volume {v['name']}"))
+    if overlay in SYNC.TARGETS:
+        where, env = proxy_env(res, overlay)
+        if where:
+            from_env(env, where)
+    return refs
+
+
+def check_secrets(overlay):
+    res = build(overlay)
+    name = pathlib.Path(overlay).name
+    built = {r["metadata"]["name"]: r for r in res if r["kind"] == "Secret"}
+    for n, s in built.items():
+        if n not in GENERATED_SECRETS:
+            fail(f"{name_of(s)}: the build carries a Secret; keys, the edge credential and users "
+                 "are the user's to create (docs/deploy.md, \"Secrets\")")
+        for plain in [base64_text(v) for v in strings_of(s.get("data", {}))] + list(
+                strings_of(s.get("stringData", {}))):
+            if re.search(r"://[^/@\s]*:[^/@\s]*@", plain):
+                fail(f"{name_of(s)}: holds a URL with a password; create it from outside git")
+    demo = demo_values()
+    for r in res:
+        found = list(strings_of(r))
+        if r["kind"] == "Secret":
+            found += [base64_text(v) for v in strings_of(r.get("data", {}))]
+        for s in found:
+            for v in demo:
+                if v in s:
+                    fail(f"{name_of(r)}: carries a demo secret ({v[:12]}...)")
+    # The authority never falls back to its demo key or demo users.
+    _, c = authority_container(res)
+    aset = authority_settings(res, c)
+    env = c.get("env", [])
+    if "TOLLGATE_SIGNING_KID" not in aset or not isinstance(secret_ref(env, "TOLLGATE_SIGNING_SECRET"), tuple):
+        fail("tollgate-authority: no TOLLGATE_SIGNING_KID + TOLLGATE_SIGNING_SECRET from a Secret: "
+             "it would sign with the demo key")
+    if not isinstance(secret_ref(env, "TOLLGATE_EDGE_CREDENTIAL"), tuple):
+        fail("tollgate-authority: TOLLGATE_EDGE_CREDENTIAL does not come from a Secret: "
+             "its feed and versions endpoints would stay closed")
+    users = aset.get("TOLLGATE_USERS_FILE")
+    if not users:
+        fail("tollgate-authority: no TOLLGATE_USERS_FILE: it would enable its demo users")
+    else:
+        pod = authority_container(res)[0]["spec"]["template"]["spec"]
+        vols = {v["name"]: v for v in pod.get("volumes", [])}
+        ok = False
+        for m in c.get("volumeMounts", []):
+            mp = m["mountPath"].rstrip("/") + "/"
+            v = vols.get(m["name"], {})
+            if users.startswith(mp) and "secret" in v:
+                rel = users[len(mp):]
+                items = v["secret"].get("items")
+                ok = items is None or any(it["path"] == rel for it in items)
+        if not ok:
+            fail(f"tollgate-authority: TOLLGATE_USERS_FILE {users} is not a file of a mounted Secret volume")
+    # Every Secret key the pods read and the build does not carry is
+    # documented with the command that creates it.
+    documented = documented_secret_keys()
+    for sname, key, optional, where in secret_refs(res, name):
+        if sname in built or optional:
+            continue
+        if key is None:
+            fail(f"{where}: envFrom a user Secret {sname}: name its keys one by one")
+        elif (sname, key) not in documented:
+            fail(f"{where}: reads Secret {sname} key {key}, which docs/deploy.md does not show how to "
+                 f"create (kubectl -n tollgate create secret generic {sname} --from-literal={key}=...)")
+
+
+# ---- NetworkPolicy ---------------------------------------------------------------
+
+# The labels each door's controller puts on its gateway proxy pods, for the
+# Gateway `gw` (Istio 1.24+: kube-gateway template; Envoy Gateway v1.9:
+# internal/infrastructure/kubernetes/proxy, without mergeGateways), and the
+# ones of them that identify this Gateway's pods.
+GATEWAY_POD_LABELS = {
+    "istio": lambda gw: {"gateway.networking.k8s.io/gateway-name": gw["metadata"]["name"],
+                         "gateway.istio.io/managed": "istio.io-gateway-controller"},
+    "envoy-gateway": lambda gw: {"app.kubernetes.io/name": "envoy",
+                                 "app.kubernetes.io/component": "proxy",
+                                 "app.kubernetes.io/managed-by": "envoy-gateway",
+                                 "gateway.envoyproxy.io/owning-gateway-name": gw["metadata"]["name"],
+                                 "gateway.envoyproxy.io/owning-gateway-namespace":
+                                     gw["metadata"].get("namespace", "")},
+}
+GATEWAY_IDENTITY = {
+    "istio": ("gateway.networking.k8s.io/gateway-name",),
+    "envoy-gateway": ("gateway.envoyproxy.io/owning-gateway-name",
+                      "gateway.envoyproxy.io/owning-gateway-namespace"),
+}
+
+
+def selects(selector, labels):
+    """Whether a LabelSelector selects a pod with these labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        has, val = e["key"] in labels, labels.get(e["key"])
+        op = e["operator"]
+        if (op == "In" and val not in e.get("values", [])) or (op == "NotIn" and has and val in e.get("values", [])) \
+                or (op == "Exists" and not has) or (op == "DoesNotExist" and has):
+            return False
+    return True
+
+
+def check_network_policy(overlay):
+    res = build(overlay)
+    name = pathlib.Path(overlay).name
+    deployments = {r["metadata"]["name"]: r for r in res if r["kind"] == "Deployment"}
+    policies = [r for r in res if r["kind"] == "NetworkPolicy"]
+
+    def pod_labels(dep):
+        return deployments[dep]["spec"]["template"]["metadata"]["labels"]
+
+    def container_ports(dep):
+        return [p for c in deployments[dep]["spec"]["template"]["spec"]["containers"]
+                for p in c.get("ports", [])]
+
+    # protected Deployment -> (who may connect: labels, identifying keys, what)
+    guarded = {"tollgate-redis": (pod_labels("tollgate-authority"), ("app.kubernetes.io/name",),
+                                  "the authority")}
+    if name in GATEWAY_POD_LABELS:
+        gw = the_gateway(res)
+        guarded["tollgate-authority"] = (GATEWAY_POD_LABELS[name](gw), GATEWAY_IDENTITY[name],
+                                         f"the {name} proxies of Gateway {gw['metadata']['name']}")
+    elif name != "base":
+        raise SystemExit(f"{overlay}: no gateway pod labels known for this overlay")
+    for dep, (peer_labels, identity, who) in guarded.items():
+        if dep not in deployments:
+            fail(f"no Deployment {dep} in the build")
+            continue
+        mine = [p for p in policies if selects(p["spec"].get("podSelector", {}), pod_labels(dep))]
+        ingress_policies = [p for p in mine
+                            if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+        if not ingress_policies:
+            fail(f"no NetworkPolicy restricts ingress to Deployment {dep}: anything in the cluster "
+                 f"can reach it, not only {who}")
+            continue
+        ports = container_ports(dep)
+        for p in ingress_policies:
+            sel = p["spec"].get("podSelector", {})
+            others = [d for d in deployments if d != dep and selects(sel, pod_labels(d))]
+            if others:
+                fail(f"{name_of(p)}: its podSelector also selects {', '.join(others)}")
+            for i, rule in enumerate(p["spec"].get("ingress", [])):
+                where = f"{name_of(p)}: ingress[{i}]"
+                if not rule.get("from"):
+                    fail(f"{where}: no `from`: admits every source, not only {who}")
+                for peer in rule.get("from", []):
+                    if set(peer) != {"podSelector"}:
+                        fail(f"{where}: a peer with {sorted(set(peer) - {'podSelector'})}: "
+                             f"admits more than {who}")
+                        continue
+                    ps = peer["podSelector"]
+                    if not selects(ps, peer_labels):
+                        fail(f"{where}: podSelector {ps} does not select {who} ({peer_labels})")
+                    missing = [k for k in identity if k not in ps.get("matchLabels", {})]
+                    if missing:
+                        fail(f"{where}: podSelector {ps} does not pin {', '.join(missing)}: admits more than {who}")
+                    strays = [d for d in deployments if selects(ps, pod_labels(d))
+                              and not all(pod_labels(d).get(k) == peer_labels.get(k) for k in identity)]
+                    if strays:
+                        fail(f"{where}: podSelector {ps} also admits {', '.join(strays)}")
+                if not rule.get("ports"):
+                    fail(f"{where}: no `ports`: admits every port of {dep}")
+                for port in rule.get("ports", []):
+                    if port.get("protocol", "TCP") != "TCP" or not any(
+                            port.get("port") in (cp.get("name"), cp.get("containerPort")) for cp in ports):
+                        fail(f"{where}: port {port} is not a TCP container port of {dep}")
 
 
 # ---- compose, Dockerfile ----------------------------------------------------
@@ -628,6 +1293,14 @@ def main(argv):
         check_envoy_yaml()
     elif cmd == "compose":
         check_compose()
+    elif cmd == "request-semantics":
+        check_request_semantics(args[0])
+    elif cmd == "credentials":
+        check_credentials(args[0])
+    elif cmd == "secrets":
+        check_secrets(args[0])
+    elif cmd == "network-policy":
+        check_network_policy(args[0])
     else:
         print(f"unknown check {cmd}", file=sys.stderr)
         return 2

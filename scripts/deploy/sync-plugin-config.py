@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Writes the filter's configuration document (envoy/tollgate.json) into the
-Kubernetes overlays, as JSON6902 patches kustomize applies:
+"""Writes the filter's configuration document (envoy/tollgate.json) into
+every door that carries a copy of it:
 
+  envoy/envoy.yaml                                            -> the Wasm filter's configuration
+                                                                 (native and docker-compose), verbatim
   envoy/k8s/overlays/istio/plugin-config.patch.json          -> WasmPlugin spec.pluginConfig
   envoy/k8s/overlays/envoy-gateway/plugin-config.patch.json  -> EnvoyExtensionPolicy spec.wasm[0].config
 
-envoy/tollgate.json is the one source: edit it, then run this script. Each
+envoy/tollgate.json is the one source: edit it, then run this script. The
+Kubernetes overlays get it as JSON6902 patches kustomize applies. Each
 overlay's document is envoy/tollgate.json with that overlay's
 `plugin-config.override.json` laid over it. An override is a fragment of the
 document holding ONLY the per-door fields (PER_DOOR_FIELDS: where the
@@ -13,8 +16,11 @@ authority is, which differs between envoy.yaml's static cluster, Istio's
 outbound|port||host cluster and the cluster an EnvoyPatchPolicy adds); it may
 only replace fields envoy/tollgate.json has, never add or drop one. Anything
 else must be the same at every door, so a difference anywhere else is drift.
+envoy/envoy.yaml gets the file's text unchanged, in the literal block under
+its one `value: |` line (the block tests/e2e/src/render.rs reads and
+replaces).
 
-`--check` writes nothing and exits 1 when a patch differs from what it would
+`--check` writes nothing and exits 1 when a door differs from what it would
 write, or an override is malformed (scripts/deploy/test.sh runs it;
 tests/deploy_manifests.rs checks the same equality, with the same rules, from
 cargo test; scripts/deploy/check_manifests.py checks the built manifests).
@@ -26,6 +32,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "envoy" / "tollgate.json"
+ENVOY_YAML = ROOT / "envoy" / "envoy.yaml"
 OVERLAYS = ROOT / "envoy" / "k8s" / "overlays"
 PATCH = "plugin-config.patch.json"
 OVERRIDE = "plugin-config.override.json"
@@ -107,24 +114,60 @@ def render(doc, path):
     return json.dumps(patch, indent=2, ensure_ascii=False) + "\n"
 
 
+class EmbedError(Exception):
+    pass
+
+
+def _indent(line):
+    return len(line) - len(line.lstrip(" "))
+
+
+def embed_in_envoy_yaml(yaml_text, doc_text):
+    """envoy.yaml's text with the literal block under its one `value: |` line
+    replaced by doc_text, at the block's indentation. Raises EmbedError when
+    there is not exactly one such line (the anchor render.rs relies on)."""
+    lines = yaml_text.split("\n")
+    starts = [i for i, l in enumerate(lines) if l.strip() == "value: |"]
+    if len(starts) != 1:
+        raise EmbedError(f"expected one `value: |` line, found {len(starts)}")
+    start = starts[0]
+    outer = _indent(lines[start])
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or _indent(lines[end]) > outer):
+        end += 1
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    body = [l for l in lines[start + 1:end] if l.strip()]
+    pad = " " * (min(_indent(l) for l in body) if body else outer + 2)
+    block = [pad + l if l else "" for l in doc_text.rstrip("\n").split("\n")]
+    return "\n".join(lines[:start + 1] + block + lines[end:])
+
+
 def main(argv):
     check = "--check" in argv
-    doc = json.loads(SOURCE.read_text())
+    source_text = SOURCE.read_text()
+    doc = json.loads(source_text)
     problems = []
+    outputs = []  # (file, text it must have)
+    try:
+        outputs.append((ENVOY_YAML, embed_in_envoy_yaml(ENVOY_YAML.read_text(), source_text)))
+    except EmbedError as e:
+        problems.append(f"{ENVOY_YAML.relative_to(ROOT)}: {e}")
     for overlay, path in TARGETS.items():
-        target = OVERLAYS / overlay / PATCH
-        rel = target.relative_to(ROOT)
         try:
-            want = render(expected_document(overlay, doc), path)
+            outputs.append((OVERLAYS / overlay / PATCH, render(expected_document(overlay, doc), path)))
         except OverrideError as e:
             problems.append(str(e))
-            continue
+    for target, want in outputs:
+        rel = target.relative_to(ROOT)
         have = target.read_text() if target.exists() else None
         if have == want:
             continue
         if check:
-            problems.append(f"{rel} differs from envoy/tollgate.json + {overlay}/{OVERRIDE}: "
-                            "run scripts/deploy/sync-plugin-config.py")
+            what = "the document in " if target == ENVOY_YAML else ""
+            problems.append(f"{what}{rel} differs from envoy/tollgate.json"
+                            + ("" if target == ENVOY_YAML else f" + {target.parent.name}/{OVERRIDE}")
+                            + ": run scripts/deploy/sync-plugin-config.py")
         else:
             target.write_text(want)
             print(f"wrote {rel}")

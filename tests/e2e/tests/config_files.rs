@@ -16,8 +16,20 @@ fn tollgate_json() -> (String, serde_json::Value) {
     (text, json)
 }
 
+/// The demo edge credential the shipped document reads from the VM
+/// (`authority.credential_env`), as the Makefile and docker-compose default it.
+const EDGE_CREDENTIAL_ENV: &str = "TOLLGATE_EDGE_CREDENTIAL";
+const DEMO_EDGE_CREDENTIAL: &str = "demo-edge-credential-not-for-production-0001";
+
+/// The VM environment envoy/envoy.yaml gives the filter (host_env_keys).
 fn demo_env(name: &str) -> Option<String> {
-    (name == DEMO_KEY_ENV).then(|| DEMO_KEY_B64.to_owned())
+    if name == DEMO_KEY_ENV {
+        Some(DEMO_KEY_B64.to_owned())
+    } else if name == EDGE_CREDENTIAL_ENV {
+        Some(DEMO_EDGE_CREDENTIAL.to_owned())
+    } else {
+        None
+    }
 }
 
 #[test]
