@@ -6,6 +6,9 @@ WASM := target/wasm32-wasip1/release/tollgate.wasm
 # The demo signing key (public: demo only). The filter reads it from Envoy's
 # environment (vm_config.environment_variables), the authority from its own.
 export TOLLGATE_DEMO_KEY ?= ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24
+# The edge credential (public: demo only): the filter sends it on feed and
+# live-check callouts, the authority answers those endpoints only with it.
+export TOLLGATE_EDGE_CREDENTIAL ?= demo-edge-credential-not-for-production-0001
 
 .PHONY: help deps build bins run token test test-deploy oci compose-up compose-down bench clean
 

@@ -10,6 +10,11 @@ RUN=.run
 mkdir -p "$RUN"
 : "${TOLLGATE_DEMO_KEY:?set by the Makefile}"
 export TOLLGATE_DEMO_KEY
+: "${TOLLGATE_EDGE_CREDENTIAL:?set by the Makefile}"
+export TOLLGATE_EDGE_CREDENTIAL
+# The token endpoint is reached through Envoy, which appends the client to
+# X-Forwarded-For: throttle by that address, not by Envoy's.
+export TOLLGATE_TRUSTED_PROXY_HOPS=1
 
 for port in 8080 8081 9901 10000; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then

@@ -16,6 +16,7 @@ cd "$(dirname "$0")/../.."
 DIR=.run/bench
 [ -f "$DIR/envoy-tollgate.json" ] || { echo "run make bench (or BENCH_QUICK=1 scripts/bench/run.sh) first" >&2; exit 1; }
 export TOLLGATE_DEMO_KEY=${TOLLGATE_DEMO_KEY:-ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24}
+export TOLLGATE_EDGE_CREDENTIAL=${TOLLGATE_EDGE_CREDENTIAL:-demo-edge-credential-not-for-production-0001}
 WORK=$(mktemp -d /tmp/tollgate-profile.XXXXXX)
 PID=""
 cleanup() { [ -n "$PID" ] && kill -TERM -- "-$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }

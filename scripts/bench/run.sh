@@ -53,6 +53,7 @@ CONTENDERS=(bare jwt_authn_cache jwt_authn_nocache ext_authz tollgate wasm_noop 
 FLOOR_WASM=target/wasm-floor/wasm32-wasip1/release/tollgate_wasm_floor.wasm
 WORKLOADS=(pool hot denied)
 export TOLLGATE_DEMO_KEY=${TOLLGATE_DEMO_KEY:-ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24}
+export TOLLGATE_EDGE_CREDENTIAL=${TOLLGATE_EDGE_CREDENTIAL:-demo-edge-credential-not-for-production-0001}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -18,14 +18,20 @@ const ADMIN_CLIENTS: usize = 8;
 
 /// Revocation `i`: even → subject `load-<i>`; odd → session `load-<i>` of
 /// subject `load-user`. The token is what the authority would have issued
-/// before any bump (`ver` 0).
-fn token(i: usize) -> String {
+/// before any bump: `ver` at or above the store's floor (its creation time
+/// in µs), below every bump made after `ver`'s moment.
+fn token(i: usize, ver: u64) -> String {
     let claims = if i % 2 == 0 {
-        Claims { ver: 0, ..tokens::claims(&format!("load-{i}")) }
+        Claims { ver, ..tokens::claims(&format!("load-{i}")) }
     } else {
-        Claims { ver: 0, sid: Some(format!("load-{i}")), ..tokens::claims("load-user") }
+        Claims { ver, sid: Some(format!("load-{i}")), ..tokens::claims("load-user") }
     };
     tokens::mint(&claims)
+}
+
+/// Now, in µs: a version at or above the floor of a store created before.
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
 fn revoke_path(i: usize) -> String {
@@ -53,7 +59,8 @@ fn ten_thousand_revocations_while_traffic_flows() {
     let bob = authority.mint("bob", "read");
     let envoy = callouts::edge(&doc, authority.port(), &api(&bob), bound * 4);
     let admin = authority.admin_token();
-    let tokens: Arc<Vec<String>> = Arc::new((0..REVOCATIONS).map(token).collect());
+    let ver = now_us();
+    let tokens: Arc<Vec<String>> = Arc::new((0..REVOCATIONS).map(|i| token(i, ver)).collect());
     // A few tokens pass before their revocation.
     for i in [0, 1, REVOCATIONS - 2, REVOCATIONS - 1] {
         assert_eq!(envoy.send(&api(&tokens[i])).status, 200);
