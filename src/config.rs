@@ -120,6 +120,8 @@ struct RevocationDoc {
     max_staleness_ms: Option<u64>,
     #[serde(default)]
     on_stale: OnStale,
+    #[serde(default)]
+    wait_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -440,6 +442,9 @@ pub struct RevocationPolicy {
     pub sync_interval_ms: u64,
     pub max_staleness_ms: u64,
     pub on_stale: OnStale,
+    /// Long polling: the authority holds the feed request up to this long
+    /// and answers as soon as a bump arrives. 0: plain polling.
+    pub wait_ms: u64,
 }
 
 /// Refresh at the edge: cookie mode for browsers, header mode for API
@@ -682,7 +687,10 @@ impl RevocationDoc {
                 "must be at least twice sync_interval_ms",
             ));
         }
-        Ok(RevocationPolicy { sync_interval_ms: self.sync_interval_ms, max_staleness_ms, on_stale: self.on_stale })
+        if self.wait_ms != 0 && !(1000..=60_000).contains(&self.wait_ms) {
+            return Err(ConfigError::new("revocation.wait_ms", "must be 0 (plain polling) or between 1000 and 60000"));
+        }
+        Ok(RevocationPolicy { sync_interval_ms: self.sync_interval_ms, max_staleness_ms, on_stale: self.on_stale, wait_ms: self.wait_ms })
     }
 }
 

@@ -96,6 +96,9 @@ pub struct RevocationSet {
     floor: u64,
     /// The store the last page came from.
     store: Option<String>,
+    /// A long-polling feed request is outstanding and promised an answer
+    /// (a bump, or its wait running out) until then: the set is current.
+    held_until_ms: Option<u64>,
 }
 
 impl RevocationSet {
@@ -183,6 +186,16 @@ impl RevocationSet {
         self.floor
     }
 
+    /// A long-polling feed request was sent: until `until_ms` the authority
+    /// answers it as soon as anything changes (`None`: none outstanding).
+    pub fn set_held_until_ms(&mut self, until_ms: Option<u64>) {
+        self.held_until_ms = until_ms;
+    }
+
+    pub fn held_until_ms(&self) -> Option<u64> {
+        self.held_until_ms
+    }
+
     /// Records a sync time learned from another worker.
     pub fn set_synced_at_ms(&mut self, t: Option<u64>) {
         self.synced_at_ms = self.synced_at_ms.max(t);
@@ -196,11 +209,14 @@ impl RevocationSet {
         }
     }
 
-    /// The feed request path for the next poll.
-    pub fn feed_path(&self) -> String {
-        match &self.cursor {
-            Some(c) => format!("/v1/revocations?after={}", crate::refresh::form_encode(c)),
-            None => "/v1/revocations".into(),
+    /// The feed request path for the next poll; `wait_ms` > 0 asks the
+    /// authority to hold the request until a change (after a cursor only: a
+    /// snapshot is answered at once).
+    pub fn feed_path(&self, wait_ms: u64) -> String {
+        match (&self.cursor, wait_ms) {
+            (Some(c), 0) => format!("/v1/revocations?after={}", crate::refresh::form_encode(c)),
+            (Some(c), w) => format!("/v1/revocations?after={}&wait={w}", crate::refresh::form_encode(c)),
+            (None, _) => "/v1/revocations".into(),
         }
     }
 
@@ -217,10 +233,13 @@ impl RevocationSet {
         self.entries.get(key).map(|m| m.min_ver)
     }
 
-    /// How current the set is at `now_ms`, allowing `max_staleness_ms`.
+    /// How current the set is at `now_ms`, allowing `max_staleness_ms`. A
+    /// long-polling request still within its promised window is not
+    /// staleness: the authority answers it as soon as anything changes.
     pub fn freshness(&self, now_ms: u64, max_staleness_ms: u64) -> Freshness {
         match self.synced_at_ms {
             None => Freshness::NeverSynced,
+            Some(_) if self.held_until_ms.is_some_and(|h| now_ms <= h) => Freshness::Fresh,
             Some(t) if now_ms.saturating_sub(t) > max_staleness_ms => Freshness::Stale(now_ms - t),
             Some(_) => Freshness::Fresh,
         }
@@ -271,6 +290,8 @@ impl RevocationSet {
             generation: s.g,
             floor: s.f,
             store: s.s,
+            // Per worker: what a poller promised travels in the meta key.
+            held_until_ms: None,
         })
     }
 }
@@ -442,6 +463,15 @@ mod tests {
         set.apply(page(true, "s.1", &[]), 100_000);
         assert_eq!(set.freshness(103_000, 3_000), Freshness::Fresh);
         assert_eq!(set.freshness(103_001, 3_000), Freshness::Stale(3_001));
+        // A held long poll keeps it fresh until its window ends, then the
+        // age counts from the last answer again.
+        set.set_held_until_ms(Some(125_000));
+        assert_eq!(set.freshness(125_000, 3_000), Freshness::Fresh);
+        assert_eq!(set.freshness(125_001, 3_000), Freshness::Stale(25_001));
+        // Never synced stays never synced, held or not.
+        let mut never = RevocationSet::new();
+        never.set_held_until_ms(Some(u64::MAX));
+        assert_eq!(never.freshness(1, 3_000), Freshness::NeverSynced);
     }
 
     #[test]
@@ -454,9 +484,10 @@ mod tests {
         assert_eq!(set.synced_at_ms(), Some(2), "the sync time still moves");
         assert!(set.apply(page(false, "s.2", &[("sub:a", 2, None)]), 3));
         assert!(set.generation() > g);
-        assert_eq!(set.feed_path(), "/v1/revocations?after=s.2");
+        assert_eq!(set.feed_path(0), "/v1/revocations?after=s.2");
+        assert_eq!(set.feed_path(20_000), "/v1/revocations?after=s.2&wait=20000");
         set.forget_cursor();
-        assert_eq!(set.feed_path(), "/v1/revocations");
+        assert_eq!(set.feed_path(20_000), "/v1/revocations", "a snapshot is never held");
     }
 
     #[test]

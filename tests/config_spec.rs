@@ -90,6 +90,7 @@ fn refusals_name_the_field() {
         ("sync interval too short", with(|d| { d["authority"] = json!({"cluster": "a"}); d["revocation"] = json!({"sync_interval_ms": 10}); }), "revocation.sync_interval_ms", "between 100 and 60000"),
         ("staleness below interval", with(|d| { d["authority"] = json!({"cluster": "a"}); d["revocation"] = json!({"sync_interval_ms": 1000, "max_staleness_ms": 1999}); }), "revocation.max_staleness_ms", "at least twice sync_interval_ms"),
         ("trusted hops beyond reason", with(|d| d["client_address"] = json!({"from": "x_forwarded_for", "trusted_hops": 4294967295u32})), "client_address.trusted_hops", "at most 64"),
+        ("long poll wait too short", with(|d| { d["authority"] = json!({"cluster": "a"}); d["revocation"] = json!({"wait_ms": 500}); }), "revocation.wait_ms", "between 1000 and 60000"),
         ("unknown on_stale", with(|d| { d["authority"] = json!({"cluster": "a"}); d["revocation"] = json!({"on_stale": "maybe"}); }), "revocation.on_stale", "unknown variant"),
         ("refresh with no mode", with(|d| { d["authority"] = json!({"cluster": "a"}); d["refresh"] = json!({}); }), "refresh", "cookie (browsers), header (API clients)"),
         ("refresh cookie without access cookie", with(|d| { d["authority"] = json!({"cluster": "a"}); d["refresh"] = json!({"cookie": "tg_refresh"}); }), "refresh.cookie", "needs sources.cookie"),
@@ -164,7 +165,7 @@ fn callout_defaults_are_the_documented_ones() {
     assert_eq!((a.cluster.as_str(), a.host.as_str(), a.timeout_ms), ("authority", "tollgate-authority", 1000));
     assert!(a.credential.is_none());
     let r = c.revocation.expect("revocation");
-    assert_eq!((r.sync_interval_ms, r.max_staleness_ms, r.on_stale), (1000, 5000, OnStale::Deny));
+    assert_eq!((r.sync_interval_ms, r.max_staleness_ms, r.on_stale, r.wait_ms), (1000, 5000, OnStale::Deny, 0));
     let f = c.refresh.expect("refresh");
     assert_eq!((f.refresh_before_seconds, f.wait_ms, f.client_id.as_str()), (30, 3000, "tollgate-edge"));
     assert!(f.set_cookie.secure && f.set_cookie.http_only);

@@ -9,7 +9,7 @@
 //! whose leader leaves is due at once, and the next tick makes the callout
 //! again (once: a second wait that runs out answers 503).
 
-use super::shared::{self, read_meta, take_lease, write_meta, SET_KEY};
+use super::shared::{self, read_meta, take_lease, write_meta, Meta, SET_KEY};
 use super::{Callout, Command, Counter, Gauge, Host, Level};
 use crate::cache::TokenCache;
 use crate::authenticator::{self, Decision, DenyReason, Knowledge, Peer, RefreshNeed, Request, Unavailable};
@@ -28,6 +28,8 @@ const REFRESH_SLOTS: u32 = 1024;
 const SHARE_FAILURE_MS: u64 = 2 * MAX_TICK_MS;
 /// The tick, at most: how late a worker may notice shared changes.
 pub const MAX_TICK_MS: u64 = 100;
+/// The tick while long polling.
+const LONG_POLL_TICK_MS: u64 = 50;
 /// The tick when only counters need it.
 const STATS_TICK_MS: u64 = 1000;
 /// A request pauses at most this often (a refresh, then a live check).
@@ -62,6 +64,8 @@ enum Pending {
 struct InFlight {
     what: Pending,
     started_ms: u64,
+    /// Its own timeout (a held feed request waits longer than others).
+    timeout_ms: u64,
 }
 
 /// One worker's engine. See the module documentation of [`crate::edge`].
@@ -145,6 +149,11 @@ impl Engine {
         let c = &self.config;
         let callouts = c.revocation.is_some() || c.refresh.is_some() || c.policy.has_fresh_rules();
         if callouts {
+            // Long polling: a bump reaches the poller within a round trip,
+            // the other workers within one tick of it.
+            if c.revocation.as_ref().is_some_and(|r| r.wait_ms > 0) {
+                return Some(LONG_POLL_TICK_MS);
+            }
             let sync = c.revocation.as_ref().map_or(1000, |r| r.sync_interval_ms);
             return Some((sync / 4).clamp(20, MAX_TICK_MS));
         }
@@ -271,6 +280,12 @@ impl Engine {
 
     /// Dispatches a callout and remembers what its answer is for.
     fn dispatch(&mut self, host: &mut dyn Host, method: &str, path: String, body: Option<Vec<u8>>, what: Pending, now: u64) -> bool {
+        let timeout = self.timeout_ms();
+        self.dispatch_with(host, method, path, body, what, now, timeout)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_with(&mut self, host: &mut dyn Host, method: &str, path: String, body: Option<Vec<u8>>, what: Pending, now: u64, timeout_ms: u64) -> bool {
         let Some(a) = self.config.authority.as_ref() else { return false };
         let mut headers = vec![
             (":method", method.to_owned()),
@@ -285,10 +300,10 @@ impl Engine {
         if let (Pending::Feed | Pending::Versions { .. }, Some(c)) = (&what, &a.credential) {
             headers.push(("authorization", c.header_value()));
         }
-        let call = Callout { cluster: a.cluster.clone(), headers, body, timeout_ms: a.timeout_ms };
+        let call = Callout { cluster: a.cluster.clone(), headers, body, timeout_ms };
         match host.dispatch(&call) {
             Ok(token) => {
-                self.callouts.insert(token, InFlight { what, started_ms: now });
+                self.callouts.insert(token, InFlight { what, started_ms: now, timeout_ms });
                 true
             }
             Err(_) => false,
@@ -502,8 +517,7 @@ impl Engine {
         self.tick_overdue(host, Kind::Check, now, out);
         self.clear_slots(host, now);
         // Callouts the host will never answer (their request went away).
-        let horizon = self.timeout_ms() * 4;
-        self.callouts.retain(|_, c| now.saturating_sub(c.started_ms) < horizon);
+        self.callouts.retain(|_, c| now.saturating_sub(c.started_ms) < c.timeout_ms * 4);
         if self.feed_in_flight && !self.callouts.values().any(|c| matches!(c.what, Pending::Feed)) {
             self.feed_in_flight = false;
         }
@@ -589,8 +603,8 @@ impl Engine {
 
     /// Loads the set another worker published, when its fingerprint changed.
     fn reload_revocations(&mut self, host: &mut dyn Host, out: &mut Vec<Command>) {
-        let Some((fingerprint, synced_at)) = read_meta(host) else { return };
-        if self.loaded.as_deref() != Some(fingerprint.as_str()) {
+        let Some(meta) = read_meta(host) else { return };
+        if self.loaded.as_deref() != Some(meta.fingerprint.as_str()) {
             if let Some(bytes) = host.shared_get(SET_KEY).0 {
                 if let Some(set) = RevocationSet::decode(&bytes) {
                     self.revocations = set;
@@ -599,44 +613,82 @@ impl Engine {
                 }
             }
         }
-        self.revocations.set_synced_at_ms(synced_at);
+        self.revocations.set_synced_at_ms(meta.synced_at_ms);
+        self.revocations.set_held_until_ms(meta.held_until_ms);
         out.push(Command::Record(Gauge::Entries, self.revocations.len() as u64));
     }
 
-    /// The lease holder polls the feed every `sync_interval_ms`.
+    /// What this worker publishes beside the set it last wrote or loaded.
+    fn publish_meta(&self, host: &mut dyn Host) {
+        if let Some(fingerprint) = &self.loaded {
+            let meta = Meta {
+                fingerprint: fingerprint.clone(),
+                synced_at_ms: self.revocations.synced_at_ms(),
+                held_until_ms: self.revocations.held_until_ms(),
+            };
+            write_meta(host, &meta);
+        }
+    }
+
+    /// The lease holder polls the feed: every `sync_interval_ms`, or, long
+    /// polling (`wait_ms`), with one request always outstanding, re-issued
+    /// as soon as it is answered; after a failure, at the plain interval.
     fn poll_feed(&mut self, host: &mut dyn Host, now: u64, out: &mut Vec<Command>) {
         let Some(policy) = &self.config.revocation else { return };
-        let interval = policy.sync_interval_ms;
+        let (interval, wait) = (policy.sync_interval_ms, policy.wait_ms);
         // Before the first sync: the age of this worker, not of the epoch.
         let since = self.revocations.synced_at_ms().unwrap_or(self.started_ms);
         out.push(Command::Record(Gauge::StalenessMs, now.saturating_sub(since)));
-        if self.feed_in_flight || now < self.next_poll_ms {
+        if self.feed_in_flight {
+            // A held request outlives the lease: keep it, or another worker
+            // would start a second poller.
+            if wait > 0 {
+                take_lease(host, self.id, now, 3 * interval);
+            }
             return;
         }
-        if !take_lease(host, self.id, now, 3 * interval) {
+        if now < self.next_poll_ms || !take_lease(host, self.id, now, 3 * interval) {
             return;
         }
-        let path = self.revocations.feed_path();
+        let wait = if self.revocations.cursor().is_some() { wait } else { 0 };
+        let path = self.revocations.feed_path(wait);
         self.next_poll_ms = now + interval;
         self.feed_in_flight = true;
-        if !self.dispatch(host, "GET", path, None, Pending::Feed, now) {
+        let timeout = self.timeout_ms() + wait;
+        if !self.dispatch_with(host, "GET", path, None, Pending::Feed, now, timeout) {
             self.feed_in_flight = false;
             out.push(Command::Count(Counter::SyncFailed));
+            return;
+        }
+        if wait > 0 {
+            // Until the held request must have been answered, the set is as
+            // current as the authority's store: publish the promise.
+            self.revocations.set_held_until_ms(Some(now + timeout));
+            self.publish_meta(host);
         }
     }
 
     #[allow(clippy::too_many_arguments)]
     fn on_feed(&mut self, host: &mut dyn Host, status: Option<u16>, body: &[u8], body_size: usize, now: u64, out: &mut Vec<Command>) {
         self.feed_in_flight = false;
+        self.revocations.set_held_until_ms(None);
         let page = match status {
             Some(200) if body_size <= MAX_FEED_BYTES && body_size == body.len() => FeedPage::parse(body).ok(),
             _ => None,
         };
+        let long_poll = self.config.revocation.as_ref().map_or(0, |r| r.wait_ms) > 0;
         if page.is_none() {
             out.push(Command::Count(Counter::SyncFailed));
+            // Failed: plain polling at the interval until the feed answers.
+            let interval = self.config.revocation.as_ref().map_or(1000, |r| r.sync_interval_ms);
+            self.next_poll_ms = now + interval;
             if status != Some(410) {
+                // The promise of the held request is gone: say so.
+                self.publish_meta(host);
                 return;
             }
+        } else if long_poll {
+            self.next_poll_ms = now;
         }
         // Start from what the workers share: it may be newer than our copy.
         let (shared, cas) = host.shared_get(SET_KEY);
@@ -669,8 +721,13 @@ impl Engine {
         if status == Some(200) {
             out.push(Command::Count(Counter::SyncOk));
         }
-        write_meta(host, &fingerprint, set.synced_at_ms());
         self.revocations = set;
         self.loaded = Some(fingerprint);
+        self.publish_meta(host);
+        if long_poll {
+            // The next held request at once: a bump reaches this worker
+            // within one round trip, whatever the interval.
+            self.poll_feed(host, now, out);
+        }
     }
 }

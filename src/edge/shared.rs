@@ -9,18 +9,30 @@ pub const SET_KEY: &str = "tollgate.revocation.set";
 pub const META_KEY: &str = "tollgate.revocation.meta";
 pub const WORKERS_KEY: &str = "tollgate.workers";
 
-/// `<fingerprint>:<synced_at_ms>` (0: never synced).
-pub(super) fn read_meta(host: &dyn Host) -> Option<(String, Option<u64>)> {
-    let bytes = host.shared_get(META_KEY).0?;
-    let text = std::str::from_utf8(&bytes).ok()?;
-    let (f, t) = text.split_once(':')?;
-    let t = t.parse::<u64>().ok().filter(|t| *t > 0);
-    Some((f.to_owned(), t))
+/// What the poller publishes beside the set: its fingerprint, when it was
+/// last synced, and until when a long poll is outstanding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Meta {
+    pub fingerprint: String,
+    pub synced_at_ms: Option<u64>,
+    pub held_until_ms: Option<u64>,
 }
 
-pub(super) fn write_meta(host: &mut dyn Host, fingerprint: &str, synced_at_ms: Option<u64>) {
-    let meta = format!("{fingerprint}:{}", synced_at_ms.unwrap_or(0));
-    let _ = host.shared_set(META_KEY, meta.as_bytes(), None);
+/// `<fingerprint>:<synced_at_ms>:<held_until_ms>` (0: none).
+pub(super) fn read_meta(host: &dyn Host) -> Option<Meta> {
+    let bytes = host.shared_get(META_KEY).0?;
+    let text = std::str::from_utf8(&bytes).ok()?;
+    let mut parts = text.split(':');
+    let fingerprint = parts.next()?.to_owned();
+    let mut number = || parts.next().and_then(|t| t.parse::<u64>().ok()).filter(|t| *t > 0);
+    let synced_at_ms = number();
+    let held_until_ms = number();
+    Some(Meta { fingerprint, synced_at_ms, held_until_ms })
+}
+
+pub(super) fn write_meta(host: &mut dyn Host, meta: &Meta) {
+    let text = format!("{}:{}:{}", meta.fingerprint, meta.synced_at_ms.unwrap_or(0), meta.held_until_ms.unwrap_or(0));
+    let _ = host.shared_set(META_KEY, text.as_bytes(), None);
 }
 
 /// Takes or renews the poller lease (`<worker>:<until_ms>`); true when this
