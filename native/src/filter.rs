@@ -621,3 +621,11 @@ impl FilterState {
         f.send_response(500, &headers, body, "tollgate_internal_error");
     }
 }
+
+// The configuration is shared by Envoy's worker threads and the main thread
+// through raw pointers, where the compiler cannot check thread safety: check
+// it here. (Each `FilterState` stays on its worker thread.)
+const _: fn() = || {
+    fn shared_across_threads<T: Send + Sync>() {}
+    shared_across_threads::<ConfigState>();
+};

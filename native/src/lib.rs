@@ -12,7 +12,12 @@
 //!
 //! See `docs/native.md` for which Envoy a build runs in and why.
 
+// The one module allowed `unsafe` (and `#[no_mangle]`): the lint holds the
+// rest of the crate to safe code.
+#![deny(unsafe_code)]
+
 #[cfg(not(test))]
+#[allow(unsafe_code)]
 mod abi;
 #[cfg(not(test))]
 mod filter;

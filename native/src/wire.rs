@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// `status` `None` when the call failed in transport; `body` empty when it
 /// was larger than the engine reads ([`tollgate::revocation::MAX_FEED_BYTES`]),
 /// `body_size` the size Envoy reported either way.
+#[cfg_attr(test, allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CalloutAnswer {
     pub status: Option<u16>,
@@ -30,6 +31,7 @@ pub fn worker_slot(index: u32, workers: usize) -> usize {
 }
 
 /// Milliseconds since the epoch (the engine's clock, as under proxy-wasm).
+#[cfg_attr(test, allow(dead_code))]
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -41,7 +43,8 @@ mod tests {
     #[test]
     fn status_is_read_from_the_status_pseudo_header() {
         let h = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())).collect::<Vec<_>>();
-        let table: [(&[(&str, &str)], Option<u16>); 5] = [
+        type Row<'a> = (&'a [(&'a str, &'a str)], Option<u16>);
+        let table: [Row; 5] = [
             (&[(":status", "200"), ("content-type", "application/json")], Some(200)),
             (&[("content-type", "x"), (":status", "410")], Some(410)),
             (&[("status", "200")], None),
