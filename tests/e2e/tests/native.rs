@@ -520,3 +520,25 @@ fn a_refresh_storm_is_one_callout_for_the_whole_envoy() {
     );
     assert_clean(&envoy);
 }
+
+#[test]
+fn a_fresh_route_pauses_for_a_live_check_and_resumes_on_its_answer() {
+    // The admin rule is `fresh`: the request waits for `GET /v1/versions`
+    // (a callout from the stream, answered on its worker) and is resumed.
+    let doc = callout_document(500, 5000, 500);
+    let timing = Timing::of(&doc);
+    let authority = Authority::start(Store::Sqlite, Settings::default());
+    let bob = authority.mint("bob", "read");
+    let envoy = edge(&doc, authority.port(), &api(&bob), timing.revocation_bound() * 4);
+    let admin = authority.admin_token();
+    for i in 0..4 {
+        let r = envoy.send(&Request::get(&format!("/admin/users/{i}")).bearer(&admin));
+        assert_eq!(r.status, 200, "request {i}: {r}");
+        assert_eq!(r.upstream_header("x-tollgate-sub"), ["admin"], "{r}");
+    }
+    let r = envoy.send(&Request::get("/admin/users").bearer(&bob));
+    assert_eq!(r.status, 403, "a token without the admin scope: {r}");
+    assert!(envoy.stat("tollgate.live_check.ok") >= 1, "no live check was answered");
+    assert_eq!(envoy.stat("tollgate.live_check.failed"), 0);
+    assert_clean(&envoy);
+}
