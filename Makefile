@@ -3,6 +3,10 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 WASM := target/wasm32-wasip1/release/tollgate.wasm
+NATIVE := target/native/libtollgate_native.so
+# `TOLLGATE_HOST=native make run`: the demo on the native Envoy module.
+TOLLGATE_HOST ?= wasm
+export TOLLGATE_HOST
 # The demo signing key (public: demo only). The filter reads it from Envoy's
 # environment (vm_config.environment_variables), the authority from its own.
 export TOLLGATE_DEMO_KEY ?= ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24
@@ -15,7 +19,8 @@ export TOLLGATE_EDGE_CREDENTIAL ?= demo-edge-credential-not-for-production-0001
 help:
 	@echo "make run          the demo: authority :8080, echo upstream :8081, Envoy+Tollgate :10000 (admin :9901)"
 	@echo "make test         every test: core natively and on wasm32, authority on both stores, Envoy end to end, deploy files"
-	@echo "make build        the filter module: $(WASM)"
+	@echo "make build        the filter module ($(WASM)) and the native Envoy module ($(NATIVE))"
+	@echo "                  TOLLGATE_HOST=native make run: the demo on the native module"
 	@echo "make token        a demo access token for alice"
 	@echo "make oci          the filter as an OCI image (target/oci/tollgate-filter)"
 	@echo "make compose-up   the docker-compose demo (needs a Docker engine)"
@@ -27,6 +32,8 @@ deps:
 build: deps
 	cargo build --release --target wasm32-wasip1 -p tollgate
 	@ls -l $(WASM) | awk '{print "tollgate.wasm: " $$5 " bytes"}'
+	cargo build --profile native -p tollgate-native
+	@ls -l $(NATIVE) | awk '{print "libtollgate_native.so: " $$5 " bytes"}'
 
 bins:
 	cargo build -p tollgate-authority -p tollgate-e2e --bins

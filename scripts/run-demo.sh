@@ -36,8 +36,14 @@ trap cleanup EXIT INT TERM
 pids+=($!)
 "$BIN/echo-upstream" --listen 127.0.0.1:8081 >"$RUN/upstream.log" 2>&1 &
 pids+=($!)
-.venv/bin/envoy -c envoy/envoy.yaml --concurrency 2 --log-level warn \
-  --component-log-level wasm:info >"$RUN/envoy.log" 2>&1 &
+# TOLLGATE_HOST=native: the same document in the native Envoy module.
+case "${TOLLGATE_HOST:-wasm}" in
+  native) envoy_config=envoy/envoy-native.yaml; component=dynamic_modules:info ;;
+  wasm) envoy_config=envoy/envoy.yaml; component=wasm:info ;;
+  *) echo "TOLLGATE_HOST must be wasm or native" >&2; exit 2 ;;
+esac
+.venv/bin/envoy -c "$envoy_config" --concurrency 2 --log-level warn \
+  --component-log-level "$component" >"$RUN/envoy.log" 2>&1 &
 pids+=($!)
 
 ready() { curl -fsS -o /dev/null "$1" 2>/dev/null; }

@@ -7,7 +7,7 @@ use crate::config::{ClientAddressFrom, Config, OnStale};
 use crate::extract::{self, Credential, ExtractError, Source};
 use crate::cache::TokenCache;
 use crate::policy::Rule;
-use std::rc::Rc;
+use std::sync::Arc;
 use crate::reason::{ErrorCode, Reason};
 use crate::request::{same_header, RequestError, RequestView};
 use crate::revocation::{self, Freshness, LiveVersions, RevocationSet};
@@ -332,7 +332,7 @@ fn decide_with_refresh(
 
 /// The token's claims, through the worker's cache of verified tokens when
 /// there is one: a hit skips base64, JSON and the MAC, never the clock.
-fn verify(config: &Config, k: &Knowledge<'_>, token: &str, now: u64) -> Result<Rc<Claims>, TokenError> {
+fn verify(config: &Config, k: &Knowledge<'_>, token: &str, now: u64) -> Result<Arc<Claims>, TokenError> {
     let full = || config.verifier.verify(token, TimeCheck::At(now));
     match k.cache {
         Some(cache) => {
@@ -340,7 +340,7 @@ fn verify(config: &Config, k: &Knowledge<'_>, token: &str, now: u64) -> Result<R
             config.verifier.rules.check_time(&claims, now)?;
             Ok(claims)
         }
-        None => full().map(Rc::new),
+        None => full().map(Arc::new),
     }
 }
 

@@ -23,7 +23,7 @@ use crate::token::{Claims, TokenError};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Counts since the last [`TokenCache::take_stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct Stats {
 struct Entry {
     key: u64,
     token: Box<str>,
-    claims: Rc<Claims>,
+    claims: Arc<Claims>,
     referenced: bool,
 }
 
@@ -114,9 +114,9 @@ impl TokenCache {
         token: &str,
         verify: impl FnOnce() -> Result<Claims, TokenError>,
         now: u64,
-    ) -> Result<Rc<Claims>, TokenError> {
+    ) -> Result<Arc<Claims>, TokenError> {
         if self.capacity == 0 {
-            return verify().map(Rc::new);
+            return verify().map(Arc::new);
         }
         let k = key(token);
         {
@@ -132,20 +132,20 @@ impl TokenCache {
                     } else {
                         e.referenced = true;
                         inner.stats.hits += 1;
-                        return Ok(Rc::clone(&e.claims));
+                        return Ok(Arc::clone(&e.claims));
                     }
                 }
             }
             inner.stats.misses += 1;
         }
-        let claims = Rc::new(verify()?);
+        let claims = Arc::new(verify()?);
         if claims.exp.is_none_or(|exp| exp > now) {
-            self.insert(k, token, Rc::clone(&claims));
+            self.insert(k, token, Arc::clone(&claims));
         }
         Ok(claims)
     }
 
-    fn insert(&self, k: u64, token: &str, claims: Rc<Claims>) {
+    fn insert(&self, k: u64, token: &str, claims: Arc<Claims>) {
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
         let entry = Entry { key: k, token: token.into(), claims, referenced: false };

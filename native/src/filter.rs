@@ -358,6 +358,11 @@ impl ConfigState {
                     sink.count(*id, 1);
                 }
             }
+            Command::Add(c, n) => {
+                if let Some(id) = self.metrics.counters.get(&c) {
+                    sink.count(*id, n);
+                }
+            }
             Command::Record(g, v) => {
                 if let Some(id) = self.metrics.gauges.get(&g) {
                     if g.is_histogram() {

@@ -3,6 +3,7 @@
 every door that carries a copy of it:
 
   envoy/envoy.yaml                                            -> the Wasm filter's configuration
+  envoy/envoy-native.yaml                                     -> the native module's configuration
                                                                  (native and docker-compose), verbatim
   envoy/k8s/overlays/istio/plugin-config.patch.json          -> WasmPlugin spec.pluginConfig
   envoy/k8s/overlays/envoy-gateway/plugin-config.patch.json  -> EnvoyExtensionPolicy spec.wasm[0].config
@@ -33,6 +34,9 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "envoy" / "tollgate.json"
 ENVOY_YAML = ROOT / "envoy" / "envoy.yaml"
+# The native Envoy module's config carries the same document (docs/native.md).
+NATIVE_YAML = ROOT / "envoy" / "envoy-native.yaml"
+STATIC_CONFIGS = (ENVOY_YAML, NATIVE_YAML)
 OVERLAYS = ROOT / "envoy" / "k8s" / "overlays"
 PATCH = "plugin-config.patch.json"
 OVERRIDE = "plugin-config.override.json"
@@ -149,10 +153,11 @@ def main(argv):
     doc = json.loads(source_text)
     problems = []
     outputs = []  # (file, text it must have)
-    try:
-        outputs.append((ENVOY_YAML, embed_in_envoy_yaml(ENVOY_YAML.read_text(), source_text)))
-    except EmbedError as e:
-        problems.append(f"{ENVOY_YAML.relative_to(ROOT)}: {e}")
+    for static in STATIC_CONFIGS:
+        try:
+            outputs.append((static, embed_in_envoy_yaml(static.read_text(), source_text)))
+        except EmbedError as e:
+            problems.append(f"{static.relative_to(ROOT)}: {e}")
     for overlay, path in TARGETS.items():
         try:
             outputs.append((OVERLAYS / overlay / PATCH, render(expected_document(overlay, doc), path)))
@@ -164,9 +169,10 @@ def main(argv):
         if have == want:
             continue
         if check:
-            what = "the document in " if target == ENVOY_YAML else ""
+            static = target in STATIC_CONFIGS
+            what = "the document in " if static else ""
             problems.append(f"{what}{rel} differs from envoy/tollgate.json"
-                            + ("" if target == ENVOY_YAML else f" + {target.parent.name}/{OVERRIDE}")
+                            + ("" if static else f" + {target.parent.name}/{OVERRIDE}")
                             + ": run scripts/deploy/sync-plugin-config.py")
         else:
             target.write_text(want)

@@ -10,7 +10,7 @@
 //! share one in-process store, so the first claim wins for all of them).
 //!
 //! Prerequisite: the module, built with unwinding panics:
-//! `cargo build --release -p tollgate-native --config 'profile.release.panic="unwind"'`
+//! `cargo build --profile native -p tollgate-native`
 //! (or `$TOLLGATE_NATIVE_MODULE`), plus `make bins` for the authority.
 //!
 //! The harness (`tollgate_e2e::envoy`) renders and starts `envoy/envoy.yaml`
@@ -42,11 +42,12 @@ mod native {
     use std::time::{Duration, Instant};
     use tollgate_e2e::envoy::{envoy_binary, repo_root, spawn_tied, tail, READY_TIMEOUT};
     use tollgate_e2e::render::{self, Ports};
+    use tollgate_e2e::authority::{EDGE_CREDENTIAL, EDGE_CREDENTIAL_ENV};
     use tollgate_e2e::tokens::{DEMO_KEY_B64, DEMO_KEY_ENV};
     use tollgate_e2e::{echo, http, Request, Response};
 
     /// The module path as written in `envoy-native.yaml`.
-    pub const MODULE_PATH: &str = "target/release/libtollgate_native.so";
+    pub const MODULE_PATH: &str = "target/native/libtollgate_native.so";
     /// Where the dynamic-module filter's stats live (Envoy's default
     /// `metrics_namespace`; the Wasm filter's are under `wasmcustom.`).
     pub const STATS: &str = "dynamicmodulescustom.";
@@ -62,7 +63,7 @@ mod native {
         let path = std::env::var_os("TOLLGATE_NATIVE_MODULE").map_or_else(|| repo_root().join(MODULE_PATH), PathBuf::from);
         assert!(
             path.is_file(),
-            "the native module {} is missing: cargo build --release -p tollgate-native --config 'profile.release.panic=\"unwind\"'",
+            "the native module {} is missing: cargo build --profile native -p tollgate-native",
             path.display()
         );
         path
@@ -112,6 +113,11 @@ mod native {
             .stderr(err);
         if demo_key {
             c.env(DEMO_KEY_ENV, DEMO_KEY_B64);
+            // The native module reads Envoy's process environment: the edge
+            // credential the harness's authorities require.
+            c.env(EDGE_CREDENTIAL_ENV, EDGE_CREDENTIAL);
+        } else {
+            c.env_remove(EDGE_CREDENTIAL_ENV);
         }
         c
     }
@@ -299,7 +305,11 @@ fn native_yaml_carries_the_same_document_as_tollgate_json_and_validates() {
     let path = tollgate_e2e::envoy::repo_root().join("envoy/tollgate.json");
     let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read tollgate.json")).expect("JSON");
     assert_eq!(native::document(), file, "envoy-native.yaml's document differs from envoy/tollgate.json");
-    let env = |name: &str| (name == DEMO_KEY_ENV).then(|| DEMO_KEY_B64.to_owned());
+    let env = |name: &str| match name {
+        DEMO_KEY_ENV => Some(DEMO_KEY_B64.to_owned()),
+        tollgate_e2e::authority::EDGE_CREDENTIAL_ENV => Some(tollgate_e2e::authority::EDGE_CREDENTIAL.to_owned()),
+        _ => None,
+    };
     let doc = tollgate_e2e::render::embedded_document(&native::yaml()).unwrap();
     Config::parse(doc.as_bytes(), &env).expect("the validator accepts the native document");
 
