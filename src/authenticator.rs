@@ -7,12 +7,12 @@ use crate::config::{ClientAddressFrom, Config, OnStale};
 use crate::extract::{self, Credential, ExtractError, Source};
 use crate::cache::TokenCache;
 use crate::policy::Rule;
+use crate::protocol;
 use std::sync::Arc;
 use crate::reason::{ErrorCode, Reason};
 use crate::request::{same_header, RequestError, RequestView};
 use crate::revocation::{self, Freshness, LiveVersions, RevocationSet};
 use crate::token::{Claims, TimeCheck, TokenError};
-use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
 /// What the authenticator sees of a request: the one canonical view every
@@ -483,7 +483,7 @@ fn authorize(
     if let (true, Some(hosts)) = (rule.enforce_hosts, &claims.hosts) {
         if !hosts.iter().any(|h| h == "*") {
             let client = client_address(config, req).ok_or(DenyReason::ClientAddressUnknown)?;
-            if !hosts.iter().any(|h| host_matches(h, client)) {
+            if !protocol::host_allowed(hosts, client) {
                 return Err(DenyReason::HostNotAllowed);
             }
         }
@@ -514,27 +514,6 @@ pub fn client_address(config: &Config, req: &Request<'_>) -> Option<IpAddr> {
 /// An address, with or without a port (`10.0.0.1`, `10.0.0.1:443`, `[::1]:80`).
 pub fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse::<IpAddr>().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
-}
-
-/// One `hosts` entry: `*`, an address or a CIDR. Unparseable entries match
-/// nothing.
-fn host_matches(entry: &str, client: IpAddr) -> bool {
-    let client = canonical(client);
-    if entry == "*" {
-        return true;
-    }
-    if let Ok(ip) = entry.parse::<IpAddr>() {
-        return canonical(ip) == client;
-    }
-    entry.parse::<IpNet>().is_ok_and(|net| net.contains(&client))
-}
-
-/// IPv4-mapped IPv6 (`::ffff:10.0.0.1`) compares as IPv4.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// Removes identity headers the client sent, in every spelling an upstream

@@ -12,7 +12,7 @@ use std::fmt;
 
 /// The upper bound on `clock_skew_seconds`: more would make `exp` meaningless.
 pub const MAX_CLOCK_SKEW: u64 = 300;
-pub const DEFAULT_MAX_TOKEN_BYTES: usize = 8192;
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = crate::protocol::MAX_TOKEN_BYTES;
 
 /// A refusal of the configuration, naming the field (`keys[1].secret_env`).
 #[derive(Debug, Clone, PartialEq, Eq)]

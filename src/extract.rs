@@ -4,6 +4,7 @@
 //! that is not exactly a credential of a scheme the configuration knows).
 
 use crate::config::Sources;
+use crate::protocol::{self, BearerError};
 
 /// Where a token was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,36 +119,20 @@ pub fn extract<'r>(
 /// scheme → `None` (not ours, forwarded as is); anything else is refused,
 /// never forwarded as "no credential" while another one is checked.
 fn bearer<'v>(sources: &Sources, value: &'v str) -> Result<Option<&'v str>, ExtractError> {
-    // Optional white space around list elements (RFC 9110 §5.6.1) only.
-    let value = value.trim_matches(|c| c == ' ' || c == '\t');
-    let (scheme, rest) = match value.split_once(' ') {
-        Some((scheme, rest)) => (scheme, Some(rest)),
-        None => (value, None),
-    };
-    if !is_token(scheme) {
-        return Err(ExtractError::MalformedAuthorization);
+    match protocol::bearer(value) {
+        Ok(token) if sources.authorization_header => Ok(Some(token)),
+        Err(BearerError::Malformed) => Err(ExtractError::MalformedAuthorization),
+        // Another scheme, or Bearer while the header is not a source.
+        _ => {
+            let value = value.trim_matches(|c| c == ' ' || c == '\t');
+            let scheme = value.split_once(' ').map_or(value, |(s, _)| s);
+            if sources.passthrough_schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+                Ok(None)
+            } else {
+                Err(ExtractError::UnsupportedScheme)
+            }
+        }
     }
-    if sources.authorization_header && scheme.eq_ignore_ascii_case("bearer") {
-        return match rest {
-            Some(token) if is_b64token(token) => Ok(Some(token)),
-            _ => Err(ExtractError::MalformedAuthorization),
-        };
-    }
-    if sources.passthrough_schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
-        return Ok(None);
-    }
-    Err(ExtractError::UnsupportedScheme)
-}
-
-/// RFC 9110 `token`: a scheme name.
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
-fn is_b64token(s: &str) -> bool {
-    let body = s.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// The values of every cookie called `name` in one `Cookie` header.

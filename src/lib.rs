@@ -15,6 +15,7 @@ pub mod config;
 pub mod edge;
 pub mod extract;
 pub mod policy;
+pub mod protocol;
 pub mod reason;
 pub mod refresh;
 pub mod request;

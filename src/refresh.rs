@@ -15,6 +15,7 @@
 //!   refresh token it answers. Only a request that presents that refresh
 //!   token can open it, and the slot's name and token hash reveal nothing.
 
+use crate::protocol::{ErrorAnswer, TokenAnswer, INVALID_GRANT};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -32,7 +33,8 @@ pub fn hash(refresh_token: &str) -> TokenHash {
     out
 }
 
-/// A successful token-endpoint answer (RFC 6749 §5.1).
+/// What a refresh yields: the new pair (read from a
+/// [`TokenAnswer`](crate::protocol::TokenAnswer) that carries a refresh token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
     pub access_token: String,
@@ -57,20 +59,20 @@ pub const MAX_TOKEN_RESPONSE_BYTES: usize = 16 << 10;
 impl Outcome {
     /// Reads the authority's answer to `grant_type=refresh_token`.
     pub fn from_response(status: Option<u16>, body: &[u8]) -> Outcome {
-        #[derive(Deserialize)]
-        struct ErrorBody {
-            error: String,
-        }
         if body.len() > MAX_TOKEN_RESPONSE_BYTES {
             return Outcome::Unavailable;
         }
         match status {
-            Some(200) => match serde_json::from_slice::<Tokens>(body) {
-                Ok(t) if !t.access_token.is_empty() && !t.refresh_token.is_empty() => Outcome::Refreshed(t),
+            Some(200) => match serde_json::from_slice::<TokenAnswer>(body) {
+                Ok(TokenAnswer { access_token, refresh_token: Some(refresh_token), expires_in, .. })
+                    if !access_token.is_empty() && !refresh_token.is_empty() =>
+                {
+                    Outcome::Refreshed(Tokens { access_token, refresh_token, expires_in })
+                }
                 _ => Outcome::Unavailable,
             },
-            Some(400) | Some(401) => match serde_json::from_slice::<ErrorBody>(body) {
-                Ok(e) if e.error == "invalid_grant" => Outcome::Rejected,
+            Some(400) | Some(401) => match serde_json::from_slice::<ErrorAnswer>(body) {
+                Ok(e) if e.error == INVALID_GRANT => Outcome::Rejected,
                 _ => Outcome::Unavailable,
             },
             _ => Outcome::Unavailable,

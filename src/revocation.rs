@@ -13,59 +13,10 @@
 //!   one valid again. A page from another store is counted and logged by
 //!   the caller ([`RevocationSet::is_other_store`]).
 
+use crate::protocol::merge_expiry;
+pub use crate::protocol::{version_keys, FeedEntry as Entry, FeedError, FeedPage, VersionsAnswer, MAX_FEED_BYTES};
 use serde::Deserialize;
 use std::collections::HashMap;
-
-/// One feed entry. `expires_at` is `None` for never-expiring API tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    pub key: String,
-    pub min_ver: u64,
-    pub expires_at: Option<u64>,
-}
-
-/// A feed answer (docs/authority-api.md, "Revocation feed").
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct FeedPage {
-    /// True for the whole live set (no or a reset cursor), false for the
-    /// changes after the cursor.
-    pub snapshot: bool,
-    pub entries: Vec<Entry>,
-    /// Opaque; pass as `after=` next time.
-    pub cursor: String,
-    /// The id of the store that answered (absent from older authorities).
-    #[serde(default)]
-    pub store: Option<String>,
-    /// The minimum version of every key the store never bumped.
-    #[serde(default)]
-    pub floor: u64,
-}
-
-/// Why a feed answer was not applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedError {
-    NotJson,
-    TooLarge,
-    BadKey,
-}
-
-/// A feed body's size limit: well above 10k entries, far below Envoy's
-/// buffer limits.
-pub const MAX_FEED_BYTES: usize = 8 << 20;
-
-impl FeedPage {
-    pub fn parse(body: &[u8]) -> Result<FeedPage, FeedError> {
-        if body.len() > MAX_FEED_BYTES {
-            return Err(FeedError::TooLarge);
-        }
-        let page: FeedPage = serde_json::from_slice(body).map_err(|_| FeedError::NotJson)?;
-        if page.entries.iter().any(|e| !(e.key.starts_with("sub:") || e.key.starts_with("sid:"))) {
-            return Err(FeedError::BadKey);
-        }
-        Ok(page)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Min {
@@ -147,10 +98,7 @@ impl RevocationSet {
                 Some(m) => {
                     let merged = Min {
                         min_ver: m.min_ver.max(incoming.min_ver),
-                        expires_at: match (m.expires_at, incoming.expires_at) {
-                            (Some(a), Some(b)) => Some(a.max(b)),
-                            _ => None,
-                        },
+                        expires_at: merge_expiry(m.expires_at, incoming.expires_at),
                     };
                     if merged != *m {
                         *m = merged;
@@ -302,27 +250,12 @@ pub fn fingerprint(encoded: &[u8]) -> String {
     Sha256::digest(encoded)[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The version keys of a token: `sub:<sub>`, and `sid:<sid>` when it has one.
-pub fn version_keys(sub: &str, sid: Option<&str>) -> Vec<String> {
-    let mut keys = vec![format!("sub:{sub}")];
-    if let Some(sid) = sid {
-        keys.push(format!("sid:{sid}"));
-    }
-    keys
-}
-
 /// Answers of live checks (`GET /v1/versions`), per worker, for rules with
 /// `fresh: true`. A live answer is only used while younger than the rule's
 /// `max_staleness_ms`; the feed's minimum still applies when larger.
 #[derive(Debug, Default)]
 pub struct LiveVersions {
     known: HashMap<String, (u64, u64)>,
-}
-
-/// A `GET /v1/versions` answer: `{"versions": {"sub:alice": 3}}`.
-#[derive(Debug, Deserialize)]
-struct VersionsAnswer {
-    versions: HashMap<String, u64>,
 }
 
 impl LiveVersions {
@@ -364,6 +297,7 @@ mod tests {
             cursor: cursor.into(),
             store: None,
             floor: 0,
+            now: None,
             entries: entries
                 .iter()
                 .map(|(k, v, e)| Entry { key: k.to_string(), min_ver: *v, expires_at: *e })

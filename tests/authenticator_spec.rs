@@ -478,7 +478,7 @@ fn the_token_cache_decides_exactly_as_without_it() {
     let revoked = {
         use tollgate::revocation::{Entry, FeedPage};
         let mut set = RevocationSet::new();
-        let page = FeedPage { snapshot: true, entries: vec![Entry { key: "sub:alice".into(), min_ver: 9, expires_at: None }], cursor: "c.1".into(), store: None, floor: 0 };
+        let page = FeedPage { snapshot: true, entries: vec![Entry { key: "sub:alice".into(), min_ver: 9, expires_at: None }], cursor: "c.1".into(), store: None, floor: 0, now: None };
         set.apply(page, NOW * 1000);
         set
     };

@@ -56,14 +56,14 @@ fn token(edit: impl FnOnce(&mut Claims)) -> String {
 fn synced(synced_ms: u64, entries: &[(&str, u64)]) -> RevocationSet {
     let mut set = RevocationSet::new();
     let entries = entries.iter().map(|(k, v)| Entry { key: k.to_string(), min_ver: *v, expires_at: None }).collect();
-    set.apply(FeedPage { snapshot: true, entries, cursor: "c.1".into(), store: Some("c".into()), floor: 0 }, synced_ms);
+    set.apply(FeedPage { snapshot: true, entries, cursor: "c.1".into(), store: Some("c".into()), floor: 0, now: None }, synced_ms);
     set
 }
 
 /// A set synced from a store whose floor (creation) is `floor`.
 fn floored(synced_ms: u64, floor: u64) -> RevocationSet {
     let mut set = RevocationSet::new();
-    set.apply(FeedPage { snapshot: true, entries: vec![], cursor: "c.1".into(), store: Some("c".into()), floor }, synced_ms);
+    set.apply(FeedPage { snapshot: true, entries: vec![], cursor: "c.1".into(), store: Some("c".into()), floor, now: None }, synced_ms);
     set
 }
 

@@ -1,0 +1,392 @@
+//! The wire contract between the edge and the authority, defined once: both
+//! sides import these types and functions, so a field, a key format or a
+//! matching rule cannot drift between them.
+//!
+//! | what | here |
+//! |---|---|
+//! | version keys `sub:<id>` / `sid:<id>` | [`VersionKey`] |
+//! | a feed page `GET /v1/revocations` | [`FeedPage`], [`FeedEntry`] |
+//! | expiry of a feed entry | [`merge_expiry`], [`is_live`] |
+//! | the live answer `GET /v1/versions` | [`VersionsAnswer`] |
+//! | the token endpoint's answer (RFC 6749 §5.1) and errors (§5.2) | [`TokenAnswer`], [`ErrorAnswer`] |
+//! | `Authorization: Bearer` (RFC 6750 §2.1) | [`bearer`] |
+//! | a `hosts` entry against a client address | [`host_allowed`] |
+//! | the token size cap | [`MAX_TOKEN_BYTES`] |
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// The largest access token either side reads, by default (configurable at
+/// the edge up to 65536).
+pub const MAX_TOKEN_BYTES: usize = 8192;
+
+/// Longest version key accepted (`sub:` or `sid:` plus the id).
+pub const MAX_KEY_LEN: usize = 256;
+
+/// A revocation version key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum VersionKey {
+    Subject(String),
+    Session(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyError {
+    UnknownKind,
+    Empty,
+    TooLong,
+    BadCharacter,
+}
+
+impl KeyError {
+    pub fn description(self) -> &'static str {
+        match self {
+            KeyError::UnknownKind => "version key must start with sub: or sid:",
+            KeyError::Empty => "version key has an empty id",
+            KeyError::TooLong => "version key too long",
+            KeyError::BadCharacter => "version key contains a control character or space",
+        }
+    }
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.description())
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// Checks an id used in a version key (a subject, a session id).
+pub fn check_id(id: &str) -> Result<(), KeyError> {
+    if id.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if id.len() + 4 > MAX_KEY_LEN {
+        return Err(KeyError::TooLong);
+    }
+    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(KeyError::BadCharacter);
+    }
+    Ok(())
+}
+
+impl VersionKey {
+    pub fn parse(s: &str) -> Result<VersionKey, KeyError> {
+        let (kind, id) = s.split_once(':').ok_or(KeyError::UnknownKind)?;
+        check_id(id)?;
+        match kind {
+            "sub" => Ok(VersionKey::Subject(id.to_owned())),
+            "sid" => Ok(VersionKey::Session(id.to_owned())),
+            _ => Err(KeyError::UnknownKind),
+        }
+    }
+
+    pub fn subject(sub: &str) -> Result<VersionKey, KeyError> {
+        check_id(sub)?;
+        Ok(VersionKey::Subject(sub.to_owned()))
+    }
+
+    pub fn session(sid: &str) -> Result<VersionKey, KeyError> {
+        check_id(sid)?;
+        Ok(VersionKey::Session(sid.to_owned()))
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            VersionKey::Subject(s) | VersionKey::Session(s) => s,
+        }
+    }
+
+    /// Whether `key` has a known kind (`sub:` or `sid:`): the edge's check of
+    /// what a feed lists (it keeps keys as text).
+    pub fn has_known_kind(key: &str) -> bool {
+        key.starts_with("sub:") || key.starts_with("sid:")
+    }
+}
+
+impl fmt::Display for VersionKey {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            VersionKey::Subject(s) => write!(f, "sub:{s}"),
+            VersionKey::Session(s) => write!(f, "sid:{s}"),
+        }
+    }
+}
+
+/// The version keys of a token, as the edge looks them up: `sub:<sub>`, and
+/// `sid:<sid>` when it has one.
+pub fn version_keys(sub: &str, sid: Option<&str>) -> Vec<String> {
+    let mut keys = vec![format!("sub:{sub}")];
+    if let Some(sid) = sid {
+        keys.push(format!("sid:{sid}"));
+    }
+    keys
+}
+
+/// One feed entry: tokens with this key and `ver < min_ver` are revoked.
+/// `expires_at` (seconds) is when no such token can still be unexpired;
+/// `None` (JSON null) for keys of never-expiring API tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedEntry {
+    pub key: String,
+    pub min_ver: u64,
+    pub expires_at: Option<u64>,
+}
+
+/// A feed answer (docs/authority-api.md, "Revocation feed").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedPage {
+    /// True for the whole live set (no or a foreign cursor), false for the
+    /// changes after the cursor.
+    pub snapshot: bool,
+    pub entries: Vec<FeedEntry>,
+    /// Opaque; pass as `after=` next time.
+    pub cursor: String,
+    /// The id of the store that answered.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// The minimum version of every key the store never bumped.
+    #[serde(default)]
+    pub floor: u64,
+    /// The authority's clock (seconds), for edges to notice skew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<u64>,
+}
+
+/// Why a feed answer was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedError {
+    NotJson,
+    TooLarge,
+    BadKey,
+}
+
+/// A feed body's size limit: well above 10k entries, far below Envoy's
+/// buffer limits.
+pub const MAX_FEED_BYTES: usize = 8 << 20;
+
+impl FeedPage {
+    /// The edge's reading of a feed body: bounded, every key of a known kind.
+    pub fn parse(body: &[u8]) -> Result<FeedPage, FeedError> {
+        if body.len() > MAX_FEED_BYTES {
+            return Err(FeedError::TooLarge);
+        }
+        let page: FeedPage = serde_json::from_slice(body).map_err(|_| FeedError::NotJson)?;
+        if page.entries.iter().any(|e| !VersionKey::has_known_kind(&e.key)) {
+            return Err(FeedError::BadKey);
+        }
+        Ok(page)
+    }
+}
+
+/// Merges two expiries: never (`None`) wins, otherwise the later one. An
+/// entry's expiry therefore never moves earlier.
+pub fn merge_expiry(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
+}
+
+/// Whether an entry is still listed at `now` (seconds).
+pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
+    expires_at.is_none_or(|e| e > now)
+}
+
+/// A `GET /v1/versions` answer: `{"versions": {"sub:alice": 3}}`; a key the
+/// store never bumped answers the store's floor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionsAnswer {
+    pub versions: BTreeMap<String, u64>,
+}
+
+/// A successful token-endpoint answer (RFC 6749 §5.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAnswer {
+    pub access_token: String,
+    #[serde(default = "bearer_type")]
+    pub token_type: String,
+    /// Seconds the access token lives.
+    pub expires_in: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+fn bearer_type() -> String {
+    "Bearer".into()
+}
+
+/// An error answer (RFC 6749 §5.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorAnswer {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_description: Option<String>,
+}
+
+/// The RFC 6749 error code of a refresh token that is dead (expired,
+/// reused, revoked).
+pub const INVALID_GRANT: &str = "invalid_grant";
+
+/// Why an `Authorization` value is not a Bearer credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// Another scheme (the caller decides whether that is allowed).
+    OtherScheme,
+    /// `Bearer` without exactly one space and an RFC 6750 `b64token`.
+    Malformed,
+}
+
+/// Exactly `Bearer <SP> b64token` (scheme case-insensitive, RFC 7235 §2.1;
+/// `b64token` per RFC 6750 §2.1). Optional white space around the whole
+/// value is allowed (a list element of a joined header), nothing inside.
+pub fn bearer(value: &str) -> Result<&str, BearerError> {
+    let value = value.trim_matches(|c| c == ' ' || c == '\t');
+    let (scheme, rest) = match value.split_once(' ') {
+        Some((scheme, rest)) => (scheme, Some(rest)),
+        None => (value, None),
+    };
+    if !is_token(scheme) {
+        return Err(BearerError::Malformed);
+    }
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::OtherScheme);
+    }
+    match rest {
+        Some(token) if is_b64token(token) => Ok(token),
+        _ => Err(BearerError::Malformed),
+    }
+}
+
+/// RFC 9110 `token`: a scheme name.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub fn is_b64token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// One `hosts` entry against a client address: `*`, an address or a CIDR;
+/// unparseable entries match nothing; an IPv4-mapped IPv6 address
+/// (`::ffff:10.0.0.1`) compares as IPv4 on both sides.
+pub fn host_matches(entry: &str, client: IpAddr) -> bool {
+    let client = canonical(client);
+    if entry == "*" {
+        return true;
+    }
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return canonical(ip) == client;
+    }
+    match entry.parse::<ipnet::IpNet>() {
+        Ok(ipnet::IpNet::V6(net)) => match net.network().to_ipv4_mapped() {
+            // `::ffff:10.0.0.0/104` is the IPv4 network 10.0.0.0/8.
+            Some(v4) if net.prefix_len() >= 96 => ipnet::Ipv4Net::new(v4, net.prefix_len() - 96)
+                .is_ok_and(|n| matches!(client, IpAddr::V4(c) if n.contains(&c))),
+            _ => matches!(client, IpAddr::V6(c) if net.contains(&c)),
+        },
+        Ok(net) => net.contains(&client),
+        Err(_) => false,
+    }
+}
+
+/// Whether any of `hosts` admits `client`.
+pub fn host_allowed(hosts: &[String], client: IpAddr) -> bool {
+    hosts.iter().any(|h| host_matches(h, client))
+}
+
+/// IPv4-mapped IPv6 compares as IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn host_matching_table() {
+        // (entry, client, matches?)
+        let cases = [
+            ("*", "10.0.0.1", true),
+            ("10.0.0.1", "10.0.0.1", true),
+            ("10.0.0.1", "::ffff:10.0.0.1", true),
+            ("::ffff:10.0.0.1", "10.0.0.1", true),
+            ("10.0.0.0/8", "10.9.9.9", true),
+            ("10.0.0.0/8", "::ffff:10.9.9.9", true),
+            ("::ffff:10.0.0.0/104", "10.9.9.9", true),
+            ("::ffff:10.0.0.0/104", "11.0.0.1", false),
+            ("10.0.0.0/8", "11.0.0.1", false),
+            ("2001:db8::/32", "2001:db8::1", true),
+            ("2001:db8::/32", "10.0.0.1", false),
+            ("localhost", "127.0.0.1", false),
+            ("", "127.0.0.1", false),
+        ];
+        for (entry, client, want) in cases {
+            assert_eq!(host_matches(entry, client.parse().unwrap()), want, "{entry} vs {client}");
+        }
+    }
+
+    #[test]
+    fn bearer_table() {
+        // (value, result)
+        let cases: [(&str, Result<&str, BearerError>); 10] = [
+            ("Bearer abc.def-_~+/=", Ok("abc.def-_~+/=")),
+            ("bearer abc", Ok("abc")),
+            (" Bearer abc ", Ok("abc")),
+            ("Bearer  abc", Err(BearerError::Malformed)),
+            ("Bearer\tabc", Err(BearerError::Malformed)),
+            ("Bearer", Err(BearerError::Malformed)),
+            ("Bearer a b", Err(BearerError::Malformed)),
+            ("Bearer a,b", Err(BearerError::Malformed)),
+            ("Basic YTpi", Err(BearerError::OtherScheme)),
+            ("", Err(BearerError::Malformed)),
+        ];
+        for (value, want) in cases {
+            assert_eq!(bearer(value), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn version_keys_round_trip() {
+        for s in ["sub:alice", "sid:s-1"] {
+            assert_eq!(VersionKey::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(VersionKey::parse("usr:a"), Err(KeyError::UnknownKind));
+        assert_eq!(VersionKey::parse("sub:"), Err(KeyError::Empty));
+        assert_eq!(VersionKey::parse("sub:a b"), Err(KeyError::BadCharacter));
+        assert_eq!(VersionKey::parse(&format!("sub:{}", "a".repeat(300))), Err(KeyError::TooLong));
+        assert_eq!(version_keys("a", Some("s")), ["sub:a", "sid:s"]);
+    }
+
+    #[test]
+    fn a_page_the_authority_writes_is_one_the_edge_reads() {
+        let page = FeedPage {
+            snapshot: true,
+            entries: vec![FeedEntry { key: "sub:a".into(), min_ver: 3, expires_at: None }],
+            cursor: "s.1".into(),
+            store: Some("s".into()),
+            floor: 7,
+            now: Some(9),
+        };
+        let bytes = serde_json::to_vec(&page).unwrap();
+        assert_eq!(FeedPage::parse(&bytes), Ok(page));
+        assert_eq!(merge_expiry(Some(3), Some(5)), Some(5));
+        assert_eq!(merge_expiry(None, Some(5)), None);
+        assert!(is_live(None, u64::MAX) && is_live(Some(6), 5) && !is_live(Some(5), 5));
+    }
+}
