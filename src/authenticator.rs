@@ -99,6 +99,8 @@ pub struct RefreshNeed {
 pub struct Allow {
     /// The subject, when a token was presented (None: anonymous).
     pub subject: Option<String>,
+    /// The token's session (`sid`), for the request's record.
+    pub session: Option<String>,
     /// Applied in order: spoofed identity headers removed first.
     pub header_ops: Vec<HeaderOp>,
 }
@@ -297,7 +299,7 @@ fn decide_with_refresh(
             if rule.anonymous {
                 let mut header_ops = scrub(config, req);
                 header_ops.extend(token_ops(config, req, None, None));
-                return Decision::Allow(Allow { subject: None, header_ops });
+                return Decision::Allow(Allow { subject: None, session: None, header_ops });
             }
             return deny(DenyReason::NoToken);
         }
@@ -327,7 +329,7 @@ fn decide_with_refresh(
     let mut header_ops = scrub(config, req);
     header_ops.extend(token_ops(config, req, Some(&credential), replacement));
     header_ops.extend(identity(config, &claims));
-    Decision::Allow(Allow { subject: Some(claims.sub.clone()), header_ops })
+    Decision::Allow(Allow { subject: Some(claims.sub.clone()), session: claims.sid.clone(), header_ops })
 }
 
 /// The token's claims, through the worker's cache of verified tokens when

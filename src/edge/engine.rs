@@ -247,7 +247,8 @@ impl Engine {
                 if self.stale(now) {
                     out.push(Command::Count(Counter::StaleAllowed));
                 }
-                out.push(Command::Continue { id, ops: allow.header_ops, resume });
+                let record = super::Record { subject: allow.subject, session: allow.session };
+                out.push(Command::Continue { id, ops: allow.header_ops, resume, record });
             }
             Decision::Deny(denial) => self.deny(id, &denial.reason, p.refresh.as_ref(), out),
             Decision::CheckVersions(keys) if p.rounds < MAX_ROUNDS => self.start_check(host, id, p, keys, now, resume, out),
@@ -270,7 +271,7 @@ impl Engine {
                 headers.extend(response::cleared_cookies(&self.config));
             }
         }
-        out.push(Command::Reply { id, status: answer.status, headers, body: answer.body });
+        out.push(Command::Reply { id, status: answer.status, headers, body: answer.body, reason: reason.reason() });
     }
 
     fn stale(&self, now: u64) -> bool {

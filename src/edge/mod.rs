@@ -64,10 +64,12 @@ pub trait Host {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Request `id` goes upstream after these header operations. `resume`:
-    /// it was paused, so the host makes it current and resumes it.
-    Continue { id: u32, ops: Vec<HeaderOp>, resume: bool },
-    /// Answer request `id` locally.
-    Reply { id: u32, status: u16, headers: Vec<(String, String)>, body: String },
+    /// it was paused, so the host makes it current and resumes it. `record`:
+    /// what the host may publish for access logs (never a token).
+    Continue { id: u32, ops: Vec<HeaderOp>, resume: bool, record: Record },
+    /// Answer request `id` locally; `reason` names the refusal (the host's
+    /// response code details and access-log record).
+    Reply { id: u32, status: u16, headers: Vec<(String, String)>, body: String, reason: Reason },
     Count(Counter),
     /// Adds `n` to a counter (counts batched until the tick).
     Add(Counter, u64),
@@ -83,6 +85,14 @@ impl Command {
             _ => None,
         }
     }
+}
+
+/// Who an allowed request is, for the access log: the subject and session
+/// (`sid`) of its token, none for an anonymous request. Never the token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Record {
+    pub subject: Option<String>,
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,17 +8,18 @@
 //! - [`host`]: the [`crate::edge::Host`] operations over proxy-wasm calls;
 //! - [`metrics`]: Envoy stats, defined once from the engine's list.
 
+mod ffi;
 mod host;
 mod metrics;
 
 use crate::authenticator;
 use crate::config::Config;
-use crate::edge::{Command, Engine};
+use crate::edge::{Command, Engine, Record};
+use crate::reason::Reason;
 use host::WasmHost;
 use metrics::Metrics;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -39,37 +40,39 @@ fn now_ms(ctx: &dyn Context) -> u64 {
 }
 
 /// Carries out the engine's commands from the callback of context `own`.
-/// Returns what the current request (`own`, if a request) does now.
+/// Returns what the current request (`own`, if a request) does now. Host
+/// calls go through [`ffi`]: a status the glue cannot act on is ignored,
+/// never a panic.
 fn execute(worker: &Worker, own: u32, commands: Vec<Command>) -> Action {
     let mut action = Action::Pause;
     let mut moved = false;
     for command in commands {
         let here = command.request() == Some(own);
         if let Some(id) = command.request().filter(|_| !here) {
-            if hostcalls::set_effective_context(id).is_err() {
+            if ffi::set_effective_context(id).is_err() {
                 continue; // the request is gone
             }
             moved = true;
         }
         match command {
-            Command::Continue { ops, resume, .. } => {
+            Command::Continue { ops, resume, record, .. } => {
                 for op in &ops {
                     let _ = match op {
-                        authenticator::HeaderOp::Remove(name) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None),
-                        authenticator::HeaderOp::Set(name, value) => {
-                            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-                        }
+                        authenticator::HeaderOp::Remove(name) => ffi::set_request_header(name, None),
+                        authenticator::HeaderOp::Set(name, value) => ffi::set_request_header(name, Some(value)),
                     };
                 }
+                publish(if record.subject.is_some() { "allowed" } else { "anonymous" }, None, &record);
                 if here && !resume {
                     action = Action::Continue;
                 } else {
-                    let _ = hostcalls::resume_http_request();
+                    let _ = ffi::resume_request();
                 }
             }
-            Command::Reply { status, headers, body, .. } => {
-                let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-                let _ = hostcalls::send_http_response(u32::from(status), headers, Some(body.as_bytes()));
+            Command::Reply { status, headers, body, reason, .. } => {
+                publish("denied", Some(reason), &Record::default());
+                let details = format!("tollgate_{}", reason.code());
+                let _ = ffi::send_local_response(status, &details, &headers, body.as_bytes());
             }
             Command::Count(c) => worker.metrics.add(c, 1),
             Command::Add(c, n) => worker.metrics.add(c, n),
@@ -79,9 +82,25 @@ fn execute(worker: &Worker, own: u32, commands: Vec<Command>) -> Action {
         }
     }
     if moved {
-        let _ = hostcalls::set_effective_context(own);
+        let _ = ffi::set_effective_context(own);
     }
     action
+}
+
+/// The request's record as filter state, for access logs:
+/// `%FILTER_STATE(wasm.tollgate_decision:PLAIN)%` and `tollgate_reason`,
+/// `tollgate_subject`, `tollgate_session`. Never a token.
+fn publish(decision: &str, reason: Option<Reason>, record: &Record) {
+    let _ = ffi::set_property("tollgate_decision", decision.as_bytes());
+    if let Some(reason) = reason {
+        let _ = ffi::set_property("tollgate_reason", reason.code().as_bytes());
+    }
+    if let Some(subject) = &record.subject {
+        let _ = ffi::set_property("tollgate_subject", subject.as_bytes());
+    }
+    if let Some(session) = &record.session {
+        let _ = ffi::set_property("tollgate_session", session.as_bytes());
+    }
 }
 
 /// A callout's answer, to whichever context made it.
@@ -192,7 +211,7 @@ impl HttpContext for Filter {
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in self.worker.engine.borrow_mut().owed(self.id) {
             if name == "cache-control" {
-                self.set_http_response_header(&name, Some(&value));
+                let _ = ffi::set_response_header(&name, &value);
             } else {
                 self.add_http_response_header(&name, &value);
             }
