@@ -297,7 +297,7 @@ fn decide_with_refresh(
                 return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: false });
             }
             if rule.anonymous {
-                let mut header_ops = scrub(config, req);
+                let mut header_ops = scrub(config, req, None);
                 header_ops.extend(token_ops(config, req, None, None));
                 return Decision::Allow(Allow { subject: None, session: None, header_ops });
             }
@@ -326,7 +326,7 @@ fn decide_with_refresh(
     if let Err(reason) = authorize(config, rule, req, &credential, &claims) {
         return deny(reason);
     }
-    let mut header_ops = scrub(config, req);
+    let mut header_ops = scrub(config, req, Some(credential.source));
     header_ops.extend(token_ops(config, req, Some(&credential), replacement));
     header_ops.extend(identity(config, &claims));
     Decision::Allow(Allow { subject: Some(claims.sub.clone()), session: claims.sid.clone(), header_ops })
@@ -520,12 +520,21 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
 
 /// Removes identity headers the client sent, in every spelling an upstream
 /// may fold into the same name (`x_tollgate_sub`): only the filter may set
-/// them.
-fn scrub(config: &Config, req: &Request<'_>) -> Vec<HeaderOp> {
+/// them. The user header of a header pair is an identity too: it goes
+/// upstream only when the token came from the pair, where it was checked
+/// to equal `sub`.
+fn scrub(config: &Config, req: &Request<'_>, source: Option<Source>) -> Vec<HeaderOp> {
     let ids = config.identity_headers.all();
+    let unchecked_user = config
+        .sources
+        .header_pair
+        .as_ref()
+        .map(|(_, user)| user.as_str())
+        .filter(|_| source != Some(Source::HeaderPair));
     let mut ops = Vec::new();
     for (name, _) in req.headers() {
-        if ids.iter().any(|id| same_header(id, name)) && !ops.iter().any(|o| matches!(o, HeaderOp::Remove(n) if n == name)) {
+        let identity = ids.iter().chain(unchecked_user.iter()).any(|id| same_header(id, name));
+        if identity && !ops.iter().any(|o| matches!(o, HeaderOp::Remove(n) if n == name)) {
             ops.push(HeaderOp::Remove(name.clone()));
         }
     }

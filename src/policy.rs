@@ -40,16 +40,24 @@ impl PathMatch {
 
     fn matches(&self, path: &str, ignore_case: bool) -> bool {
         let eq = |a: &str, b: &str| if ignore_case { a.eq_ignore_ascii_case(b) } else { a == b };
+        // Whole segments: what follows the rule's path is nothing, a `/`,
+        // or a `.` (a format suffix: Rails, DRF and older Spring route
+        // `/admin.json` to `/admin`'s handler).
+        let starts = |p: &str| {
+            path.len() >= p.len()
+                && path.is_char_boundary(p.len())
+                && eq(&path[..p.len()], p)
+                && matches!(path.as_bytes().get(p.len()), None | Some(b'/') | Some(b'.'))
+        };
         match self {
-            PathMatch::Exact(p) => eq(without_trailing_slash(path), p),
-            PathMatch::Prefix(p) if p == "/" => true,
-            PathMatch::Prefix(p) => {
-                path.len() >= p.len()
-                    && path.is_char_boundary(p.len())
-                    && eq(&path[..p.len()], p)
-                    && matches!(path.as_bytes().get(p.len()), None | Some(b'/'))
+            PathMatch::Exact(p) => {
+                let rest = without_trailing_slash(path);
+                eq(rest, p) || (starts(p) && !rest[p.len()..].contains('/') && rest.as_bytes().get(p.len()) == Some(&b'.'))
             }
-            PathMatch::Regex(r) => r.is_match(path),
+            PathMatch::Prefix(p) if p == "/" => true,
+            PathMatch::Prefix(p) => starts(p),
+            // Express and Flask serve a route with or without one trailing slash.
+            PathMatch::Regex(r) => r.is_match(path) || r.is_match(without_trailing_slash(path)),
         }
     }
 }
@@ -187,7 +195,10 @@ mod tests {
             ("GET", "/Admin/users", "admin"),
             ("GET", "/ADMIN", "admin"),
             ("GET", "/administrator", "default"),
-            ("GET", "/admin.json", "default"),
+            ("GET", "/admin.json", "admin"),
+            ("GET", "/admin.json/x", "admin"),
+            ("GET", "/healthz.json", "health"),
+            ("GET", "/healthz.json/x", "default"),
             ("POST", "/api/v2/items", "items-write"),
             ("post", "/api/v2/items", "items-write"),
             ("pOsT", "/api/v2/items", "items-write"),

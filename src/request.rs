@@ -75,6 +75,9 @@ pub enum PathError {
     DoubleEncoding,
     /// The decoded path is not UTF-8.
     NotUtf8,
+    /// A letter that case-insensitive routers (Python `re.I`, Java
+    /// `equalsIgnoreCase`) fold to ASCII: dotted/dotless I, long s, Kelvin.
+    CaseFolding,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +89,8 @@ pub enum HeaderError {
     Spelling,
     /// The user header of a header pair more than once.
     Repeated,
-    /// `X-HTTP-Method-Override` or a sibling (with `strict_paths`).
+    /// `X-HTTP-Method-Override` or a sibling, or a `_method` query
+    /// parameter (with `strict_paths`).
     MethodOverride,
 }
 
@@ -104,12 +108,13 @@ impl RequestError {
                 PathError::BadEncoding => "path has malformed percent-encoding",
                 PathError::DoubleEncoding => "path contains an encoded percent sign",
                 PathError::NotUtf8 => "path is not valid UTF-8",
+                PathError::CaseFolding => "path contains a letter that folds to ASCII",
             },
             RequestError::Header(e) => match e {
                 HeaderError::NotUtf8 => "credentials header is not valid UTF-8",
                 HeaderError::Spelling => "credentials header in an ambiguous spelling",
                 HeaderError::Repeated => "user header repeated",
-                HeaderError::MethodOverride => "method override header not allowed",
+                HeaderError::MethodOverride => "method override not allowed",
             },
         }
     }
@@ -162,8 +167,11 @@ impl RequestView {
         let pseudo = |n: &str| headers.iter().find(|(h, _)| h == n).map_or("", |(_, v)| v.as_str());
         let method = pseudo(":method").to_ascii_uppercase();
         let path = pseudo(":path").to_owned();
-        let raw_route = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
+        let (raw_route, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
         let route = if config.strict_paths {
+            if overrides_method(query) {
+                return Err(RequestError::Header(HeaderError::MethodOverride));
+            }
             canonical_path(raw_route).map_err(RequestError::Path)?
         } else {
             raw_route.to_owned()
@@ -256,6 +264,9 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
         }
     }
     let path = String::from_utf8(out).map_err(|_| PathError::NotUtf8)?;
+    if path.contains(['\u{130}', '\u{131}', '\u{17f}', '\u{212a}']) {
+        return Err(PathError::CaseFolding);
+    }
     let segments: Vec<&str> = path[1..].split('/').collect();
     let last = segments.len() - 1;
     for (j, s) in segments.iter().enumerate() {
@@ -267,6 +278,45 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
         }
     }
     Ok(path)
+}
+
+/// A `_method` query parameter (any case, percent-decoded name): Spring's
+/// HiddenHttpMethodFilter, Laravel, Symfony, gorilla and Express's
+/// method-override read it as the method.
+fn overrides_method(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        let decoded = percent_decode_lossy(name);
+        decoded.eq_ignore_ascii_case("_method")
+    })
+}
+
+fn percent_decode_lossy(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let decoded = match (b[i], b.get(i + 1).copied().and_then(hex_digit), b.get(i + 2).copied().and_then(hex_digit)) {
+            (b'%', Some(h), Some(l)) => Some((h << 4) | l),
+            (b'+', _, _) => Some(b' '),
+            _ => None,
+        };
+        match decoded {
+            Some(v) if b[i] == b'%' => {
+                out.push(v);
+                i += 3;
+            }
+            Some(v) => {
+                out.push(v);
+                i += 1;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn hex_digit(b: u8) -> Option<u8> {
@@ -327,6 +377,9 @@ mod tests {
             ("/admin%252Fusers", Err(DoubleEncoding)),
             ("/%C3%28", Err(NotUtf8)),
             ("/%FF", Err(NotUtf8)),
+            ("/adm%C4%B1n/users", Err(CaseFolding)),
+            ("/%E2%84%AAey", Err(CaseFolding)),
+            ("/adm\u{131}n", Err(CaseFolding)),
         ];
         for (raw, want) in cases {
             assert_eq!(canonical_path(raw).as_deref(), want.as_ref().map(|s| *s), "{raw:?}");

@@ -207,6 +207,9 @@ fn decisions_table() {
         ("the query string is not the path", get("/x?next=//a/../b;c").bearer(&good), alice.clone()),
         ("method override header", get("/items").method("GET").header("x-http-method-override", "POST").bearer(&good), Err(header(HeaderError::MethodOverride))),
         ("method override, underscore spelling", get("/items").header("x_http_method", "DELETE").bearer(&good), Err(header(HeaderError::MethodOverride))),
+        ("method override in the query", get("/items?_method=DELETE").method("POST").bearer(&good), Err(header(HeaderError::MethodOverride))),
+        ("method override in the query, encoded", get("/items?%5FMETHOD=DELETE").method("POST").bearer(&good), Err(header(HeaderError::MethodOverride))),
+        ("a format suffix is the same resource", get("/admin.json").bearer(&good), Err(AdminRequired("tollgate:admin".into()))),
         ("user header spelled with _", get("/x").header("token-code", &good).header("token_user", "alice"), Err(header(HeaderError::Spelling))),
         ("token header spelled with _", get("/healthz").header("token_code", &good), Err(header(HeaderError::Spelling))),
         ("user header twice", get("/x").header("token-code", &good).header("token-user", "alice").header("token-user", "root"), Err(header(HeaderError::Repeated))),
@@ -240,6 +243,16 @@ fn identity_headers_replace_spoofed_ones() {
     let req = get("/x").bearer(&token(|_| {})).header("x_tollgate_sub", "root").header("x-tollgate_scope", "admin");
     let Decision::Allow(allow) = run(&config, &req) else { panic!("allowed") };
     assert_eq!(allow.header_ops[..2], [HeaderOp::Remove("x_tollgate_sub".into()), HeaderOp::Remove("x-tollgate_scope".into())]);
+    // The header pair's user header is an identity an upstream reads: it
+    // goes upstream only beside the pair's own, checked token.
+    let req = get("/x").bearer(&token(|_| {})).header("token-user", "root");
+    let Decision::Allow(allow) = run(&config, &req) else { panic!("allowed") };
+    assert_eq!(allow.header_ops[0], HeaderOp::Remove("token-user".into()), "{:?}", allow.header_ops);
+    let Decision::Allow(anon) = run(&config, &get("/healthz").header("token-user", "admin")) else { panic!("allowed") };
+    assert_eq!(anon.header_ops, vec![HeaderOp::Remove("token-user".into())]);
+    let pair = get("/x").header("token-code", &token(|_| {})).header("token-user", "alice");
+    let Decision::Allow(kept) = run(&config, &pair) else { panic!("allowed") };
+    assert!(!kept.header_ops.contains(&HeaderOp::Remove("token-user".into())), "checked: kept");
     // Anonymous requests lose spoofed identity too.
     let Decision::Allow(anon) = run(&config, &get("/healthz").header("x-tollgate-sid", "s9")) else {
         panic!("allowed")
