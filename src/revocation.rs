@@ -13,6 +13,7 @@
 //!   one valid again. A page from another store is counted and logged by
 //!   the caller ([`RevocationSet::is_other_store`]).
 
+use crate::config::MAX_CLOCK_SKEW;
 use crate::protocol::merge_expiry;
 pub use crate::protocol::{version_keys, FeedEntry as Entry, FeedError, FeedPage, VersionsAnswer, MAX_FEED_BYTES};
 use serde::Deserialize;
@@ -168,10 +169,14 @@ impl RevocationSet {
         }
     }
 
-    /// Drops entries whose `expires_at` (seconds) has passed. True when any was dropped.
+    /// Drops entries whose `expires_at` (seconds) has passed by more than
+    /// any edge's clock skew ([`MAX_CLOCK_SKEW`]): an edge accepts a token
+    /// until `exp` plus its skew, so the entry that revokes it must live as
+    /// long, whatever skew the authority allowed for. True when any was dropped.
     pub fn prune(&mut self, now: u64) -> bool {
         let before = self.entries.len();
-        self.entries.retain(|_, m| m.expires_at.is_none_or(|e| e > now));
+        let horizon = now.saturating_sub(MAX_CLOCK_SKEW);
+        self.entries.retain(|_, m| m.expires_at.is_none_or(|e| e > horizon));
         before != self.entries.len()
     }
 
@@ -354,8 +359,12 @@ mod tests {
         set.apply(page(false, "s.1", &[("sid:s1", 2, Some(200))]), 100_000);
         set.apply(page(true, "s.2", &[]), 150_000);
         assert_eq!(set.min_version("sid:s1"), Some(2));
-        set.apply(page(false, "s.3", &[]), 200_000);
-        assert_eq!(set.min_version("sid:s1"), None, "expired at 200");
+        // An edge may accept the token until exp + its skew: the entry stays
+        // until then, whatever skew the authority assumed.
+        set.apply(page(false, "s.3", &[]), (199 + MAX_CLOCK_SKEW) * 1000);
+        assert_eq!(set.min_version("sid:s1"), Some(2), "still within any edge's skew");
+        set.apply(page(false, "s.4", &[]), (200 + MAX_CLOCK_SKEW) * 1000);
+        assert_eq!(set.min_version("sid:s1"), None, "past exp and every skew");
     }
 
     #[test]
@@ -366,7 +375,7 @@ mod tests {
         assert_eq!(set.min_version("sid:api1"), Some(1));
         // A later finite expiry does not shorten a never-expiring entry.
         set.apply(page(false, "s.2", &[("sid:api1", 1, Some(10))]), 2_000);
-        set.prune(11);
+        set.prune(11 + MAX_CLOCK_SKEW);
         assert_eq!(set.min_version("sid:api1"), Some(1));
     }
 

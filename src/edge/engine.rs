@@ -9,7 +9,7 @@
 //! whose leader leaves is due at once, and the next tick makes the callout
 //! again (once: a second wait that runs out answers 503).
 
-use super::shared::{self, read_meta, take_lease, write_meta, Meta, SET_KEY};
+use super::shared::{self, read_meta, take_lease, write_meta, Keys, Meta};
 use super::{Callout, Command, Counter, Gauge, Host, Level};
 use crate::cache::TokenCache;
 use crate::authenticator::{self, Decision, DenyReason, Knowledge, Peer, RefreshNeed, Request, Unavailable};
@@ -95,6 +95,11 @@ pub struct Engine {
     next_poll_ms: u64,
     /// Verified tokens (exact bytes → claims); emptied with the configuration.
     cache: TokenCache,
+    /// The shared-data keys of this configuration's authority and issuer.
+    keys: Keys,
+    /// The last feed answer was a success: only then may a feed request be
+    /// held (a long poll), and its window count as freshness.
+    feed_healthy: bool,
 }
 
 fn unavailable(why: Unavailable) -> Decision {
@@ -121,6 +126,8 @@ impl Engine {
             feed_in_flight: false,
             next_poll_ms: 0,
             cache: TokenCache::new(config.token_cache_entries),
+            keys: Keys::for_config(&config),
+            feed_healthy: false,
             config,
         }
     }
@@ -477,7 +484,10 @@ impl Engine {
         let Some(call) = self.callouts.remove(&token) else { return };
         out.push(Command::Record(Gauge::CalloutMs, now.saturating_sub(call.started_ms)));
         match call.what {
-            Pending::Feed => self.on_feed(host, status, body, body_size, now, out),
+            Pending::Feed => {
+                let held_ms = now.saturating_sub(call.started_ms);
+                self.on_feed(host, status, body, body_size, now, held_ms, out)
+            }
             Pending::Refresh { group, refresh_token } => {
                 let outcome = if body_size > refresh::MAX_TOKEN_RESPONSE_BYTES {
                     Outcome::Unavailable
@@ -604,9 +614,9 @@ impl Engine {
 
     /// Loads the set another worker published, when its fingerprint changed.
     fn reload_revocations(&mut self, host: &mut dyn Host, out: &mut Vec<Command>) {
-        let Some(meta) = read_meta(host) else { return };
+        let Some(meta) = read_meta(host, &self.keys) else { return };
         if self.loaded.as_deref() != Some(meta.fingerprint.as_str()) {
-            if let Some(bytes) = host.shared_get(SET_KEY).0 {
+            if let Some(bytes) = host.shared_get(&self.keys.set).0 {
                 if let Some(set) = RevocationSet::decode(&bytes) {
                     self.revocations = set;
                     // META may lag SET by one write: remember what was read.
@@ -627,7 +637,7 @@ impl Engine {
                 synced_at_ms: self.revocations.synced_at_ms(),
                 held_until_ms: self.revocations.held_until_ms(),
             };
-            write_meta(host, &meta);
+            write_meta(host, &self.keys, &meta);
         }
     }
 
@@ -644,14 +654,18 @@ impl Engine {
             // A held request outlives the lease: keep it, or another worker
             // would start a second poller.
             if wait > 0 {
-                take_lease(host, self.id, now, 3 * interval);
+                take_lease(host, &self.keys, self.id, now, 3 * interval);
             }
             return;
         }
-        if now < self.next_poll_ms || !take_lease(host, self.id, now, 3 * interval) {
+        if now < self.next_poll_ms || !take_lease(host, &self.keys, self.id, now, 3 * interval) {
             return;
         }
-        let wait = if self.revocations.cursor().is_some() { wait } else { 0 };
+        // Held only after a successful answer: a snapshot is answered at
+        // once, and after a failure (an authority that hangs, or one that
+        // does not know `wait`) the poller polls plainly until one succeeds,
+        // so no held window counts as freshness for a sick authority.
+        let wait = if self.revocations.cursor().is_some() && self.feed_healthy { wait } else { 0 };
         let path = self.revocations.feed_path(wait);
         self.next_poll_ms = now + interval;
         self.feed_in_flight = true;
@@ -670,14 +684,16 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn on_feed(&mut self, host: &mut dyn Host, status: Option<u16>, body: &[u8], body_size: usize, now: u64, out: &mut Vec<Command>) {
+    fn on_feed(&mut self, host: &mut dyn Host, status: Option<u16>, body: &[u8], body_size: usize, now: u64, held_ms: u64, out: &mut Vec<Command>) {
         self.feed_in_flight = false;
+        self.feed_healthy = false;
         self.revocations.set_held_until_ms(None);
         let page = match status {
             Some(200) if body_size <= MAX_FEED_BYTES && body_size == body.len() => FeedPage::parse(body).ok(),
             _ => None,
         };
-        let long_poll = self.config.revocation.as_ref().map_or(0, |r| r.wait_ms) > 0;
+        let wait_ms = self.config.revocation.as_ref().map_or(0, |r| r.wait_ms);
+        let long_poll = wait_ms > 0;
         if page.is_none() {
             out.push(Command::Count(Counter::SyncFailed));
             // Failed: plain polling at the interval until the feed answers.
@@ -689,10 +705,18 @@ impl Engine {
                 return;
             }
         } else if long_poll {
-            self.next_poll_ms = now;
+            self.feed_healthy = true;
+            // Again at once when the answer carried news or was really held;
+            // an authority that answers a held request at once (no long
+            // polling, its held-request limit reached, shutting down) is
+            // polled at the interval instead of in a loop.
+            let news = page.as_ref().is_some_and(|p| !p.entries.is_empty());
+            if news || held_ms >= wait_ms / 2 {
+                self.next_poll_ms = now;
+            }
         }
         // Start from what the workers share: it may be newer than our copy.
-        let (shared, cas) = host.shared_get(SET_KEY);
+        let (shared, cas) = host.shared_get(&self.keys.set);
         let mut set = shared.as_deref().and_then(RevocationSet::decode).unwrap_or_else(|| self.revocations.clone());
         let changed = match page {
             Some(page) => {
@@ -712,7 +736,7 @@ impl Engine {
         };
         let encoded = set.encode();
         let fingerprint = if changed {
-            if host.shared_set(SET_KEY, &encoded, cas).is_err() {
+            if host.shared_set(&self.keys.set, &encoded, cas).is_err() {
                 return; // another worker wrote in between; the next poll merges again
             }
             revocation::fingerprint(&encoded)
@@ -730,5 +754,127 @@ impl Engine {
             // within one round trip, whatever the interval.
             self.poll_feed(host, now, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+    use crate::edge::{CasMismatch, DispatchFailed};
+    use std::collections::HashMap;
+
+    /// The smallest host: shared data with Envoy's compare-and-set, and a
+    /// record of the callouts dispatched (answered by the test).
+    #[derive(Default)]
+    struct TestHost {
+        shared: HashMap<String, (Vec<u8>, u32)>,
+        sent: Vec<(u32, Callout)>,
+        next: u32,
+    }
+
+    impl Host for TestHost {
+        fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+            self.shared.get(key).map_or((None, None), |(v, cas)| (Some(v.clone()), Some(*cas)))
+        }
+        fn shared_set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+            let current = self.shared.get(key).map(|(_, c)| *c);
+            if matches!((cas, current), (Some(want), Some(have)) if want != have) {
+                return Err(CasMismatch);
+            }
+            self.shared.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
+            Ok(())
+        }
+        fn dispatch(&mut self, call: &Callout) -> Result<u32, DispatchFailed> {
+            self.next += 1;
+            self.sent.push((self.next, call.clone()));
+            Ok(self.next)
+        }
+    }
+
+    fn engine(host: &mut TestHost, revocation: &str) -> Engine {
+        let doc = format!(
+            r#"{{"issuer": "i", "audiences": ["a"], "keys": [{{"alg": "HS256", "secret": "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24"}}],
+                "authority": {{"cluster": "authority", "timeout_ms": 1000}}, "revocation": {revocation}}}"#
+        );
+        Engine::new(Config::parse(doc.as_bytes(), &|_| None).expect("valid"), host, 0)
+    }
+
+    fn page(cursor: &str, entries: usize) -> Vec<u8> {
+        let entries: Vec<String> = (0..entries).map(|i| format!(r#"{{"key":"sub:u{i}","min_ver":9,"expires_at":null}}"#)).collect();
+        format!(r#"{{"snapshot":false,"entries":[{}],"cursor":"{cursor}","store":"s","floor":1}}"#, entries.join(",")).into_bytes()
+    }
+
+    fn path(call: &Callout) -> &str {
+        call.headers.iter().find(|(n, _)| *n == ":path").map_or("", |(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn long_polls_are_held_only_after_success_and_a_hung_authority_goes_stale() {
+        let mut host = TestHost::default();
+        let mut e = engine(&mut host, r#"{"sync_interval_ms": 1000, "max_staleness_ms": 2000, "wait_ms": 10000}"#);
+        let mut out = Vec::new();
+        let fresh = |e: &Engine, now| e.revocations().freshness(now, 2000) == Freshness::Fresh;
+        // The first poll is a snapshot, never held.
+        e.on_tick(&mut host, 0, &mut out);
+        let (t1, first) = host.sent.last().cloned().expect("polled");
+        assert_eq!(path(&first), "/v1/revocations");
+        e.on_callout(&mut host, 10, t1, Some(200), &page("s.1", 1), page("s.1", 1).len(), &mut out);
+        // News: held again at once, with wait, and the window counts.
+        let (t2, second) = host.sent.last().cloned().expect("re-polled at once");
+        assert_eq!(path(&second), "/v1/revocations?after=s.1&wait=10000");
+        assert_eq!(second.timeout_ms, 11_000, "the held request's own timeout");
+        assert!(fresh(&e, 10_000), "held: as current as the authority");
+        // The authority hangs: the callout fails at its timeout. From then on
+        // only plain polls, whose failures leave the set stale.
+        e.on_callout(&mut host, 11_010, t2, None, b"", 0, &mut out);
+        assert!(!fresh(&e, 11_010), "no window after a failure: stale since 10");
+        let mut polls = 0;
+        for now in (11_100..60_000).step_by(100) {
+            let sent = host.sent.len();
+            e.on_tick(&mut host, now, &mut out);
+            if host.sent.len() > sent {
+                polls += 1;
+                let (t, call) = host.sent.last().cloned().unwrap();
+                assert!(!path(&call).contains("wait="), "after a failure: plain polls only ({})", path(&call));
+                e.on_callout(&mut host, now + 1000, t, None, b"", 0, &mut out);
+            }
+            assert!(!fresh(&e, now), "a hung authority never makes the set fresh ({now})");
+        }
+        assert!(polls >= 20, "plain polls at the interval meanwhile ({polls})");
+    }
+
+    #[test]
+    fn an_authority_that_answers_held_requests_at_once_is_not_polled_in_a_loop() {
+        let mut host = TestHost::default();
+        let mut e = engine(&mut host, r#"{"sync_interval_ms": 1000, "wait_ms": 10000}"#);
+        let mut out = Vec::new();
+        e.on_tick(&mut host, 0, &mut out);
+        let (t, _) = host.sent.last().cloned().unwrap();
+        e.on_callout(&mut host, 5, t, Some(200), &page("s.1", 1), page("s.1", 1).len(), &mut out);
+        let before = host.sent.len();
+        // Held requests answered at once with nothing new (a limit reached).
+        let mut now = 10;
+        for _ in 0..50 {
+            let (t, _) = host.sent.last().cloned().unwrap();
+            e.on_callout(&mut host, now, t, Some(200), &page("s.1", 0), page("s.1", 0).len(), &mut out);
+            now += 100;
+            e.on_tick(&mut host, now, &mut out);
+        }
+        let polls = host.sent.len() - before;
+        assert!(polls <= 6, "{polls} polls in 5 s: at most one per interval");
+    }
+
+    #[test]
+    fn another_authority_or_issuer_never_inherits_the_revocation_state() {
+        let mut host = TestHost::default();
+        let a = engine(&mut host, "{}");
+        let doc = r#"{"issuer": "other", "audiences": ["a"], "keys": [{"alg": "HS256", "secret": "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24"}],
+                "authority": {"cluster": "authority"}, "revocation": {}}"#;
+        let b = Engine::new(Config::parse(doc.as_bytes(), &|_| None).unwrap(), &mut host, 0);
+        assert_ne!(a.keys, b.keys);
+        assert_eq!(a.keys, Keys::for_config(a.config()), "the same configuration, the same keys");
     }
 }

@@ -25,7 +25,7 @@ mod engine;
 mod shared;
 
 pub use engine::{Engine, MAX_TICK_MS};
-pub use shared::{claim_worker_id, LEASE_KEY, META_KEY, SET_KEY, WORKERS_KEY};
+pub use shared::{claim_worker_id, Keys, WORKERS_KEY};
 
 use crate::authenticator::HeaderOp;
 use crate::reason::Reason;

@@ -4,10 +4,37 @@
 
 use super::Host;
 
-pub const LEASE_KEY: &str = "tollgate.revocation.lease";
-pub const SET_KEY: &str = "tollgate.revocation.set";
-pub const META_KEY: &str = "tollgate.revocation.meta";
 pub const WORKERS_KEY: &str = "tollgate.workers";
+
+/// The revocation keys of one authority and issuer: a configuration that
+/// points elsewhere (another authority, another issuer) never inherits the
+/// set, the floor, the lease or the sync time of the previous one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub lease: String,
+    pub set: String,
+    pub meta: String,
+}
+
+impl Keys {
+    pub fn for_config(config: &crate::config::Config) -> Keys {
+        use sha2::{Digest, Sha256};
+        let (cluster, host) = config.authority.as_ref().map_or(("", ""), |a| (a.cluster.as_str(), a.host.as_str()));
+        let digest = Sha256::new()
+            .chain_update(cluster)
+            .chain_update([0])
+            .chain_update(host)
+            .chain_update([0])
+            .chain_update(&config.verifier.rules.issuer)
+            .finalize();
+        let ns: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        Keys {
+            lease: format!("tollgate.revocation.{ns}.lease"),
+            set: format!("tollgate.revocation.{ns}.set"),
+            meta: format!("tollgate.revocation.{ns}.meta"),
+        }
+    }
+}
 
 /// What the poller publishes beside the set: its fingerprint, when it was
 /// last synced, and until when a long poll is outstanding.
@@ -19,8 +46,8 @@ pub(super) struct Meta {
 }
 
 /// `<fingerprint>:<synced_at_ms>:<held_until_ms>` (0: none).
-pub(super) fn read_meta(host: &dyn Host) -> Option<Meta> {
-    let bytes = host.shared_get(META_KEY).0?;
+pub(super) fn read_meta(host: &dyn Host, keys: &Keys) -> Option<Meta> {
+    let bytes = host.shared_get(&keys.meta).0?;
     let text = std::str::from_utf8(&bytes).ok()?;
     let mut parts = text.split(':');
     let fingerprint = parts.next()?.to_owned();
@@ -30,15 +57,15 @@ pub(super) fn read_meta(host: &dyn Host) -> Option<Meta> {
     Some(Meta { fingerprint, synced_at_ms, held_until_ms })
 }
 
-pub(super) fn write_meta(host: &mut dyn Host, meta: &Meta) {
+pub(super) fn write_meta(host: &mut dyn Host, keys: &Keys, meta: &Meta) {
     let text = format!("{}:{}:{}", meta.fingerprint, meta.synced_at_ms.unwrap_or(0), meta.held_until_ms.unwrap_or(0));
-    let _ = host.shared_set(META_KEY, text.as_bytes(), None);
+    let _ = host.shared_set(&keys.meta, text.as_bytes(), None);
 }
 
 /// Takes or renews the poller lease (`<worker>:<until_ms>`); true when this
 /// worker holds it until `now + lease_ms`.
-pub(super) fn take_lease(host: &mut dyn Host, me: u32, now: u64, lease_ms: u64) -> bool {
-    let (bytes, cas) = host.shared_get(LEASE_KEY);
+pub(super) fn take_lease(host: &mut dyn Host, keys: &Keys, me: u32, now: u64, lease_ms: u64) -> bool {
+    let (bytes, cas) = host.shared_get(&keys.lease);
     let holder = bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| {
         let (w, until) = s.split_once(':')?;
         Some((w.parse::<u32>().ok()?, until.parse::<u64>().ok()?))
@@ -47,7 +74,7 @@ pub(super) fn take_lease(host: &mut dyn Host, me: u32, now: u64, lease_ms: u64) 
         Some((w, until)) if w != me && until > now => false,
         _ => {
             let lease = format!("{me}:{}", now + lease_ms);
-            host.shared_set(LEASE_KEY, lease.as_bytes(), cas).is_ok()
+            host.shared_set(&keys.lease, lease.as_bytes(), cas).is_ok()
         }
     }
 }
