@@ -326,3 +326,19 @@ fn quiescent(world: &mut World, stats: &mut Stats) {
         world.violate(Prop::Protocol, world.now, what);
     }
 }
+
+/// Judges the run and fails with its violations and the end of its trace.
+pub fn assert_clean(world: &mut World) -> Stats {
+    let stats = check(world);
+    if !world.violations.is_empty() {
+        let list: Vec<String> = world.violations.iter().take(20).map(|v| format!("  [{}] {}", v.prop.name(), v.what)).collect();
+        panic!(
+            "seed {}: {} violations:\n{}\n\nthe end of its trace:\n{}",
+            world.setup.seed,
+            world.violations.len(),
+            list.join("\n"),
+            world.trace_tail(100)
+        );
+    }
+    stats
+}

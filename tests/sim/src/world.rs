@@ -595,6 +595,26 @@ impl World {
         r
     }
 
+    /// A request of `who` to worker `w` of Envoy `e`, `at` ms into the run.
+    pub fn send(&mut self, at: u64, who: Who, e: usize, w: usize) -> usize {
+        self.request(at, RequestSpec { who, fresh: false, envoy: e, worker: w, cancel_after: None })
+    }
+
+    /// The same, to the `fresh` rule (a live version check).
+    pub fn send_fresh(&mut self, at: u64, who: Who, e: usize, w: usize) -> usize {
+        self.request(at, RequestSpec { who, fresh: true, envoy: e, worker: w, cancel_after: None })
+    }
+
+    /// The statuses request `r` was answered with (200: continued upstream).
+    pub fn statuses(&self, r: usize) -> Vec<u16> {
+        self.reqs[r].answers.iter().map(|a| a.status).collect()
+    }
+
+    /// How long after arriving request `r` was answered.
+    pub fn latency(&self, r: usize) -> Option<u64> {
+        Some(self.reqs[r].answers.first()?.at - self.reqs[r].arrived?)
+    }
+
     pub fn kill(&mut self, at: u64, e: usize, w: usize, in_call: bool, restart_after: Option<u64>) {
         self.push(self.t0 + at, Ev::Kill { e, w, in_call, restart_after });
     }
