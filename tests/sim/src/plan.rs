@@ -110,7 +110,7 @@ pub fn run_seed(profile: &Profile, seed: u64) -> World {
     let tick = doc.tick_ms();
     let tick_spread = if rng.chance(300) { 0 } else { rng.range(0, tick - 1) };
     let warm = !rng.chance(if with_known_bugs() { 300 } else { profile.cold });
-    let setup = Setup { seed, envoys: 2, workers, doc: doc.clone(), net, tick_spread, warm };
+    let setup = Setup { seed, envoys: 2, workers, doc: doc.clone(), net, tick_spread, warm, preset: Vec::new() };
     let mut world = World::new(setup);
 
     let sessions = rng.range(2, 6);

@@ -353,6 +353,9 @@ pub struct Setup {
     /// leaves it. Cold (false): a fresh Envoy, where a key's first write
     /// cannot be a compare-and-set (Envoy ignores the cas of a missing key).
     pub warm: bool,
+    /// Written into every Envoy's shared data before its workers start
+    /// (after `warm`): to make one kind of key warm and leave the rest cold.
+    pub preset: Vec<(String, Vec<u8>)>,
 }
 
 pub struct World {
@@ -562,6 +565,9 @@ impl World {
             let mut shared = SharedData::new();
             if self.setup.warm {
                 warm_up(&mut shared);
+            }
+            for (key, value) in &self.setup.preset {
+                let _ = shared.set(key, value, None);
             }
             self.envoys.push(Envoy { shared, workers, published: BTreeMap::new(), published_floor: 0 });
             for w in 0..self.setup.workers {
@@ -1382,6 +1388,11 @@ impl World {
                 && at <= from
                 && !self.deaths.iter().any(|d| (d.envoy, d.worker, d.inc) == (e, w, inc) && d.at <= to)
         })
+    }
+
+    /// The worker id the engine of worker `w` of Envoy `e` claimed.
+    pub fn worker_id(&self, e: usize, w: usize) -> u32 {
+        self.envoys[e].workers[w].view.worker_id
     }
 
     pub fn paused(&self, e: usize, w: usize) -> usize {

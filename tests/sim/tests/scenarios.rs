@@ -10,7 +10,7 @@ use tollgate_sim::plan::{say, seeds};
 use tollgate_sim::world::{Access, Mode, Net, Setup, Who, World};
 
 fn world(seed: u64, envoys: usize, workers: usize, doc: DocSpec, net: Net) -> World {
-    World::new(Setup { seed, envoys, workers, doc, net, tick_spread: 3, warm: true })
+    World::new(Setup { seed, envoys, workers, doc, net, tick_spread: 3, warm: true, preset: Vec::new() })
 }
 
 /// Every request answered once, with `status`, within its bound.
