@@ -993,7 +993,9 @@ impl World {
 
     // ---- events ---------------------------------------------------------
 
-    fn headers(&self, r: usize) -> (Vec<(String, Vec<u8>)>, bool, Option<Identity>) {
+    /// Request `r`'s headers from its client's tokens now; whether it can
+    /// refresh; whose tokens it presents.
+    fn headers(&self, r: usize) -> Presented {
         let spec = &self.reqs[r].spec;
         let path = match (spec.who, spec.fresh) {
             (Who::Anonymous, _) => format!("/public/page{r}"),
@@ -1437,7 +1439,7 @@ impl World {
             out.push(format!(
                 "request {r} {:?} at {:?} {:?} done {:?} cancelled {:?} killed {:?}",
                 q.arrived.map(|t| self.rel(t)),
-                q.at.map(|(e, w, i, c)| (e, w, i, c)),
+                q.at,
                 answers,
                 q.done_at.map(|t| self.rel(t)),
                 q.cancelled_at.map(|t| self.rel(t)),
@@ -1480,6 +1482,8 @@ fn warm_up(shared: &mut SharedData) {
         let _ = shared.set(&format!("tollgate.refresh.{n}"), b"", None);
     }
 }
+
+type Presented = (Vec<(String, Vec<u8>)>, bool, Option<Identity>);
 
 /// The identity headers a continued request goes upstream with.
 fn identity_of(ops: &[HeaderOp]) -> Option<Identity> {

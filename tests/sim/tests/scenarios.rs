@@ -261,7 +261,7 @@ fn a_dead_pollers_lease_is_taken_over_within_three_sync_intervals() {
         assert!(before.iter().skip(1).all(|c| c.worker == poller), "one poller from the start");
         w.kill(3_000, 0, poller, false, None);
         for i in 0..60u64 {
-            w.send(3_000 + i * 100, Who::Bearer(b), 0, ((poller + 1 + (i as usize % 2)) % 3) as usize);
+            w.send(3_000 + i * 100, Who::Bearer(b), 0, (poller + 1 + (i as usize % 2)) % 3);
         }
         w.run_until(10_000);
         let after: Vec<_> = feed(&w).into_iter().filter(|c| c.dispatched_at > w.t0 + 3_000).collect();
