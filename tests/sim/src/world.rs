@@ -1212,16 +1212,19 @@ impl World {
                 self.violate(Prop::Protocol, self.now, format!("envoy{e}/worker{w}: no engine after configure"));
                 return;
             }
-            let tick = self.setup.doc.tick_ms();
-            if view.tick_ms != Some(tick) {
-                self.violate(Prop::Protocol, self.now, format!("engine tick {:?}, document says {tick}", view.tick_ms));
+            // The host ticks at the engine's period; the bounds are computed
+            // from the document with the same formula.
+            let expected = self.setup.doc.tick_ms();
+            if view.tick_ms != Some(expected) {
+                self.violate(Prop::Protocol, self.now, format!("engine tick {:?}, the document's bounds assume {expected}", view.tick_ms));
             }
+            let tick = view.tick_ms.unwrap_or(expected);
             let at = self.now + tick + self.envoys[e].workers[w].tick_phase;
             self.push(at, Ev::Tick { e, w, inc });
             self.log(format!("envoy{e}/worker{w} is worker id {}", view.worker_id));
         }
         if active.tick && view.alive {
-            let at = self.now + self.setup.doc.tick_ms();
+            let at = self.now + view.tick_ms.unwrap_or_else(|| self.setup.doc.tick_ms());
             self.push(at, Ev::Tick { e, w, inc });
         }
         if let Some(Own::Request(r)) = active.own {

@@ -10,7 +10,7 @@ use tollgate_sim::world::Prop;
 
 /// Seeds per test by default: the suite stays well under a minute on two
 /// cores in a debug build.
-const SEEDS: u64 = 12;
+const SEEDS: u64 = 20;
 
 #[test]
 fn every_paused_request_is_answered_once_within_its_bound() {
