@@ -19,6 +19,9 @@ pub struct Stats {
     pub slot_collisions: u64,
     /// Host calls of one worker that ran while another's call was stopped at one.
     pub interleavings: u64,
+    /// Workers killed, and of those, killed inside a call (at a host call).
+    pub kills: u64,
+    pub kills_in_call: u64,
 }
 
 impl Stats {
@@ -27,6 +30,8 @@ impl Stats {
         self.callouts += other.callouts;
         self.slot_collisions += other.slot_collisions;
         self.interleavings += other.interleavings;
+        self.kills += other.kills;
+        self.kills_in_call += other.kills_in_call;
         for (p, n) in &other.exercised {
             *self.exercised.entry(*p).or_insert(0) += n;
         }
@@ -43,6 +48,8 @@ pub fn check(world: &mut World) -> Stats {
         requests: world.reqs.iter().filter(|r| r.arrived.is_some()).count() as u64,
         callouts: world.callouts.iter().filter(|c| c.dispatch_ok).count() as u64,
         interleavings: world.interleavings,
+        kills: world.deaths.len() as u64,
+        kills_in_call: world.deaths.iter().filter(|d| d.in_call).count() as u64,
         ..Stats::default()
     };
     answered(world, &mut stats);

@@ -231,12 +231,14 @@ pub fn run_property(test: &str, focus: Prop, profile: &Profile, default_seeds: u
         .map(|p| format!("{}={}", p.name(), total.exercised.get(p).copied().unwrap_or(0)))
         .collect();
     say(&format!(
-        "sim {test} [{}]: {} seeds, {} requests, {} callouts, {} interleaved steps, {} failing seeds, {:.1}s; judged: {}",
+        "sim {test} [{}]: {} seeds, {} requests, {} callouts, {} interleaved steps, {} kills ({} inside a call), {} failing seeds, {:.1}s; judged: {}",
         focus.name(),
         seeds.len(),
         total.requests,
         total.callouts,
         total.interleavings,
+        total.kills,
+        total.kills_in_call,
         failures.len(),
         started.elapsed().as_secs_f64(),
         exercised.join(" ")

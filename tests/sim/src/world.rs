@@ -328,6 +328,11 @@ struct Slot {
     /// Context id → request, for this worker (all incarnations).
     ctx_req: BTreeMap<u32, usize>,
     tick_phase: u64,
+    /// A crash is due at the host call after this many more (a kill
+    /// "inside a call": the VM dies in the middle of a callback).
+    crash_in: Option<u32>,
+    /// Configured again this long after it dies.
+    restart_after: Option<u64>,
 }
 
 struct Envoy {
@@ -560,6 +565,8 @@ impl World {
                     view: View::default(),
                     ctx_req: BTreeMap::new(),
                     tick_phase: phase,
+                    crash_in: None,
+                    restart_after: None,
                 });
             }
             let mut shared = SharedData::new();
@@ -789,6 +796,23 @@ impl World {
     fn on_message(&mut self, e: usize, w: usize, msg: FromWorker) {
         match msg {
             FromWorker::Op(op) => {
+                let slot = &mut self.envoys[e].workers[w];
+                match slot.crash_in {
+                    // The VM dies at this host call: it does not happen.
+                    Some(0) => {
+                        slot.crash_in = None;
+                        slot.active.as_mut().expect("active").pending_kill = true;
+                        let at = match &op {
+                            HostOp::Get(key) => format!("get {key}"),
+                            HostOp::Set(key, ..) => format!("set {key}"),
+                            HostOp::Dispatch(call) => format!("dispatch {}", call.headers.get(1).map_or("", |h| h.1.as_str())),
+                        };
+                        self.log(format!("envoy{e}/worker{w}: crashes at {at}"));
+                        return;
+                    }
+                    Some(n) => slot.crash_in = Some(n - 1),
+                    None => {}
+                }
                 let reply = self.host_op(e, w, op);
                 let active = self.envoys[e].workers[w].active.as_mut().expect("active");
                 active.reply = Some(reply);
@@ -1158,18 +1182,21 @@ impl World {
         if !self.envoys[e].workers[w].alive {
             return;
         }
-        if let Some(restart) = restart_after {
-            let at = self.now + restart;
-            self.push(at, Ev::Configure { e, w });
-        }
+        let crash_in = self.sched.below(4) as u32;
         let slot = &mut self.envoys[e].workers[w];
+        slot.restart_after = restart_after;
         match slot.active.as_mut() {
             Some(active) if in_call => {
                 // Its VM crashes at the host call it is stopped at.
                 active.pending_kill = true;
-                self.log(format!("envoy{e}/worker{w}: killed inside a call"));
+                self.log(format!("envoy{e}/worker{w}: killed inside this call"));
             }
             Some(active) => active.kill_after = true,
+            None if in_call => {
+                // It crashes inside one of its next calls.
+                slot.crash_in = Some(crash_in);
+                self.log(format!("envoy{e}/worker{w}: will crash at its {}th host call from now", crash_in + 1));
+            }
             None => {
                 slot.thread.kill_idle();
                 self.died(e, w, false);
@@ -1183,8 +1210,12 @@ impl World {
             return;
         }
         slot.alive = false;
+        slot.crash_in = None;
         let inc = slot.inc;
         let now = self.now;
+        if let Some(restart) = slot.restart_after.take() {
+            self.push(now + restart, Ev::Configure { e, w });
+        }
         self.deaths.push(Death { envoy: e, worker: w, inc, at: now, in_call });
         self.log(format!("envoy{e}/worker{w} incarnation {inc} dies"));
         for q in self.reqs.iter_mut() {
