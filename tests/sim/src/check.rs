@@ -266,12 +266,15 @@ fn never_synced(world: &mut World, stats: &mut Stats) {
     }
 }
 
-/// One poller per Envoy: a worker polls at most once per sync interval,
-/// another takes over only once its lease (3 × sync interval) ran out, and
-/// a holder that dies loses the lease within 3 × sync interval (+ a tick).
+/// One poller per Envoy: a worker polls at most once per sync interval;
+/// another takes the lease (writes it) only once it ran out (3 × sync
+/// interval after its holder last wrote it); and when the holder dies with
+/// another worker alive, another takes it within 3 × sync interval (+ a
+/// tick) of the holder's last write.
 fn lease(world: &mut World, stats: &mut Stats) {
     let doc = world.doc().clone();
     let interval = doc.sync_interval_ms;
+    let lease_ms = 3 * interval;
     let mut found = Vec::new();
     for e in 0..world.envoy_count() {
         let polls: Vec<&CalloutRec> = world.callouts.iter().filter(|c| c.envoy == e && c.endpoint == Endpoint::Feed).collect();
@@ -279,35 +282,38 @@ fn lease(world: &mut World, stats: &mut Stats) {
         for pair in polls.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             let gap = b.dispatched_at - a.dispatched_at;
-            let same = (a.worker, a.inc) == (b.worker, b.inc);
-            if same && gap < interval {
+            if (a.worker, a.inc) == (b.worker, b.inc) && gap < interval {
                 found.push((b.dispatched_at, format!("envoy{e}/worker{}: polled again after {gap} ms (sync interval {interval})", b.worker)));
             }
-            if !same && gap < 3 * interval {
-                found.push((b.dispatched_at, format!(
-                    "envoy{e}: worker{} (id {}) polled {gap} ms after worker{} (id {}) took the lease for {} ms: two pollers",
-                    b.worker, b.worker_id, a.worker, a.worker_id, 3 * interval
+        }
+        let writes: Vec<(usize, u64, u64)> =
+            world.lease_writes.iter().filter(|l| l.0 == e).map(|&(_, w, inc, at)| (w, inc, at)).collect();
+        for pair in writes.windows(2) {
+            let ((wa, ia, ta), (wb, ib, tb)) = (pair[0], pair[1]);
+            if (wa, ia) != (wb, ib) && tb - ta < lease_ms {
+                found.push((tb, format!(
+                    "envoy{e}: worker{wb} (inc {ib}) took the lease {} ms after worker{wa} (inc {ia}) took it for {lease_ms} ms: two pollers",
+                    tb - ta
                 )));
             }
         }
-        // Handovers: the holder died; another live worker polls in time.
+        // Handovers: the holder died; another worker that lives on takes over in time.
         for d in world.deaths.iter().filter(|d| d.envoy == e) {
-            let Some(last) = polls.iter().rev().find(|p| p.dispatched_at <= d.at) else { continue };
-            if (last.worker, last.inc) != (d.worker, d.inc) {
+            let Some(&(w, inc, last)) = writes.iter().rev().find(|l| l.2 <= d.at) else { continue };
+            if (w, inc) != (d.worker, d.inc) {
                 continue;
             }
-            let deadline = last.dispatched_at + 3 * interval + doc.tick_ms();
-            // Another worker lived through it.
-            let survivor = (0..world.worker_count()).any(|w| w != d.worker && world.alive_throughout(e, w, d.at, deadline));
+            let deadline = last + lease_ms + doc.tick_ms();
+            let survivor = (0..world.worker_count()).any(|x| x != d.worker && world.alive_throughout(e, x, d.at, deadline));
             if !survivor || world.now < deadline {
                 continue;
             }
             stats.bump(Prop::Lease, 1);
-            let taken = polls.iter().any(|p| p.dispatched_at > d.at && p.dispatched_at <= deadline && (p.worker, p.inc) != (d.worker, d.inc));
+            let taken = writes.iter().any(|&(x, i, at)| at > d.at && at <= deadline && (x, i) != (d.worker, d.inc));
             if !taken {
                 found.push((deadline, format!(
-                    "envoy{e}: worker{} died at {} holding the lease (last poll at {}); no other worker polled by {}",
-                    d.worker, world.rel(d.at), world.rel(last.dispatched_at), world.rel(deadline)
+                    "envoy{e}: worker{} died at {} holding the lease (last taken at {}); no other worker took it by {}",
+                    d.worker, world.rel(d.at), world.rel(last), world.rel(deadline)
                 )));
             }
         }

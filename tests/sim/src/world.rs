@@ -388,6 +388,8 @@ pub struct World {
     pub deaths: Vec<Death>,
     /// Envoy, worker, incarnation, configured at.
     pub births: Vec<(usize, usize, u64, u64)>,
+    /// Successful writes of the poller lease: Envoy, worker, incarnation, at.
+    pub lease_writes: Vec<(usize, usize, u64, u64)>,
     /// Intervals of authority downtime, for the checks.
     pub outages: Vec<(u64, Option<u64>)>,
     /// Changes of the network settings (time, settings).
@@ -453,6 +455,7 @@ impl World {
             syncs: Vec::new(),
             deaths: Vec::new(),
             births: Vec::new(),
+            lease_writes: Vec::new(),
             outages: Vec::new(),
             net_changes: vec![(t0, net)],
             violations: Vec::new(),
@@ -850,6 +853,10 @@ impl World {
                 let r = self.envoys[e].shared.set(&key, &value, cas);
                 if r.is_ok() && key == SET_KEY {
                     self.published_changed(e, &value);
+                }
+                if r.is_ok() && key == LEASE_KEY {
+                    let inc = self.envoys[e].workers[w].inc;
+                    self.lease_writes.push((e, w, inc, self.now));
                 }
                 HostReply::Set(r)
             }
