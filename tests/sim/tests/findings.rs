@@ -150,12 +150,14 @@ fn finding_4_share_ms_zero_leaves_the_other_workers_waiting() {
 /// Here every callout takes 900 ms (timeout 1000); the leader leaves at
 /// 2500, its worker falls back at its next tick, the claim expires at 3200,
 /// another worker's request comes at 3300 and calls too. Failed at seeds 1-4.
-/// The same root shows in random runs as several workers falling back at
-/// once, each with its own callout (`SIM_SEEDS=250`: seed 185 of
-/// `every_paused_request_is_answered_once_within_its_bound`, four callouts
-/// in one Envoy; seeds 71, 80, 153 there, 223 of
-/// `no_revoked_token_is_accepted_after_the_revocation_synced`, 70 of
-/// `one_refresh_callout_per_token_per_envoy_while_its_claimant_lives`).
+/// The same root shows in long random runs (`SIM_SEEDS=300`, 9 seeds in
+/// 1800), often as several workers falling back at once, each with its own
+/// callout: seeds 71, 80, 185 (four callouts in one Envoy) of
+/// `every_paused_request_is_answered_once_within_its_bound`; 299 of
+/// `a_workers_minimums_never_go_back`; 223 of
+/// `no_revoked_token_is_accepted_after_the_revocation_synced`; 256, 260,
+/// 300 of `one_poller_per_envoy_and_a_dead_holder_loses_the_lease`; 137 of
+/// `one_refresh_callout_per_token_per_envoy_while_its_claimant_lives`.
 #[test]
 #[ignore = "finding 5 (engine bug): unclaimed fall-back refresh: fails until fixed; run with --include-ignored"]
 fn finding_5_a_fallback_refresh_is_claimed_like_any_other() {
