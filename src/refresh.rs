@@ -168,6 +168,13 @@ impl Coordinator {
         }
     }
 
+    /// Moves the deadline of `token`'s group to `deadline_ms`.
+    pub fn extend(&mut self, token: &TokenHash, deadline_ms: u64) {
+        if let Some(g) = self.groups.get_mut(token) {
+            g.deadline_ms = deadline_ms;
+        }
+    }
+
     /// Groups waiting on another worker's refresh: their hashes and one
     /// request of each (whose refresh token opens the shared answer).
     pub fn waiting_elsewhere(&self) -> Vec<(TokenHash, u32)> {
@@ -275,7 +282,14 @@ impl Shared {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Slot {
     /// A worker is refreshing until `until_ms`.
-    Claimed { token: TokenHash, until_ms: u64 },
+    /// `by`: the claiming worker, which may claim again a claim whose
+    /// callout it knows is gone.
+    Claimed {
+        token: TokenHash,
+        until_ms: u64,
+        #[serde(default)]
+        by: u32,
+    },
     /// The answer, reusable until `until_ms` (the grace window).
     Done { token: TokenHash, outcome: Shared, until_ms: u64 },
 }
@@ -303,7 +317,7 @@ impl Slot {
     /// Decides from the current slot content (absent, expired or someone
     /// else's token count as free: slots are reused, never leaked).
     /// `refresh_token` opens a sealed answer.
-    pub fn decide(current: Option<&Slot>, refresh_token: &str, now_ms: u64, claim_ms: u64) -> SlotDecision {
+    pub fn decide(current: Option<&Slot>, refresh_token: &str, now_ms: u64, claim_ms: u64, me: u32) -> SlotDecision {
         let token = &hash(refresh_token);
         match current {
             // A shared failure answers the requests already waiting on it
@@ -315,11 +329,11 @@ impl Slot {
                 match outcome.open(refresh_token) {
                     Some(outcome) => SlotDecision::Use(outcome),
                     // Tampered: refresh ourselves.
-                    None => SlotDecision::Claim(Slot::Claimed { token: token.clone(), until_ms: now_ms + claim_ms }),
+                    None => SlotDecision::Claim(Slot::Claimed { token: token.clone(), until_ms: now_ms + claim_ms, by: me }),
                 }
             }
-            Some(Slot::Claimed { token: t, until_ms }) if t == token && now_ms < *until_ms => SlotDecision::Wait,
-            _ => SlotDecision::Claim(Slot::Claimed { token: token.clone(), until_ms: now_ms + claim_ms }),
+            Some(Slot::Claimed { token: t, until_ms, by }) if t == token && now_ms < *until_ms && *by != me => SlotDecision::Wait,
+            _ => SlotDecision::Claim(Slot::Claimed { token: token.clone(), until_ms: now_ms + claim_ms, by: me }),
         }
     }
 
@@ -334,6 +348,21 @@ impl Slot {
         match self {
             Slot::Claimed { until_ms, .. } | Slot::Done { until_ms, .. } => now_ms < *until_ms,
         }
+    }
+
+    /// A live claim of `token` by another worker than `me`: its answer may come.
+    pub fn claimed_by_other(&self, token: &TokenHash, now_ms: u64, me: u32) -> bool {
+        matches!(self, Slot::Claimed { token: t, until_ms, by } if t == token && now_ms < *until_ms && *by != me)
+    }
+
+    /// A live claim of `token` by worker `me`.
+    pub fn claimed_by(&self, token: &TokenHash, now_ms: u64, me: u32) -> bool {
+        matches!(self, Slot::Claimed { token: t, until_ms, by } if t == token && now_ms < *until_ms && *by == me)
+    }
+
+    /// A live answer (a pair or a rejection, not a failure) for `token`.
+    pub fn holds_answer(&self, token: &TokenHash, now_ms: u64) -> bool {
+        matches!(self, Slot::Done { token: t, outcome, until_ms } if t == token && now_ms < *until_ms && *outcome != Shared::Unavailable)
     }
 
     /// Live, and for another refresh token: not ours to overwrite.
@@ -356,6 +385,11 @@ impl Slot {
 /// chosen by hash, so memory stays bounded whatever the traffic.
 pub fn slot_key(token: &TokenHash, slots: u32) -> String {
     let n = u32::from_str_radix(&token[..8.min(token.len())], 16).unwrap_or(0) % slots.max(1);
+    slot_key_of(n)
+}
+
+/// The shared-data key of slot `n`.
+pub fn slot_key_of(n: u32) -> String {
     format!("tollgate.refresh.{n}")
 }
 
@@ -413,7 +447,7 @@ mod tests {
     fn slot_decisions() {
         let t = hash("r1");
         let other = hash("r2");
-        let claimed = Slot::Claimed { token: t.clone(), until_ms: 100 };
+        let claimed = Slot::Claimed { token: t.clone(), until_ms: 100, by: 2 };
         let done = Slot::Done { token: t.clone(), outcome: Shared::seal(&Outcome::Refreshed(tokens()), "r1"), until_ms: 200 };
         let others = Slot::Done { token: other.clone(), outcome: Shared::Rejected, until_ms: 200 };
         let failed = Slot::Done { token: t.clone(), outcome: Shared::Unavailable, until_ms: 200 };
@@ -422,7 +456,7 @@ mod tests {
         let mut bytes = crate::token::b64::decode(sealed.as_bytes()).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         let tampered = Slot::Done { token: t.clone(), outcome: Shared::Refreshed(crate::token::b64::encode(&bytes)), until_ms: 200 };
-        let claim_at = |now: u64| SlotDecision::Claim(Slot::Claimed { token: t.clone(), until_ms: now + 30 });
+        let claim_at = |now: u64| SlotDecision::Claim(Slot::Claimed { token: t.clone(), until_ms: now + 30, by: 1 });
         // (slot, now, decision)
         let cases = [
             (None, 0, claim_at(0)),
@@ -439,8 +473,10 @@ mod tests {
         assert_eq!(done.outcome_for("r2", 10), None, "another refresh token opens nothing");
         assert_eq!(tampered.outcome_for("r1", 10), None);
         for (slot, now, want) in cases {
-            assert_eq!(Slot::decide(slot, "r1", now, 30), want, "{slot:?} at {now}");
+            assert_eq!(Slot::decide(slot, "r1", now, 30, 1), want, "{slot:?} at {now}");
         }
+        // Its own claim, whose callout it knows is gone, a worker claims again.
+        assert_eq!(Slot::decide(Some(&claimed), "r1", 50, 30, 2), SlotDecision::Claim(Slot::Claimed { token: t.clone(), until_ms: 80, by: 2 }));
     }
 
     #[test]

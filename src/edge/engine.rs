@@ -46,6 +46,18 @@ struct Paused {
     rounds: u8,
 }
 
+/// What a fall-back claim came to.
+enum Claimed {
+    /// This worker claimed the slot and made the callout.
+    Dispatched,
+    /// Another worker holds a live claim: wait for its answer.
+    Waiting,
+    /// An answer is already there.
+    Answer(Outcome),
+    /// The callout could not be dispatched.
+    Failed,
+}
+
 /// Which coalesced group a paused request waits in: refreshes and live
 /// checks are one mechanism (a [`Coordinator`] each).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +109,8 @@ pub struct Engine {
     cache: TokenCache,
     /// The shared-data keys of this configuration's authority and issuer.
     keys: Keys,
+    /// Refresh groups whose last request left: their claims are released.
+    abandoned: Vec<TokenHash>,
     /// The last feed answer was a success: only then may a feed request be
     /// held (a long poll), and its window count as freshness.
     feed_healthy: bool,
@@ -109,6 +123,8 @@ fn unavailable(why: Unavailable) -> Decision {
 impl Engine {
     /// A worker's engine, configured at `now_ms`; claims a worker id.
     pub fn new(config: Config, host: &mut dyn Host, now_ms: u64) -> Engine {
+        let keys = Keys::for_config(&config);
+        shared::create_keys(host, &keys, REFRESH_SLOTS);
         Engine {
             id: shared::claim_worker_id(host),
             started_ms: now_ms,
@@ -126,8 +142,9 @@ impl Engine {
             feed_in_flight: false,
             next_poll_ms: 0,
             cache: TokenCache::new(config.token_cache_entries),
-            keys: Keys::for_config(&config),
+            keys,
             feed_healthy: false,
+            abandoned: Vec::new(),
             config,
         }
     }
@@ -225,9 +242,18 @@ impl Engine {
     /// Request `id` is gone.
     pub fn on_done(&mut self, id: u32) {
         self.owed.remove(&id);
-        if self.paused.remove(&id).is_some() {
+        if let Some(p) = self.paused.remove(&id) {
             self.refreshes.leave(id);
             self.checks.leave(id);
+            // Its refresh callout, if it made one, will never be answered
+            // here: once nobody of this worker waits on it, the next tick
+            // releases the claim for the other workers.
+            if let Some(need) = &p.refresh {
+                let group = refresh::hash(&need.refresh_token);
+                if !self.refreshes.has_group(&group) {
+                    self.abandoned.push(group);
+                }
+            }
         }
     }
 
@@ -359,7 +385,7 @@ impl Engine {
         let key = refresh::slot_key(&group, REFRESH_SLOTS);
         let (bytes, cas) = host.shared_get(&key);
         let current = bytes.as_deref().and_then(Slot::decode);
-        match Slot::decide(current.as_ref(), &need.refresh_token, now, self.timeout_ms() + 2 * MAX_TICK_MS) {
+        match Slot::decide(current.as_ref(), &need.refresh_token, now, self.claim_ms(), self.id) {
             SlotDecision::Use(outcome) => {
                 out.push(Command::Count(Counter::RefreshShared));
                 self.resolve_refresh(host, id, p, &outcome, now, resume, out);
@@ -388,16 +414,60 @@ impl Engine {
         }
     }
 
+    /// Whether this worker has a refresh callout for `group` out.
+    fn refresh_in_flight(&self, group: &TokenHash) -> bool {
+        self.callouts.values().any(|c| matches!(&c.what, Pending::Refresh { group: g, .. } if g == group))
+    }
+
+    /// How long a claim holds: its callout's timeout and two ticks.
+    fn claim_ms(&self) -> u64 {
+        self.timeout_ms() + 2 * MAX_TICK_MS
+    }
+
+    /// A fall-back refresh (a wait ran out, a claim was abandoned): claimed
+    /// in the slot like any other, so workers falling back together make one
+    /// callout, and an answer already there is used.
+    fn claim_and_dispatch(&mut self, host: &mut dyn Host, group: &TokenHash, refresh_token: &str, now: u64) -> Claimed {
+        let key = refresh::slot_key(group, REFRESH_SLOTS);
+        let (bytes, cas) = host.shared_get(&key);
+        let current = bytes.as_deref().and_then(Slot::decode);
+        match Slot::decide(current.as_ref(), refresh_token, now, self.claim_ms(), self.id) {
+            SlotDecision::Use(outcome) => Claimed::Answer(outcome),
+            SlotDecision::Wait => Claimed::Waiting,
+            SlotDecision::Claim(claim) => {
+                if !current.as_ref().is_some_and(|s| s.is_live_for_other(group, now)) {
+                    if host.shared_set(&key, &claim.encode(), cas).is_err() {
+                        return Claimed::Waiting;
+                    }
+                    self.written_slots.insert(key, now + self.claim_ms());
+                }
+                if self.dispatch_refresh(host, group, refresh_token, now) {
+                    Claimed::Dispatched
+                } else {
+                    Claimed::Failed
+                }
+            }
+        }
+    }
+
     /// Publishes a refresh answer for the other workers, sealed under the
     /// refresh token, unless its slot holds another token's live answer.
     fn share(&mut self, host: &mut dyn Host, group: &TokenHash, refresh_token: &str, outcome: &Outcome, now: u64) {
+        // Workers already waiting on this refresh learn its answer at their
+        // next tick, whatever `share_ms` says (it bounds reuse by new requests).
         let keep_ms = match outcome {
             Outcome::Unavailable => SHARE_FAILURE_MS,
-            _ => self.config.refresh.as_ref().map_or(0, |r| r.share_ms),
+            _ => self.config.refresh.as_ref().map_or(0, |r| r.share_ms).max(SHARE_FAILURE_MS),
         };
         let key = refresh::slot_key(group, REFRESH_SLOTS);
         let (bytes, cas) = host.shared_get(&key);
-        if bytes.as_deref().and_then(Slot::decode).is_some_and(|s| s.is_live_for_other(group, now)) {
+        let current = bytes.as_deref().and_then(Slot::decode);
+        if current.as_ref().is_some_and(|s| s.is_live_for_other(group, now)) {
+            return;
+        }
+        // A failure never replaces a live answer of the same token (another
+        // worker's pair or rejection): the next request uses that answer.
+        if *outcome == Outcome::Unavailable && current.as_ref().is_some_and(|s| s.holds_answer(group, now)) {
             return;
         }
         let slot = Slot::Done { token: group.clone(), outcome: Shared::seal(outcome, refresh_token), until_ms: now + keep_ms };
@@ -524,6 +594,7 @@ impl Engine {
         if self.config.refresh.is_some() {
             self.learn_shared_refreshes(host, now, out);
         }
+        self.release_abandoned_claims(host, now);
         self.tick_overdue(host, Kind::Refresh, now, out);
         self.tick_overdue(host, Kind::Check, now, out);
         self.clear_slots(host, now);
@@ -534,15 +605,52 @@ impl Engine {
         }
     }
 
-    /// Answers another worker published for groups waiting on it.
+    /// Answers another worker published for groups waiting on it; a group
+    /// whose awaited claim is gone (abandoned, expired, replaced) refreshes
+    /// itself now instead of waiting out its deadline.
     fn learn_shared_refreshes(&mut self, host: &mut dyn Host, now: u64, out: &mut Vec<Command>) {
         for (group, id) in self.refreshes.waiting_elsewhere() {
             let Some(need) = self.paused.get(&id).and_then(|p| p.refresh.clone()) else { continue };
             let (bytes, _) = host.shared_get(&refresh::slot_key(&group, REFRESH_SLOTS));
-            let outcome = bytes.as_deref().and_then(Slot::decode).and_then(|s| s.outcome_for(&need.refresh_token, now));
-            if let Some(outcome) = outcome {
+            let slot = bytes.as_deref().and_then(Slot::decode);
+            if let Some(outcome) = slot.as_ref().and_then(|s| s.outcome_for(&need.refresh_token, now)) {
                 out.push(Command::Count(Counter::RefreshShared));
                 self.finish_refresh(host, &group, outcome, now, None, out);
+                continue;
+            }
+            let awaited = slot.as_ref().is_some_and(|s| s.claimed_by_other(&group, now, self.id));
+            if !awaited && !self.refresh_in_flight(&group) {
+                match self.claim_and_dispatch(host, &group, &need.refresh_token, now) {
+                    Claimed::Dispatched => {
+                        // This is the group's fall-back: its deadline starts
+                        // over, and the next one gives up.
+                        self.fell_back.insert(group.clone());
+                        let wait = self.wait_ms(Kind::Refresh);
+                        self.refreshes.extend(&group, now + wait);
+                    }
+                    Claimed::Waiting => {}
+                    Claimed::Answer(outcome) => self.finish_refresh(host, &group, outcome, now, None, out),
+                    Claimed::Failed => {
+                        out.push(Command::Count(Counter::RefreshFailed));
+                        self.finish_refresh(host, &group, Outcome::Unavailable, now, None, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims of this worker whose callout's answer can no longer come (its
+    /// request went away and nobody of this worker waits on it): cleared, so
+    /// other workers stop waiting on them.
+    fn release_abandoned_claims(&mut self, host: &mut dyn Host, now: u64) {
+        for group in std::mem::take(&mut self.abandoned) {
+            if self.refreshes.has_group(&group) {
+                continue;
+            }
+            let key = refresh::slot_key(&group, REFRESH_SLOTS);
+            let (bytes, cas) = host.shared_get(&key);
+            if bytes.as_deref().and_then(Slot::decode).is_some_and(|s| s.claimed_by(&group, now, self.id)) {
+                let _ = host.shared_set(&key, b"", cas);
             }
         }
     }
@@ -558,7 +666,18 @@ impl Engine {
                 let dispatched = match kind {
                     Kind::Refresh => {
                         let need = ids.iter().find_map(|id| self.paused.get(id).and_then(|p| p.refresh.clone()));
-                        need.is_some_and(|need| self.dispatch_refresh(host, &group, &need.refresh_token, now))
+                        match need.map(|need| self.claim_and_dispatch(host, &group, &need.refresh_token, now)) {
+                            Some(Claimed::Dispatched | Claimed::Waiting) => true,
+                            Some(Claimed::Answer(outcome)) => {
+                                for id in &ids {
+                                    self.group(kind).wait_elsewhere(&group, *id, now, wait);
+                                }
+                                out.push(Command::Count(Counter::RefreshShared));
+                                self.finish_refresh(host, &group, outcome, now, None, out);
+                                continue;
+                            }
+                            Some(Claimed::Failed) | None => false,
+                        }
                     }
                     Kind::Check => {
                         let keys = self.check_keys.get(&group).cloned();

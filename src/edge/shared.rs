@@ -79,6 +79,26 @@ pub(super) fn take_lease(host: &mut dyn Host, keys: &Keys, me: u32, now: u64, le
     }
 }
 
+/// Creates every key the workers compare-and-set, where missing. Envoy's
+/// shared data has no create-if-absent: a set of a missing key succeeds
+/// whatever its cas, so two workers that both find a key missing would both
+/// "win" their first compare-and-set (two worker ids alike, two lease
+/// holders, two claims of one refresh slot). Envoy configures the plugin's
+/// main-thread VM before its workers' VMs, so the keys exist before any
+/// worker competes for them; every later write is a real compare-and-set.
+pub fn create_keys(host: &mut dyn Host, keys: &Keys, refresh_slots: u32) {
+    let mut create = |key: &str, value: &[u8]| {
+        if host.shared_get(key).1.is_none() {
+            let _ = host.shared_set(key, value, None);
+        }
+    };
+    create(WORKERS_KEY, b"0");
+    create(&keys.lease, b"0:0");
+    for n in 0..refresh_slots {
+        create(&crate::refresh::slot_key_of(n), b"");
+    }
+}
+
 /// A number no other worker of this Envoy has (a compare-and-set counter).
 pub fn claim_worker_id(host: &mut dyn Host) -> u32 {
     for _ in 0..16 {

@@ -855,7 +855,14 @@ impl World {
                 if r.is_ok() && key == keys.set {
                     self.published_changed(e, &value);
                 }
-                if r.is_ok() && key == keys.lease {
+                // A write of an expired lease (the placeholder that creates
+                // the key at configure) takes nothing.
+                let live = std::str::from_utf8(&value)
+                    .ok()
+                    .and_then(|v| v.split_once(':'))
+                    .and_then(|(_, until)| until.parse::<u64>().ok())
+                    .is_some_and(|until| until > self.now);
+                if r.is_ok() && key == keys.lease && live {
                     let inc = self.envoys[e].workers[w].inc;
                     self.lease_writes.push((e, w, inc, self.now));
                 }

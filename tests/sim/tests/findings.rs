@@ -41,7 +41,6 @@ fn broken(worlds: &mut [World], prop: Prop) -> Vec<(u64, String)> {
 /// workers with one id both hold the poller lease: two pollers, for good.
 /// Failed at seeds 2, 3, 6, 7 (ids [1, 1, 1, 1], [1, 1, 2, 1], [3, 1, 1, 2], [1, 1, 1, 1]).
 #[test]
-#[ignore = "finding 1 (engine bug): worker ids race on a fresh Envoy: fails until fixed; run with --include-ignored"]
 fn finding_1_workers_that_start_together_get_distinct_ids() {
     let mut failed = Vec::new();
     for seed in seeds(8) {
@@ -65,7 +64,6 @@ fn finding_1_workers_that_start_together_get_distinct_ids() {
 /// apart from finding 1.) Both poll once; the later write wins the lease, so
 /// the other stops at its next poll. Failed at seeds 3, 5, 6, 7.
 #[test]
-#[ignore = "finding 2 (engine bug): the lease races on a fresh Envoy: fails until fixed; run with --include-ignored"]
 fn finding_2_one_poller_on_a_fresh_envoy() {
     let mut worlds = Vec::new();
     for seed in seeds(8) {
@@ -84,7 +82,6 @@ fn finding_2_one_poller_on_a_fresh_envoy() {
 /// (Worker ids and the lease are warm here.) Failed at seeds 1, 2, 5, 8
 /// (4, 2, 2 and 3 callouts from one Envoy).
 #[test]
-#[ignore = "finding 3 (engine bug): refresh slots race on a fresh Envoy: fails until fixed; run with --include-ignored"]
 fn finding_3_a_refresh_storm_on_a_fresh_envoy_makes_one_callout() {
     let mut failed = Vec::new();
     for seed in seeds(8) {
@@ -114,7 +111,6 @@ fn finding_3_a_refresh_storm_on_a_fresh_envoy_makes_one_callout() {
 /// A request on another worker is answered `wait_ms` late, and the Envoy
 /// refreshes twice. Failed at seeds 1-4 (about 3000 ms late, 2 callouts).
 #[test]
-#[ignore = "finding 4 (engine bug): share_ms 0: fails until fixed; run with --include-ignored"]
 fn finding_4_share_ms_zero_leaves_the_other_workers_waiting() {
     let mut failed = Vec::new();
     for seed in seeds(4) {
@@ -160,7 +156,6 @@ fn finding_4_share_ms_zero_leaves_the_other_workers_waiting() {
 /// 300 of `one_poller_per_envoy_and_a_dead_holder_loses_the_lease`; 137 of
 /// `one_refresh_callout_per_token_per_envoy_while_its_claimant_lives`.
 #[test]
-#[ignore = "finding 5 (engine bug): unclaimed fall-back refresh: fails until fixed; run with --include-ignored"]
 fn finding_5_a_fallback_refresh_is_claimed_like_any_other() {
     for seed in seeds(4) {
         let mut w = World::new(Setup { net: Net::healthy(900, 900), ..setup(seed, 2, DocSpec::default(), true, &[]) });
@@ -183,7 +178,6 @@ fn finding_5_a_fallback_refresh_is_claimed_like_any_other() {
 /// succeeds at 3400; worker 1's callout (made at 3300, finding 5) fails at
 /// 4300; a request at 4400 calls the authority again. Failed at seeds 1-4.
 #[test]
-#[ignore = "finding 6 (engine bug): a failure overwrites a shared answer: fails until fixed; run with --include-ignored"]
 fn finding_6_a_failure_does_not_replace_a_shared_answer() {
     let mut failed = Vec::new();
     for seed in seeds(4) {
@@ -221,7 +215,6 @@ fn finding_6_a_failure_does_not_replace_a_shared_answer() {
 /// about 3200 + a tick + a round trip but waits until 2100 + 3000.
 /// Failed at seeds 1-4 (answered about 3000 ms after arriving).
 #[test]
-#[ignore = "finding 7 (engine bug): waits on a dead claim: fails until fixed; run with --include-ignored"]
 fn finding_7_nobody_waits_on_a_claim_whose_callout_is_gone() {
     let mut failed = Vec::new();
     for seed in seeds(4) {
