@@ -71,7 +71,7 @@ fn all_at_once(requests: Vec<(std::net::SocketAddr, Request)>) -> Vec<Seen> {
 fn refresh_counters(envoy: &Envoy) -> String {
     ["ok", "rejected", "failed", "coalesced", "shared"]
         .iter()
-        .map(|n| format!("{n}={}", envoy.stat(&format!("wasmcustom.tollgate.refresh.{n}"))))
+        .map(|n| format!("{n}={}", envoy.stat(&format!("tollgate.refresh.{n}"))))
         .collect::<Vec<_>>()
         .join(" ")
 }
