@@ -158,6 +158,7 @@ pub fn assert_no_crash(log: &str) {
         "Uncaught RuntimeError",
         "Function: proxy_on",
         "wasm trap",
+        "Wasm VM failed",
         "caught at the Envoy boundary",
         "Caught Segmentation fault",
         "Caught Aborted",

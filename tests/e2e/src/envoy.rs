@@ -32,8 +32,12 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long Envoy may take to become ready (or to validate a config).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long Envoy may take to become ready (or to validate a config). A
+/// bound, not a wait: a Wasm Envoy is ready in about a second alone, but
+/// the differential suite starts eight at once, each compiling the module
+/// in V8 for two workers, and on a shared 2-core machine (load ~10) that
+/// took more than 20 s.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(25);
 
 /// The repository root (`tests/e2e/../..`).
@@ -118,7 +122,8 @@ pub struct Options {
     /// The host: the selected one ([`Host::selected`]) unless a
     /// host-specific test pins another ([`Options::on`]).
     pub host: Host,
-    /// The filter document; `None` keeps the one in `envoy/envoy.yaml`.
+    /// The filter document; `None` keeps the one in the host's shipped
+    /// configuration.
     pub document: Option<String>,
     /// Put the demo key into Envoy's environment (`TOLLGATE_DEMO_KEY`).
     pub demo_key_env: bool,
@@ -303,7 +308,8 @@ impl Envoy {
     pub fn start(options: &Options) -> Envoy {
         Envoy::try_start(options).unwrap_or_else(|e| {
             panic!(
-                "Envoy did not start ({}; exit {:?}). Log tail:\n{}",
+                "Envoy ({} host) did not start ({}; exit {:?}). Log tail:\n{}",
+                options.host,
                 e.reason,
                 e.status,
                 tail(&e.log, 40)

@@ -53,9 +53,10 @@ impl Host {
 
     /// `wasm` or `native`, exactly (what [`HOST_ENV`] accepts).
     pub fn parse(value: &str) -> Result<Host, String> {
-        Host::ALL.into_iter().find(|h| h.name() == value).ok_or_else(|| {
-            format!("{HOST_ENV}={value:?}: expected `wasm` or `native`")
-        })
+        Host::ALL
+            .into_iter()
+            .find(|h| h.name() == value)
+            .ok_or_else(|| format!("{HOST_ENV}={value:?}: expected `wasm` or `native`"))
     }
 
     pub fn name(self) -> &'static str {
@@ -137,7 +138,10 @@ mod tests {
         assert_eq!(Host::parse("native"), Ok(Host::Native));
         for bad in ["", "Wasm", "NATIVE", " native", "wasm32", "both"] {
             let e = Host::parse(bad).unwrap_err();
-            assert!(e.contains(HOST_ENV) && e.contains("`wasm` or `native`"), "{bad:?}: {e}");
+            assert!(
+                e.contains(HOST_ENV) && e.contains("`wasm` or `native`"),
+                "{bad:?}: {e}"
+            );
         }
     }
 }

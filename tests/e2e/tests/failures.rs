@@ -1,6 +1,7 @@
 //! The authority fails, the edge does not: every failure ends in a defined
-//! answer in bounded time, is counted, never crashes the VM, and the edge
-//! recovers by itself (same Envoy process) when the authority is back.
+//! answer in bounded time, is counted, never crashes the filter (a Wasm VM,
+//! or Envoy itself with the native module), and the edge recovers by itself
+//! (same Envoy process) when the authority is back.
 //!
 //! Two Envoys (`--concurrency 2`) sit behind one fault proxy in front of the
 //! real authority:

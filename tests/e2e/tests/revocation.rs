@@ -1,7 +1,8 @@
 //! Revocation by version, end to end: a bump at the real authority reaches
 //! every worker of a real Envoy (`--concurrency 2`) through the revocation
 //! feed within a bound computed from the document, on both of the
-//! authority's stores. Measured latencies are printed (`--nocapture`).
+//! authority's stores. Measured latencies are printed (`--nocapture`). A
+//! `fresh` route waits for a live answer instead.
 
 use std::time::Instant;
 use tollgate_e2e::authority::{claims_of, Authority, Settings, Store};
