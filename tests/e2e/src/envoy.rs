@@ -1,12 +1,15 @@
-//! Runs the filter in a real Envoy.
+//! Runs the filter in a real Envoy, on either host ([`Host`]: the Wasm
+//! filter or the native module, `TOLLGATE_E2E_HOST`).
 //!
-//! Each [`Envoy`] renders `envoy/envoy.yaml` (ports, module path and
+//! Each [`Envoy`] renders its host's shipped configuration
+//! (`envoy/envoy.yaml` or `envoy/envoy-native.yaml`: ports, module path and
 //! optionally the filter document replaced, nothing else) into its own temp
 //! dir, starts `envoy --concurrency 2 --use-dynamic-base-id` with the demo key
 //! and the edge credential in its environment, and waits (bounded) until the
 //! admin's `/ready` says `LIVE`. The listener and admin bind port 0; their
 //! real ports are read back from the admin, so parallel tests never race for
-//! a port.
+//! a port. Tests name the filter's stats without the host's namespace
+//! ([`Envoy::stat`]).
 //!
 //! No Envoy outlives the test process: every child is spawned from one
 //! long-lived thread with `PR_SET_PDEATHSIG = SIGKILL` (the kernel kills it
@@ -16,6 +19,7 @@
 
 use crate::authority::{EDGE_CREDENTIAL, EDGE_CREDENTIAL_ENV};
 use crate::echo;
+use crate::host::Host;
 use crate::http::{self, Request, Response};
 use crate::render::{self, Ports};
 use crate::tokens::{DEMO_KEY_B64, DEMO_KEY_ENV};
@@ -28,8 +32,12 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long Envoy may take to become ready (or to validate a config).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long Envoy may take to become ready (or to validate a config). A
+/// bound, not a wait: a Wasm Envoy is ready in about a second alone, but
+/// the differential suite starts eight at once, each compiling the module
+/// in V8 for two workers, and on a shared 2-core machine (load ~10) that
+/// took more than 20 s.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(25);
 
 /// The repository root (`tests/e2e/../..`).
@@ -54,27 +62,28 @@ pub fn envoy_binary() -> PathBuf {
     path
 }
 
-/// The filter module. Panics (the test fails) when it has not been built.
-pub fn module_path() -> PathBuf {
-    let path = repo_root().join(render::MODULE_PATH);
-    assert!(
-        path.is_file(),
-        "the filter module {} is missing: run `make build` (or `make test`) first",
-        path.display()
-    );
-    path
-}
-
-/// `envoy/envoy.yaml`, as `make run` uses it.
-pub fn demo_yaml() -> String {
-    let path = repo_root().join("envoy/envoy.yaml");
+/// The configuration `host` ships, as `make run` uses it.
+pub fn shipped_yaml(host: Host) -> String {
+    let path = repo_root().join(host.yaml_file());
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-/// The filter document embedded in `envoy/envoy.yaml`, parsed.
+/// The filter document embedded in the configuration `host` ships, parsed.
+pub fn shipped_document(host: Host) -> serde_json::Value {
+    let file = host.yaml_file();
+    let doc = render::embedded_document(&shipped_yaml(host)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    serde_json::from_str(&doc).unwrap_or_else(|e| panic!("{file}: the embedded document is not JSON: {e}"))
+}
+
+/// The selected host's shipped configuration ([`Host::selected`]).
+pub fn demo_yaml() -> String {
+    shipped_yaml(Host::selected())
+}
+
+/// The filter document of the selected host's shipped configuration (the
+/// same in both: `tests/config_files.rs`).
 pub fn demo_document() -> serde_json::Value {
-    let doc = render::embedded_document(&demo_yaml()).unwrap_or_else(|e| panic!("{e}"));
-    serde_json::from_str(&doc).unwrap_or_else(|e| panic!("embedded document is not JSON: {e}"))
+    shipped_document(Host::selected())
 }
 
 /// The demo document without anything that calls the authority: no
@@ -96,8 +105,10 @@ pub fn local_document() -> serde_json::Value {
     doc
 }
 
-/// One textual edit of the rendered `envoy.yaml`: `from` must occur exactly
-/// `count` times (an edit the file no longer matches fails loudly).
+/// One textual edit of the rendered configuration: `from` must occur
+/// exactly `count` times (an edit the file no longer matches fails loudly).
+/// Both hosts' files share everything but the filter block, so an edit
+/// outside it applies to either.
 #[derive(Debug, Clone)]
 pub struct YamlEdit {
     pub from: String,
@@ -108,7 +119,11 @@ pub struct YamlEdit {
 /// How to run one Envoy.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// The filter document; `None` keeps the one in `envoy/envoy.yaml`.
+    /// The host: the selected one ([`Host::selected`]) unless a
+    /// host-specific test pins another ([`Options::on`]).
+    pub host: Host,
+    /// The filter document; `None` keeps the one in the host's shipped
+    /// configuration.
     pub document: Option<String>,
     /// Put the demo key into Envoy's environment (`TOLLGATE_DEMO_KEY`).
     pub demo_key_env: bool,
@@ -127,6 +142,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
+            host: Host::selected(),
             document: None,
             demo_key_env: true,
             edge_credential: Some(EDGE_CREDENTIAL.to_owned()),
@@ -155,6 +171,12 @@ impl Options {
         self
     }
 
+    /// Runs on `host` whatever the selected one: for host-specific tests.
+    pub fn on(mut self, host: Host) -> Options {
+        self.host = host;
+        self
+    }
+
     /// Adds a YAML edit (see [`YamlEdit`]).
     pub fn edit_yaml(mut self, from: &str, to: &str, count: usize) -> Options {
         self.yaml_edits.push(YamlEdit {
@@ -170,12 +192,15 @@ impl Options {
 struct Prepared {
     dir: tempfile::TempDir,
     command: Command,
+    host: Host,
 }
 
 impl Prepared {
     fn new(options: &Options, mode_args: &[&str]) -> Prepared {
         let binary = envoy_binary();
-        let module = module_path();
+        let host = options.host;
+        let module = host.module();
+        let file = host.yaml_file();
         let dir = tempfile::Builder::new()
             .prefix("tollgate-e2e-")
             .tempdir()
@@ -186,13 +211,14 @@ impl Prepared {
             upstream: echo::shared().port(),
             authority: options.authority_port.unwrap_or_else(closed_port),
         };
-        let mut yaml = render::render(&demo_yaml(), ports, &module, options.document.as_deref())
-            .unwrap_or_else(|e| panic!("cannot render envoy/envoy.yaml: {e}"));
+        let mut yaml =
+            render::render(&shipped_yaml(host), host, ports, &module, options.document.as_deref())
+                .unwrap_or_else(|e| panic!("cannot render {file}: {e}"));
         for edit in &options.yaml_edits {
             let found = yaml.matches(edit.from.as_str()).count();
             assert_eq!(
                 found, edit.count,
-                "envoy.yaml: expected `{}` {} times, found it {found} times",
+                "{file}: expected `{}` {} times, found it {found} times",
                 edit.from, edit.count
             );
             yaml = yaml.replace(edit.from.as_str(), &edit.to);
@@ -217,6 +243,8 @@ impl Prepared {
             .current_dir(dir.path())
             .env_remove(DEMO_KEY_ENV)
             .env_remove(EDGE_CREDENTIAL_ENV)
+            // The module is named by path; no search path of the caller's.
+            .env_remove("ENVOY_DYNAMIC_MODULES_SEARCH_PATH")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
@@ -226,7 +254,7 @@ impl Prepared {
         if let Some(credential) = &options.edge_credential {
             command.env(EDGE_CREDENTIAL_ENV, credential);
         }
-        Prepared { dir, command }
+        Prepared { dir, command, host }
     }
 }
 
@@ -265,6 +293,8 @@ pub struct StartError {
 
 /// A running Envoy with the filter. Killed on drop.
 pub struct Envoy {
+    /// The host the filter runs on.
+    pub host: Host,
     child: Mutex<Option<Child>>,
     dir: Mutex<Option<tempfile::TempDir>>,
     dir_path: PathBuf,
@@ -278,7 +308,8 @@ impl Envoy {
     pub fn start(options: &Options) -> Envoy {
         Envoy::try_start(options).unwrap_or_else(|e| {
             panic!(
-                "Envoy did not start ({}; exit {:?}). Log tail:\n{}",
+                "Envoy ({} host) did not start ({}; exit {:?}). Log tail:\n{}",
+                options.host,
                 e.reason,
                 e.status,
                 tail(&e.log, 40)
@@ -289,7 +320,7 @@ impl Envoy {
     /// Starts Envoy and waits until it is ready, or until it exits or
     /// [`READY_TIMEOUT`] passes.
     pub fn try_start(options: &Options) -> Result<Envoy, StartError> {
-        let Prepared { dir, command } = Prepared::new(options, &[]);
+        let Prepared { dir, command, host } = Prepared::new(options, &[]);
         let mut child = spawn_tied(command).unwrap_or_else(|e| panic!("cannot run Envoy: {e}"));
         let deadline = Instant::now() + READY_TIMEOUT;
         let admin_file = dir.path().join("admin-address");
@@ -336,6 +367,7 @@ impl Envoy {
         };
         let dir_path = dir.path().to_owned();
         Ok(Envoy {
+            host,
             child: Mutex::new(Some(child)),
             dir: Mutex::new(Some(dir)),
             dir_path,
@@ -354,18 +386,19 @@ impl Envoy {
         })
     }
 
-    /// The counters whose name contains `filter` (admin `/stats?filter=`).
-    pub fn stats(&self, filter: &str) -> BTreeMap<String, u64> {
-        let r = http::send(
-            self.admin,
-            &Request::get(&format!("/stats?filter={filter}")),
-        )
-        .unwrap_or_else(|e| panic!("admin /stats: {e}"));
+    /// The filter's own counters and gauges, named without the host's
+    /// namespace ([`Host::stats_namespace`]): `tollgate.allowed`, whatever
+    /// the host. Every stat the filter declared is there, moved or not.
+    pub fn stats(&self) -> BTreeMap<String, u64> {
+        let namespace = self.host.stats_namespace();
+        let filter = namespace.trim_end_matches('.');
+        let r = http::send(self.admin, &Request::get(&format!("/stats?filter={filter}")))
+            .unwrap_or_else(|e| panic!("admin /stats: {e}"));
         assert_eq!(r.status, 200, "admin /stats: {r}");
         r.text()
             .lines()
             .filter_map(|l| l.split_once(": "))
-            .filter_map(|(n, v)| Some((n.to_owned(), v.trim().parse().ok()?)))
+            .filter_map(|(n, v)| Some((n.strip_prefix(namespace)?.to_owned(), v.trim().parse().ok()?)))
             .collect()
     }
 
@@ -390,10 +423,12 @@ impl Envoy {
             .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
     }
 
-    /// One stat by its exact name (0 when absent), e.g.
-    /// `wasmcustom.tollgate.refresh.ok`.
+    /// One of the filter's stats by its name without the host's namespace
+    /// (0 when absent), e.g. `tollgate.refresh.ok` (in Envoy
+    /// `wasmcustom.tollgate.refresh.ok` or
+    /// `dynamicmodulescustom.tollgate.refresh.ok`).
     pub fn stat(&self, name: &str) -> u64 {
-        self.stats(name).get(name).copied().unwrap_or(0)
+        self.stats().get(name).copied().unwrap_or(0)
     }
 
     /// Everything Envoy logged so far (Envoy flushes its log file
@@ -494,7 +529,7 @@ pub struct Validation {
 /// Runs `envoy --mode validate` on the rendered config (bounded by
 /// [`READY_TIMEOUT`]). Validation loads the module and runs `on_configure`.
 pub fn validate(options: &Options) -> Validation {
-    let Prepared { dir, command } = Prepared::new(options, &["--mode", "validate"]);
+    let Prepared { dir, command, .. } = Prepared::new(options, &["--mode", "validate"]);
     let mut child = spawn_tied(command).unwrap_or_else(|e| panic!("cannot run Envoy: {e}"));
     let deadline = Instant::now() + READY_TIMEOUT;
     let status = loop {

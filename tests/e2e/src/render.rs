@@ -1,18 +1,19 @@
-//! Renders `envoy/envoy.yaml` for one test instance by careful text
-//! substitution: ONLY the four ports, the module path and (optionally) the
-//! filter's configuration document change. Every anchor must occur exactly
-//! once, so an edit of the file that the harness does not understand fails
-//! loudly instead of silently testing something else.
+//! Renders a shipped Envoy configuration (`envoy/envoy.yaml` for the Wasm
+//! filter, `envoy/envoy-native.yaml` for the native module: see
+//! [`Host`]) for one test instance by careful text substitution: ONLY the
+//! four ports, the module path and (optionally) the filter's configuration
+//! document change. Every anchor must occur exactly once, so an edit of the
+//! file that the harness does not understand fails loudly instead of
+//! silently testing something else.
 
+use crate::host::Host;
 use std::path::Path;
 
-/// The ports `envoy/envoy.yaml` uses for `make run`.
+/// The ports both shipped configurations use for `make run`.
 pub const LISTENER_PORT: u16 = 10000;
 pub const ADMIN_PORT: u16 = 9901;
 pub const UPSTREAM_PORT: u16 = 8081;
 pub const AUTHORITY_PORT: u16 = 8080;
-/// The module path as written in the file (relative to the repository).
-pub const MODULE_PATH: &str = "target/wasm32-wasip1/release/tollgate.wasm";
 
 /// What replaces the demo values. Port 0 lets the kernel choose (the harness
 /// reads the bound ports back from Envoy's admin).
@@ -24,10 +25,12 @@ pub struct Ports {
     pub authority: u16,
 }
 
-/// `yaml` with the ports and module path replaced and, when given, the
-/// configuration document replaced by `document`.
+/// `yaml`, the configuration `host` ships, with the ports and module path
+/// (as `host` writes it, [`Host::module_as_written`]) replaced and, when
+/// given, the configuration document replaced by `document`.
 pub fn render(
     yaml: &str,
+    host: Host,
     ports: Ports,
     module: &Path,
     document: Option<&str>,
@@ -50,7 +53,7 @@ pub fn render(
     let quoted = serde_json::to_string(module).map_err(|e| e.to_string())?;
     out = replace_once(
         &out,
-        &format!("filename: {MODULE_PATH}"),
+        &format!("filename: {}", host.module_as_written()),
         &format!("filename: {quoted}"),
     )?;
     if let Some(doc) = document {
@@ -63,7 +66,7 @@ fn replace_once(text: &str, from: &str, to: &str) -> Result<String, String> {
     match text.matches(from).count() {
         1 => Ok(text.replacen(from, to, 1)),
         n => Err(format!(
-            "envoy.yaml: expected `{from}` exactly once, found it {n} times"
+            "expected `{from}` exactly once, found it {n} times"
         )),
     }
 }
@@ -79,7 +82,7 @@ fn document_block(lines: &[&str]) -> Result<(usize, usize, usize), String> {
         .collect();
     let [start] = starts[..] else {
         return Err(format!(
-            "envoy.yaml: expected one `value: |` block, found {}",
+            "expected one `value: |` block, found {}",
             starts.len()
         ));
     };
@@ -97,7 +100,7 @@ fn document_block(lines: &[&str]) -> Result<(usize, usize, usize), String> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| indent(l))
         .min()
-        .ok_or("envoy.yaml: the `value: |` block is empty")?;
+        .ok_or("the `value: |` block is empty")?;
     Ok((start, end, inner))
 }
 
@@ -142,8 +145,8 @@ fn replace_document(yaml: &str, document: &str) -> Result<String, String> {
 /// The `http_connection_manager` settings that decide which spelling of a
 /// request reaches the filter, as Istio's sidecars and gateways set them by
 /// default (mesh config `pathNormalization: BASE`, escaped slashes kept,
-/// header names with underscores allowed). The shipped `envoy.yaml`
-/// normalizes more; the filter must hold under these too, since the same
+/// header names with underscores allowed). The shipped configurations
+/// normalize more; the filter must hold under these too, since the same
 /// document runs in an Istio `WasmPlugin`.
 pub const ISTIO_DEFAULTS: [(&str, &str); 4] = [
     ("normalize_path", "true"),
@@ -180,7 +183,7 @@ pub fn istio_default_edits(yaml: &str) -> Result<Vec<(String, String)>, String> 
                     .next()
                     .unwrap_or_default();
                 if old.is_empty() {
-                    return Err(format!("envoy.yaml: `{needle}` has no scalar value"));
+                    return Err(format!("`{needle}` has no scalar value"));
                 }
                 (format!("{needle} {old}"), format!("{needle} {value}"))
             }
@@ -188,13 +191,13 @@ pub fn istio_default_edits(yaml: &str) -> Result<Vec<(String, String)>, String> 
                 let anchor = text
                     .lines()
                     .find(|l| l.trim() == HCM_ANCHOR)
-                    .ok_or_else(|| format!("envoy.yaml: no `{HCM_ANCHOR}` line"))?
+                    .ok_or_else(|| format!("no `{HCM_ANCHOR}` line"))?
                     .to_owned();
                 let pad = " ".repeat(indent(&anchor));
                 let line = if key == "headers_with_underscores_action" {
                     if text.contains(PROTOCOL_OPTIONS) {
                         return Err(format!(
-                            "envoy.yaml: `{PROTOCOL_OPTIONS}` without `{needle}`: \
+                            "`{PROTOCOL_OPTIONS}` without `{needle}`: \
                              cannot set it by text substitution"
                         ));
                     }
@@ -206,7 +209,7 @@ pub fn istio_default_edits(yaml: &str) -> Result<Vec<(String, String)>, String> 
             }
             n => {
                 return Err(format!(
-                    "envoy.yaml: expected `{needle}` at most once, found it {n} times"
+                    "expected `{needle}` at most once, found it {n} times"
                 ))
             }
         };
@@ -229,23 +232,27 @@ pub fn istio_defaults(yaml: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn shipped() -> String {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../envoy/envoy.yaml");
-        std::fs::read_to_string(path).expect("envoy/envoy.yaml")
+    fn shipped(host: Host) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(host.yaml_file());
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     }
 
     #[test]
-    fn istio_defaults_set_each_setting_exactly_once_in_the_shipped_file() {
-        let out = istio_defaults(&shipped()).expect("the shipped file has a shape we understand");
-        for (key, value) in ISTIO_DEFAULTS {
-            assert_eq!(out.matches(&format!("{key}:")).count(), 1, "{key}:\n{out}");
-            assert!(
-                out.contains(&format!("{key}: {value}")),
-                "{key}: {value}\n{out}"
-            );
+    fn istio_defaults_set_each_setting_exactly_once_in_each_shipped_file() {
+        for host in Host::ALL {
+            let shipped = shipped(host);
+            let out = istio_defaults(&shipped)
+                .unwrap_or_else(|e| panic!("{}: a shape we do not understand: {e}", host.yaml_file()));
+            for (key, value) in ISTIO_DEFAULTS {
+                assert_eq!(out.matches(&format!("{key}:")).count(), 1, "{host} {key}:\n{out}");
+                assert!(
+                    out.contains(&format!("{key}: {value}")),
+                    "{host} {key}: {value}\n{out}"
+                );
+            }
+            // Nothing else changed: the filter document is untouched.
+            assert_eq!(embedded_document(&out), embedded_document(&shipped), "{host}");
         }
-        // Nothing else changed: the filter document is untouched.
-        assert_eq!(embedded_document(&out), embedded_document(&shipped()));
     }
 
     #[test]

@@ -13,9 +13,10 @@
 //!   uvicorn, Express 5 on Node (`tests/e2e/upstreams/`);
 //! - each over HTTP/1.1 (raw bytes, [`tollgate_e2e::http`]) and HTTP/2 (h2c
 //!   prior knowledge, [`tollgate_e2e::h2`]);
-//! - each behind the shipped `envoy/envoy.yaml` and behind the same file
-//!   with Istio's default connection-manager settings
-//!   ([`render::ISTIO_DEFAULTS`]);
+//! - each behind the selected host's shipped configuration
+//!   (`envoy/envoy.yaml`, or `envoy/envoy-native.yaml` with
+//!   `TOLLGATE_E2E_HOST=native`) and behind the same file with Istio's
+//!   default connection-manager settings ([`render::ISTIO_DEFAULTS`]);
 //! - with no token, a read token, a write token and an admin token.
 //!
 //! Every upstream handler answers with what its framework saw (handler,
@@ -162,7 +163,7 @@ fn upstreams() -> &'static [Upstream] {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Config {
-    /// `envoy/envoy.yaml` as shipped.
+    /// The host's configuration as shipped.
     Shipped,
     /// The same with Istio's default HCM settings.
     IstioDefaults,

@@ -1,6 +1,7 @@
 //! The authority fails, the edge does not: every failure ends in a defined
-//! answer in bounded time, is counted, never crashes the VM, and the edge
-//! recovers by itself (same Envoy process) when the authority is back.
+//! answer in bounded time, is counted, never crashes the filter (a Wasm VM,
+//! or Envoy itself with the native module), and the edge recovers by itself
+//! (same Envoy process) when the authority is back.
 //!
 //! Two Envoys (`--concurrency 2`) sit behind one fault proxy in front of the
 //! real authority:
@@ -64,7 +65,7 @@ struct Rig {
 }
 
 fn counters(envoy: &Envoy) -> std::collections::BTreeMap<String, u64> {
-    envoy.stats("tollgate")
+    envoy.stats()
 }
 
 /// Breaks the authority with `breaker`, checks every behaviour, heals it
@@ -148,7 +149,7 @@ fn phase(rig: &Rig, name: &str, breaker: &dyn Fn(), healer: &dyn Fn()) -> Phase 
     // Counted.
     let (strict_after, lenient_after) = (counters(&rig.strict), counters(&rig.lenient));
     let grew = |before: &std::collections::BTreeMap<String, u64>, after: &std::collections::BTreeMap<String, u64>, n: &str| {
-        let k = format!("wasmcustom.tollgate.{n}");
+        let k = format!("tollgate.{n}");
         after.get(&k).copied().unwrap_or(0) > before.get(&k).copied().unwrap_or(0)
     };
     for (b, a, counter) in [
@@ -219,9 +220,9 @@ fn every_authority_failure_is_a_defined_answer_in_bounded_time_and_the_edge_reco
     // Both edges sync again (the lenient one never went stale, so its
     // requests alone do not show it).
     for (name, envoy) in [("strict", &rig.strict), ("lenient", &rig.lenient)] {
-        let ok = envoy.stat("wasmcustom.tollgate.revocation.sync_ok");
+        let ok = envoy.stat("tollgate.revocation.sync_ok");
         let again = poll(timing.recovery_bound(), Duration::from_millis(20), || {
-            (envoy.stat("wasmcustom.tollgate.revocation.sync_ok") > ok).then_some(())
+            (envoy.stat("tollgate.revocation.sync_ok") > ok).then_some(())
         });
         assert!(again.is_some(), "the {name} edge does not sync again: {:?}", interesting(envoy));
     }
@@ -241,14 +242,10 @@ fn every_authority_failure_is_a_defined_answer_in_bounded_time_and_the_edge_reco
 
 fn interesting(envoy: &Envoy) -> Vec<(String, u64)> {
     envoy
-        .stats("tollgate")
+        .stats()
         .into_iter()
-        .filter(|(k, v)| {
-            *v > 0
-                && k.starts_with("wasmcustom.")
-                && !["wasmcustom.tollgate.allowed", "wasmcustom.tollgate.anonymous"].contains(&k.as_str())
-        })
-        .map(|(k, v)| (k.trim_start_matches("wasmcustom.tollgate.").to_owned(), v))
+        .filter(|(k, v)| *v > 0 && !["tollgate.allowed", "tollgate.anonymous"].contains(&k.as_str()))
+        .map(|(k, v)| (k.trim_start_matches("tollgate.").to_owned(), v))
         .collect()
 }
 
@@ -309,17 +306,17 @@ fn a_missing_authority_cluster_fails_fast_and_is_counted() {
 
     // Counted: the sync keeps failing (on every poll), and what was served stale.
     let failed = poll(timing.revocation_bound() * 2, Duration::from_millis(20), || {
-        (strict.stat("wasmcustom.tollgate.revocation.sync_failed") >= 3).then_some(())
+        (strict.stat("tollgate.revocation.sync_failed") >= 3).then_some(())
     });
     assert!(failed.is_some(), "sync failures are counted: {:?}", interesting(&strict));
-    assert_eq!(lenient.stat("wasmcustom.tollgate.revocation.stale_allowed"), 0, "nothing served on an unknown set: {:?}", interesting(&lenient));
-    assert!(lenient.stat("wasmcustom.tollgate.denied.unavailable") >= 3, "{:?}", interesting(&lenient));
+    assert_eq!(lenient.stat("tollgate.revocation.stale_allowed"), 0, "nothing served on an unknown set: {:?}", interesting(&lenient));
+    assert!(lenient.stat("tollgate.denied.unavailable") >= 3, "{:?}", interesting(&lenient));
     eprintln!(
         "REPORT missing cluster: strict {:?}; lenient {:?}",
         interesting(&strict),
         interesting(&lenient)
     );
-    let refresh_failed = lenient.stat("wasmcustom.tollgate.refresh.failed");
+    let refresh_failed = lenient.stat("tollgate.refresh.failed");
     assert_no_crash(&strict.stop());
     assert_no_crash(&lenient.stop());
     // The needed refresh could not even be dispatched: a refresh failure.

@@ -145,7 +145,7 @@ fn ten_thousand_revocations_while_traffic_flows() {
 
     // Every worker's set reaches the expected size within the bound.
     let entries = poll(bound * 3, Duration::from_millis(20), || {
-        (envoy.stat("wasmcustom.tollgate.revocation.entries") >= REVOCATIONS as u64).then_some(())
+        (envoy.stat("tollgate.revocation.entries") >= REVOCATIONS as u64).then_some(())
     });
     let entries_after = entries.map(|(_, took)| took);
     // Then every revoked token is refused: a sample of 1,000, spread.
@@ -163,7 +163,7 @@ fn ten_thousand_revocations_while_traffic_flows() {
         }
     }
     let rss_after = envoy.rss_kib();
-    let gauge = envoy.stat("wasmcustom.tollgate.revocation.entries");
+    let gauge = envoy.stat("tollgate.revocation.entries");
     let violations = violations.lock().unwrap().clone();
     let bob_refused = bob_refused.lock().unwrap().clone();
     eprintln!(
@@ -176,8 +176,8 @@ fn ten_thousand_revocations_while_traffic_flows() {
         longest_pass.load(Ordering::SeqCst),
         entries_after,
         rss_after.saturating_sub(rss_before),
-        envoy.stat("wasmcustom.tollgate.revocation.sync_ok"),
-        envoy.stat("wasmcustom.tollgate.revocation.sync_failed"),
+        envoy.stat("tollgate.revocation.sync_ok"),
+        envoy.stat("tollgate.revocation.sync_failed"),
     );
     assert!(violations.is_empty(), "{} violations: {:?}", violations.len(), &violations[..violations.len().min(10)]);
     assert!(bob_refused.is_empty(), "bob was refused {} times: {:?}", bob_refused.len(), &bob_refused[..bob_refused.len().min(5)]);

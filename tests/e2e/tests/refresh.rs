@@ -2,14 +2,15 @@
 //! instances where it matters) in front of the real authority. An expired
 //! access cookie plus a refresh cookie is refreshed transparently, once per
 //! worker at most, whatever the concurrency; a replay after the grace window
-//! revokes the family everywhere.
+//! revokes the family everywhere. A paused request (a refresh, a live check)
+//! goes nowhere until it is decided, body or not.
 
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tollgate_e2e::authority::{claims_of, remint, Authority, Pair, Settings, Store};
 use tollgate_e2e::callouts::{self, api, assert_no_crash, measure_revocation, set_cookie, set_cookies, Timing};
-use tollgate_e2e::{http, tokens, Envoy, Request, Response};
+use tollgate_e2e::{h2, http, tokens, Envoy, Request, Response};
 
 const ROTATED: &str = "tollgate_authority_refresh_total{outcome=\"rotated\"}";
 const REPLAYED: &str = "tollgate_authority_refresh_total{outcome=\"replayed_in_grace\"}";
@@ -71,7 +72,7 @@ fn all_at_once(requests: Vec<(std::net::SocketAddr, Request)>) -> Vec<Seen> {
 fn refresh_counters(envoy: &Envoy) -> String {
     ["ok", "rejected", "failed", "coalesced", "shared"]
         .iter()
-        .map(|n| format!("{n}={}", envoy.stat(&format!("wasmcustom.tollgate.refresh.{n}"))))
+        .map(|n| format!("{n}={}", envoy.stat(&format!("tollgate.refresh.{n}"))))
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -282,5 +283,84 @@ fn an_api_client_in_header_mode_gets_the_new_pair_in_response_headers() {
     // The new pair works: the access token at the edge, the refresh token at the authority.
     assert_eq!(envoy.send(&api(&access)).status, 200);
     assert_eq!(authority.refresh(&refresh).status, 200);
+    assert_no_crash(&envoy.stop());
+}
+
+/// A request the edge pauses — for a refresh, for the live check of a
+/// `fresh` rule — and that carries a body stays with the edge until the
+/// decision: the body arriving is no reason to let it go on. Here every
+/// decision is a refusal, so nothing may reach the upstream, and the
+/// identity header the client wrote in particular. A small body and one of
+/// 60 KiB (more than one read), over HTTP/1.1 and HTTP/2.
+#[test]
+fn a_paused_request_with_a_body_goes_nowhere_before_its_decision() {
+    let authority = Authority::start(Store::Sqlite, Settings::default());
+    let doc = callouts::document(200, 5000, 500);
+    let timing = Timing::of(&doc);
+    let bob = authority.mint("bob", "read write");
+    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_bound() * 4);
+    let login = authority.login_alice();
+    let expired = expired_copy(&login.access_token);
+    let small = b"{\"delete\":\"everything\"}".to_vec();
+    // Larger than one read of Envoy's, within the h2 client's first flow-control window.
+    let large = vec![b'x'; 60 << 10];
+    struct Row {
+        name: &'static str,
+        request: Request,
+        status: u16,
+        description: &'static str,
+    }
+    let refresh = |body: &[u8]| {
+        Request::post("/api/items")
+            .bearer(&expired)
+            .header("X-Tollgate-Refresh-Token", "tgr_not-a-refresh-token-the-authority-issued")
+            .header("X-Tollgate-Sub", "mallory")
+            .body(body)
+    };
+    // The admin rule is `fresh`: bob's token waits for its live check, then
+    // lacks the admin scope.
+    let fresh = |body: &[u8]| Request::post("/admin/users").bearer(&bob).header("X-Tollgate-Sub", "mallory").body(body);
+    const REJECTED: &str = "token expired and refresh token rejected";
+    const NO_ADMIN: &str = "admin scope required";
+    let rows = [
+        Row { name: "refresh, small body", request: refresh(&small), status: 401, description: REJECTED },
+        Row { name: "refresh, 60 KiB body", request: refresh(&large), status: 401, description: REJECTED },
+        Row { name: "live check, small body", request: fresh(&small), status: 403, description: NO_ADMIN },
+        Row { name: "live check, 60 KiB body", request: fresh(&large), status: 403, description: NO_ADMIN },
+    ];
+    let before = (envoy.stat("tollgate.refresh.rejected"), envoy.stat("tollgate.live_check.ok"));
+    let mut h2c = h2::Client::start();
+    let mut wrong = Vec::new();
+    for row in &rows {
+        for protocol in ["HTTP/1.1", "HTTP/2"] {
+            let answer = match protocol {
+                "HTTP/1.1" => http::send(envoy.listener, &row.request),
+                _ => h2c.send(envoy.listener, &row.request),
+            };
+            match answer {
+                Ok(r) if r.status == row.status
+                    && r.header("www-authenticate").is_some()
+                    && serde_json::from_slice::<serde_json::Value>(&r.body)
+                        .is_ok_and(|b| b["error_description"] == row.description) => {}
+                Ok(r) => wrong.push(format!(
+                    "✗ {} over {protocol}: want {} {:?} from the edge, got {} {}",
+                    row.name,
+                    row.status,
+                    row.description,
+                    r.status,
+                    r.text().chars().take(300).collect::<String>()
+                )),
+                Err(e) => wrong.push(format!("✗ {} over {protocol}: no answer: {e}", row.name)),
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "paused requests with a body went on before their decision (the upstream answered):\n{}",
+        wrong.join("\n")
+    );
+    // Each was decided by its callout, not before it.
+    assert!(envoy.stat("tollgate.refresh.rejected") > before.0, "no refresh was rejected");
+    assert!(envoy.stat("tollgate.live_check.ok") > before.1, "no live check was answered");
     assert_no_crash(&envoy.stop());
 }

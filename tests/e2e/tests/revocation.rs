@@ -1,11 +1,13 @@
 //! Revocation by version, end to end: a bump at the real authority reaches
 //! every worker of a real Envoy (`--concurrency 2`) through the revocation
 //! feed within a bound computed from the document, on both of the
-//! authority's stores. Measured latencies are printed (`--nocapture`).
+//! authority's stores. Measured latencies are printed (`--nocapture`). A
+//! `fresh` route waits for a live answer instead.
 
 use std::time::Instant;
 use tollgate_e2e::authority::{claims_of, Authority, Settings, Store};
 use tollgate_e2e::callouts::{self, api, assert_no_crash, measure_revocation, Timing, Watch};
+use tollgate_e2e::Request;
 
 fn revoking_a_subject_a_session_and_an_api_token(store: Store) {
     let doc = callouts::document(200, 2000, 500);
@@ -61,9 +63,9 @@ fn revoking_a_subject_a_session_and_an_api_token(store: Store) {
 
     let (sent, blips) = watch.stop();
     assert!(blips.is_empty(), "bob, never revoked, was refused {} of {sent} times: {blips:#?}", blips.len());
-    let entries = envoy.stat("wasmcustom.tollgate.revocation.entries");
+    let entries = envoy.stat("tollgate.revocation.entries");
     assert!(entries >= 3, "the three bumps are in the edge's set (entries gauge {entries})");
-    assert!(envoy.stat("wasmcustom.tollgate.revocation.sync_ok") > 0);
+    assert!(envoy.stat("tollgate.revocation.sync_ok") > 0);
     eprintln!(
         "REPORT revocation [{}] bound {bound:?} (sync {} ms, tick {} ms, timeout {} ms); bob: {sent} requests, 0 refused\n  {}",
         store.name(),
@@ -83,4 +85,27 @@ fn revocations_reach_the_edge_within_the_bound_on_sqlite() {
 #[test]
 fn revocations_reach_the_edge_within_the_bound_on_redis() {
     revoking_a_subject_a_session_and_an_api_token(Store::Redis);
+}
+
+/// The admin rule is `fresh`: its request pauses for a live check
+/// (`GET /v1/versions`, a callout from the request's own context, answered
+/// on its worker) and is resumed on the answer.
+#[test]
+fn a_fresh_route_pauses_for_a_live_check_and_resumes_on_its_answer() {
+    let doc = callouts::document(500, 5000, 500);
+    let timing = Timing::of(&doc);
+    let authority = Authority::start(Store::Sqlite, Settings::default());
+    let bob = authority.mint("bob", "read");
+    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_bound() * 4);
+    let admin = authority.admin_token();
+    for i in 0..4 {
+        let r = envoy.send(&Request::get(&format!("/admin/users/{i}")).bearer(&admin));
+        assert_eq!(r.status, 200, "request {i}: {r}");
+        assert_eq!(r.upstream_header("x-tollgate-sub"), ["admin"], "{r}");
+    }
+    let r = envoy.send(&Request::get("/admin/users").bearer(&bob));
+    assert_eq!(r.status, 403, "a token without the admin scope: {r}");
+    assert!(envoy.stat("tollgate.live_check.ok") >= 1, "no live check was answered");
+    assert_eq!(envoy.stat("tollgate.live_check.failed"), 0);
+    assert_no_crash(&envoy.stop());
 }

@@ -52,8 +52,20 @@ def exchange(req):
         conn.initiate_connection()
         stream = conn.get_next_available_stream_id()
         conn.send_headers(stream, headers, end_stream=not body)
-        if body:
-            conn.send_data(stream, body, end_stream=True)
+        sent = 0
+
+        def pump():
+            # The body in frames the peer accepts, as far as its flow-control
+            # windows allow; the rest when a WINDOW_UPDATE opens them.
+            nonlocal sent
+            while sent < len(body):
+                n = min(conn.local_flow_control_window(stream), conn.max_outbound_frame_size, len(body) - sent)
+                if n <= 0:
+                    return
+                conn.send_data(stream, body[sent:sent + n], end_stream=sent + n == len(body))
+                sent += n
+
+        pump()
         sock.sendall(conn.data_to_send())
         status, out_headers, data = None, [], bytearray()
         while True:
@@ -71,6 +83,9 @@ def exchange(req):
                 elif isinstance(event, h2.events.DataReceived):
                     data.extend(event.data)
                     conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+                    if sent < len(body) and status is None:
+                        pump()
                 elif isinstance(event, h2.events.StreamEnded):
                     return {
                         "ok": True,
