@@ -782,14 +782,34 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(filter_env
     }
 }
 
+/// `..._request_body_status`: StopIterationAndBuffer.
+const BODY_STOP_AND_BUFFER: u32 = 1;
+/// `..._request_trailers_status`: StopIteration.
+const TRAILERS_STOP: u32 = 1;
+
+/// A body or trailers of a request still waiting on its decision must not
+/// go on: Envoy takes Continue here as "forward the request", which would
+/// send a paused (unchecked) request upstream with the client's headers.
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(_filter_envoy: *mut c_void, _filter_module: *const c_void, _end_of_stream: bool) -> u32 {
-    STATUS_CONTINUE
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(_filter_envoy: *mut c_void, filter_module: *const c_void, _end_of_stream: bool) -> u32 {
+    // SAFETY: a live filter, on its worker thread.
+    let filter = unsafe { filter_ref(filter_module) };
+    if filter.paused() {
+        BODY_STOP_AND_BUFFER
+    } else {
+        STATUS_CONTINUE
+    }
 }
 
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_filter_envoy: *mut c_void, _filter_module: *const c_void) -> u32 {
-    STATUS_CONTINUE
+pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(_filter_envoy: *mut c_void, filter_module: *const c_void) -> u32 {
+    // SAFETY: a live filter, on its worker thread.
+    let filter = unsafe { filter_ref(filter_module) };
+    if filter.paused() {
+        TRAILERS_STOP
+    } else {
+        STATUS_CONTINUE
+    }
 }
 
 #[no_mangle]

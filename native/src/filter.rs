@@ -474,6 +474,11 @@ impl FilterState {
         FilterState { config, slot: Cell::new(None), id: Cell::new(0), settled: Cell::new(false), done: Cell::new(false) }
     }
 
+    /// Its headers were seen and no decision was carried out yet.
+    pub fn paused(&self) -> bool {
+        self.slot.get().is_some() && !self.settled.get()
+    }
+
     /// The request's headers: one engine call. Returns whether the request
     /// goes on now (else it waits: answered locally, or paused).
     pub fn on_request_headers(&self, f: Filter) -> bool {
