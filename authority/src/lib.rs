@@ -16,6 +16,7 @@ pub mod edge;
 pub mod feed;
 pub mod http;
 pub mod keys;
+pub mod longpoll;
 pub mod metrics;
 pub mod refresh;
 pub mod service;

@@ -16,6 +16,7 @@ use super::{
     StoreError, StoreResult,
 };
 use crate::feed::{Entry, VersionKey};
+use crate::longpoll::{FeedWaiter, Wake};
 use crate::refresh::{AccessStamp, Family, RefreshRecord, RefreshState, RefreshView, Rotation};
 use crate::throttle::{Admission, Keys, Limit, Limits, Outcome, Via};
 use async_trait::async_trait;
@@ -24,6 +25,21 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation
 use std::collections::HashMap;
 
 pub const DEFAULT_PREFIX: &str = "{tollgate}:";
+
+/// The pub/sub channel (after the prefix) every bump publishes its sequence
+/// number on (the scripts get it as `BUMPS_CHANNEL`, see [`script`]).
+pub const BUMPS_CHANNEL: &str = "feed:bumps";
+/// The bump listener's reconnect delay: doubled after each failure up to
+/// the maximum, back to the minimum after a subscription.
+const LISTEN_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const LISTEN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a connect-and-subscribe may take.
+const LISTEN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A subscribed connection is probed (SUBSCRIBE again, answered by Redis
+/// at once) this often, and replaced when the probe is not answered within
+/// [`LISTEN_CONNECT_TIMEOUT`]: a connection that died without a reset would
+/// otherwise lose every notification until the OS noticed.
+const LISTEN_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The error code a script answers when the store's identity is gone: the
 /// data was flushed, or the URL now points at another, empty Redis.
@@ -133,6 +149,10 @@ if tonumber(ARGV[3]) > tonumber(s) then
 end
 redis.call('HSET', vk, 'min', newmin, 'exp', exp, 'seq', s)
 redis.call('ZADD', P .. 'feed', s, key)
+-- Wakes held feed requests on every instance (crate::longpoll). pcall: a
+-- refused publish (an ACL without the channel) must not fail the bump; the
+-- feed is the truth, the message only a wake-up.
+redis.pcall('PUBLISH', P .. BUMPS_CHANNEL, s)
 return {newmin, exp, s}
 "#;
 
@@ -311,7 +331,7 @@ struct Scripts {
 }
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{LIB}\n{body}"))
+    Script::new(&format!("local BUMPS_CHANNEL = '{BUMPS_CHANNEL}'\n{LIB}\n{body}"))
 }
 
 /// Idle dedicated write connections kept for reuse.
@@ -934,6 +954,12 @@ impl Store for RedisStore {
         Some(self.limiter.clone())
     }
 
+    fn listen_for_bumps(&self, waiter: std::sync::Arc<FeedWaiter>) -> bool {
+        let channel = format!("{}{BUMPS_CHANNEL}", self.prefix);
+        tokio::spawn(listen(self.client.clone(), channel, waiter));
+        true
+    }
+
     async fn stats(&self) -> StoreResult<Stats> {
         let mut conn = self.conn.clone();
         let count = |pattern: String| {
@@ -969,6 +995,83 @@ impl Store for RedisStore {
     async fn gc(&self, now_secs: u64) -> StoreResult<u64> {
         let mut conn = self.conn.clone();
         self.invoke(&mut conn, self.scripts.gc.arg(&self.prefix).arg(now_secs.to_string())).await
+    }
+}
+
+/// Pub/sub rather than keyspace notifications: it needs no server setting
+/// (`notify-keyspace-events` is off by default and often locked on managed
+/// Redis), it carries the sequence number, and it is published inside the
+/// bump script, so every writer announces (other instances, the CLI, reuse
+/// detection) and the message never precedes the bump it tells of.
+///
+/// Subscribes on a connection of its own and turns every message into an
+/// announcement; reconnects with a backoff when the connection is lost or
+/// stops answering probes, and after every new subscription wakes every held
+/// request ([`Wake::Reconnect`]): messages published meanwhile are lost.
+async fn listen(client: redis::Client, channel: String, waiter: std::sync::Arc<FeedWaiter>) {
+    use futures_util::StreamExt;
+    let closed = waiter.closed();
+    tokio::pin!(closed);
+    let mut retry = LISTEN_RETRY_MIN;
+    let mut subscribed_before = false;
+    loop {
+        let attempt = tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        });
+        let pubsub = tokio::select! {
+            r = attempt => r,
+            _ = &mut closed => return,
+        };
+        match pubsub {
+            Ok(Ok(pubsub)) => {
+                waiter.listener_up(true);
+                if subscribed_before {
+                    tracing::info!(channel = %channel, "bump notifications subscribed again; held feed requests re-read");
+                }
+                subscribed_before = true;
+                retry = LISTEN_RETRY_MIN;
+                waiter.force(Wake::Reconnect);
+                let (mut sink, mut stream) = pubsub.split();
+                let mut probe = tokio::time::interval(LISTEN_PROBE_EVERY);
+                probe.tick().await;
+                let lost = loop {
+                    tokio::select! {
+                        msg = stream.next() => match msg {
+                            Some(msg) => match msg.get_payload::<String>().ok().and_then(|s| s.parse::<u64>().ok()) {
+                                Some(seq) => waiter.announce(seq, Wake::Bump),
+                                None => waiter.force(Wake::Bump),
+                            },
+                            None => break "connection closed".to_owned(),
+                        },
+                        _ = probe.tick() => {
+                            match tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, sink.subscribe(&channel)).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(e)) => break e.to_string(),
+                                Err(_) => break "probe not answered".to_owned(),
+                            }
+                        }
+                        _ = &mut closed => return,
+                    }
+                };
+                waiter.listener_up(false);
+                tracing::warn!(channel = %channel, error = %lost, "bump notifications lost; reconnecting (held feed requests wait for the safety re-read meanwhile)");
+            }
+            Ok(Err(e)) => {
+                waiter.listener_up(false);
+                tracing::warn!(channel = %channel, error = %e, retry_ms = retry.as_millis() as u64, "subscribing to bump notifications failed");
+            }
+            Err(_) => {
+                waiter.listener_up(false);
+                tracing::warn!(channel = %channel, retry_ms = retry.as_millis() as u64, "subscribing to bump notifications timed out");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = &mut closed => return,
+        }
+        retry = (retry * 2).min(LISTEN_RETRY_MAX);
     }
 }
 
