@@ -202,8 +202,10 @@ impl FeedWaiter {
             // Nothing is held yet, so raising the mark silently loses no wake-up.
             self.announced.send_modify(|a| a.seq = a.seq.max(page.high_water));
         }
-        if store.listen_for_bumps(self.clone()) {
-            self.metrics.feed_listener_up.store(0, Ordering::Relaxed);
+        // Down until the listener reports its first subscription.
+        self.metrics.feed_listener_up.store(0, Ordering::Relaxed);
+        if !store.listen_for_bumps(self.clone()) {
+            self.metrics.feed_listener_up.store(-1, Ordering::Relaxed);
         }
         let waiter = self.clone();
         tokio::spawn(async move { waiter.recheck_loop(store).await });

@@ -33,12 +33,12 @@ pub const BUMPS_CHANNEL: &str = "feed:bumps";
 /// the maximum, back to the minimum after a subscription.
 const LISTEN_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
 const LISTEN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
-/// Longest a connect-and-subscribe may take.
+/// Longest a connect-and-subscribe may take, and a probe's round trip.
 const LISTEN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// A subscribed connection is probed (SUBSCRIBE again, answered by Redis
-/// at once) this often, and replaced when the probe is not answered within
-/// [`LISTEN_CONNECT_TIMEOUT`]: a connection that died without a reset would
-/// otherwise lose every notification until the OS noticed.
+/// A subscription is probed (a message published on the channel must come
+/// back through it) this often, and replaced when a probe does not: a
+/// connection that died without a reset would otherwise lose every
+/// notification until the OS noticed.
 const LISTEN_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The error code a script answers when the store's identity is gone: the
@@ -956,7 +956,7 @@ impl Store for RedisStore {
 
     fn listen_for_bumps(&self, waiter: std::sync::Arc<FeedWaiter>) -> bool {
         let channel = format!("{}{BUMPS_CHANNEL}", self.prefix);
-        tokio::spawn(listen(self.client.clone(), channel, waiter));
+        tokio::spawn(listen(self.client.clone(), self.conn.clone(), channel, waiter));
         true
     }
 
@@ -1005,73 +1005,131 @@ impl Store for RedisStore {
 /// detection) and the message never precedes the bump it tells of.
 ///
 /// Subscribes on a connection of its own and turns every message into an
-/// announcement; reconnects with a backoff when the connection is lost or
-/// stops answering probes, and after every new subscription wakes every held
-/// request ([`Wake::Reconnect`]): messages published meanwhile are lost.
-async fn listen(client: redis::Client, channel: String, waiter: std::sync::Arc<FeedWaiter>) {
-    use futures_util::StreamExt;
+/// announcement; reconnects with a backoff when the subscription is lost.
+/// After every new subscription every held request re-reads
+/// ([`Wake::Reconnect`]): messages published meanwhile are lost.
+async fn listen(client: redis::Client, conn: ConnectionManager, channel: String, waiter: std::sync::Arc<FeedWaiter>) {
     let closed = waiter.closed();
     tokio::pin!(closed);
     let mut retry = LISTEN_RETRY_MIN;
-    let mut subscribed_before = false;
+    let mut confirmed_before = false;
     loop {
-        let attempt = tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        });
-        let pubsub = tokio::select! {
-            r = attempt => r,
+        let mut confirmed = false;
+        let lost = tokio::select! {
+            lost = subscription(&client, conn.clone(), &channel, &waiter, confirmed_before, &mut confirmed) => lost,
             _ = &mut closed => return,
         };
-        match pubsub {
-            Ok(Ok(pubsub)) => {
-                waiter.listener_up(true);
-                if subscribed_before {
-                    tracing::info!(channel = %channel, "bump notifications subscribed again; held feed requests re-read");
-                }
-                subscribed_before = true;
-                retry = LISTEN_RETRY_MIN;
-                waiter.force(Wake::Reconnect);
-                let (mut sink, mut stream) = pubsub.split();
-                let mut probe = tokio::time::interval(LISTEN_PROBE_EVERY);
-                probe.tick().await;
-                let lost = loop {
-                    tokio::select! {
-                        msg = stream.next() => match msg {
-                            Some(msg) => match msg.get_payload::<String>().ok().and_then(|s| s.parse::<u64>().ok()) {
-                                Some(seq) => waiter.announce(seq, Wake::Bump),
-                                None => waiter.force(Wake::Bump),
-                            },
-                            None => break "connection closed".to_owned(),
-                        },
-                        _ = probe.tick() => {
-                            match tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, sink.subscribe(&channel)).await {
-                                Ok(Ok(())) => {}
-                                Ok(Err(e)) => break e.to_string(),
-                                Err(_) => break "probe not answered".to_owned(),
-                            }
-                        }
-                        _ = &mut closed => return,
-                    }
-                };
-                waiter.listener_up(false);
-                tracing::warn!(channel = %channel, error = %lost, "bump notifications lost; reconnecting (held feed requests wait for the safety re-read meanwhile)");
-            }
-            Ok(Err(e)) => {
-                waiter.listener_up(false);
-                tracing::warn!(channel = %channel, error = %e, retry_ms = retry.as_millis() as u64, "subscribing to bump notifications failed");
-            }
-            Err(_) => {
-                waiter.listener_up(false);
-                tracing::warn!(channel = %channel, retry_ms = retry.as_millis() as u64, "subscribing to bump notifications timed out");
-            }
+        waiter.listener_up(false);
+        confirmed_before |= confirmed;
+        if confirmed {
+            retry = LISTEN_RETRY_MIN;
         }
+        tracing::warn!(
+            channel = %channel,
+            error = %lost,
+            retry_ms = retry.as_millis() as u64,
+            "bump notifications lost or refused; held feed requests wait for the safety re-read until subscribed again"
+        );
         tokio::select! {
             _ = tokio::time::sleep(retry) => {}
             _ = &mut closed => return,
         }
-        retry = (retry * 2).min(LISTEN_RETRY_MAX);
+        if !confirmed {
+            retry = (retry * 2).min(LISTEN_RETRY_MAX);
+        }
+    }
+}
+
+/// A probe message's prefix; bump messages are plain numbers.
+const PROBE_PREFIX: &str = "probe:";
+
+/// Publishes a probe of this listener on the channel and returns it.
+async fn publish_probe(conn: &mut ConnectionManager, channel: &str) -> Result<String, String> {
+    let probe = crate::util::random_id::<9>(PROBE_PREFIX);
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(channel).arg(&probe);
+    match tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, cmd.query_async::<i64>(conn)).await {
+        Ok(Ok(_)) => Ok(probe),
+        Ok(Err(e)) => Err(format!("publishing a probe: {e}")),
+        Err(_) => Err("publishing a probe timed out".into()),
+    }
+}
+
+/// One subscription, from connecting until it is lost (the reason). It
+/// counts as subscribed (`confirmed`, the listener gauge up, held requests
+/// woken) only once a probe published on the channel came back through it:
+/// the client library reports a refused SUBSCRIBE (an ACL without the
+/// channel) as a success. The probe is repeated every
+/// [`LISTEN_PROBE_EVERY`]; one not back within [`LISTEN_CONNECT_TIMEOUT`]
+/// ends the subscription, so a connection that died silently is replaced.
+/// Probes reach every instance's listener and are ignored by the others.
+async fn subscription(
+    client: &redis::Client,
+    mut conn: ConnectionManager,
+    channel: &str,
+    waiter: &FeedWaiter,
+    confirmed_before: bool,
+    confirmed: &mut bool,
+) -> String {
+    use futures_util::StreamExt;
+    use tokio::time::{sleep_until, timeout, Instant};
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    let mut stream = match timeout(LISTEN_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(pubsub)) => pubsub.into_on_message(),
+        Ok(Err(e)) => return format!("subscribing: {e}"),
+        Err(_) => return "subscribing timed out".into(),
+    };
+    let mut pending = match publish_probe(&mut conn, channel).await {
+        Ok(p) => Some(p),
+        Err(e) => return e,
+    };
+    let mut deadline = Instant::now() + LISTEN_CONNECT_TIMEOUT;
+    let mut next_probe = Instant::now() + LISTEN_PROBE_EVERY;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return "connection closed".into() };
+                let Ok(payload) = msg.get_payload::<String>() else {
+                    waiter.force(Wake::Bump);
+                    continue;
+                };
+                if let Ok(seq) = payload.parse::<u64>() {
+                    waiter.announce(seq, Wake::Bump);
+                } else if pending.as_deref() == Some(payload.as_str()) {
+                    pending = None;
+                    next_probe = Instant::now() + LISTEN_PROBE_EVERY;
+                    if !*confirmed {
+                        *confirmed = true;
+                        waiter.listener_up(true);
+                        if confirmed_before {
+                            tracing::info!(channel = %channel, "bump notifications subscribed again; held feed requests re-read");
+                        }
+                        waiter.force(Wake::Reconnect);
+                    }
+                } else if !payload.starts_with(PROBE_PREFIX) {
+                    // Not ours to understand: re-reading is always safe.
+                    waiter.force(Wake::Bump);
+                }
+            }
+            _ = sleep_until(deadline), if pending.is_some() => {
+                return if *confirmed {
+                    "a probe did not come back".into()
+                } else {
+                    "the subscription is not delivering: a probe did not come back (is the channel allowed for this Redis user?)".into()
+                };
+            }
+            _ = sleep_until(next_probe), if pending.is_none() => {
+                match publish_probe(&mut conn, channel).await {
+                    Ok(p) => pending = Some(p),
+                    Err(e) => return e,
+                }
+                deadline = Instant::now() + LISTEN_CONNECT_TIMEOUT;
+            }
+        }
     }
 }
 
