@@ -258,7 +258,7 @@ async fn news_answers_at_once_and_wait_is_clamped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn beyond_the_held_limit_requests_answer_at_once() {
+async fn beyond_the_held_limit_requests_answer_at_once_and_a_gone_client_frees_its_place() {
     for (store, fixture) in stores() {
         let a = Authority::start(&fixture.server_args(), "feed_max_held = 2\n");
         let admin = a.admin_token().await;
@@ -271,6 +271,12 @@ async fn beyond_the_held_limit_requests_answer_at_once() {
         assert_eq!((status, cursor(&page), keys(&page)), (StatusCode::OK, before.clone(), vec![]), "{store}: {page}");
         assert_eq!(a.metric("tollgate_authority_feed_wakeups_total{cause=\"limit\"}").await, 1, "{store}");
         assert_eq!(a.metric("tollgate_authority_feed_held_requests").await, 2, "{store}");
+        // A client that goes away frees its place at once, not at the end of its wait.
+        let [gone, kept] = held;
+        gone.abort();
+        a.await_held(1).await;
+        let held = [kept, a.poll(&before, 20_000)];
+        a.await_held(2).await;
         a.revoke(&admin, "eve").await;
         for h in held {
             let (status, page, _) = h.await.expect("poll task");
