@@ -19,6 +19,13 @@ pub const DEFAULT_ADMIN_SCOPE: &str = "tollgate:admin";
 pub const MAX_REFRESH_TTL_SECS: u64 = 10 * 366 * 86_400;
 /// Longest finite API token lifetime (100 years).
 pub const MAX_API_TOKEN_DAYS: u64 = 36_525;
+pub const DEFAULT_FEED_MAX_WAIT_MS: u64 = 30_000;
+/// Upper bound of `feed_max_wait_ms` (5 minutes).
+pub const MAX_FEED_MAX_WAIT_MS: u64 = 300_000;
+pub const DEFAULT_FEED_MAX_HELD: usize = 1024;
+/// Upper bound of `feed_max_held`.
+pub const MAX_FEED_MAX_HELD: usize = 1_000_000;
+pub const DEFAULT_FEED_RECHECK_MS: u64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -157,6 +164,15 @@ pub struct Config {
     /// `X-Forwarded-For` (the peer when there are fewer).
     pub trusted_proxy_hops: usize,
     pub throttle: ThrottleConfig,
+    /// Longest a feed request may be held (`wait`); larger waits are
+    /// clamped to it. 0: feed requests are never held.
+    pub feed_max_wait_ms: u64,
+    /// Most feed requests this instance holds at once; more answer at once.
+    pub feed_max_held: usize,
+    /// While feed requests are held, the store's high-water mark is re-read
+    /// this often, for bumps nothing announced (CLI writes on SQLite, lost
+    /// Redis notifications).
+    pub feed_recheck_ms: u64,
     /// From the environment only (`TOLLGATE_EDGE_CREDENTIAL`, `..._PREVIOUS`),
     /// never from the file; kept as digests, `Debug` hides them.
     #[serde(skip)]
@@ -186,6 +202,9 @@ impl Default for Config {
             hash_wait_ms: 2000,
             trusted_proxy_hops: 0,
             throttle: ThrottleConfig::default(),
+            feed_max_wait_ms: DEFAULT_FEED_MAX_WAIT_MS,
+            feed_max_held: DEFAULT_FEED_MAX_HELD,
+            feed_recheck_ms: DEFAULT_FEED_RECHECK_MS,
             edge_credentials: EdgeCredentials::default(),
             users_file: None,
             store: StoreConfig::default(),
@@ -329,6 +348,15 @@ impl Config {
         if self.trusted_proxy_hops > 16 {
             return bad("trusted_proxy_hops must be within 0..=16");
         }
+        if self.feed_max_wait_ms > MAX_FEED_MAX_WAIT_MS {
+            return bad(&format!("feed_max_wait_ms must be within 0..={MAX_FEED_MAX_WAIT_MS}"));
+        }
+        if self.feed_max_held > MAX_FEED_MAX_HELD {
+            return bad(&format!("feed_max_held must be within 0..={MAX_FEED_MAX_HELD}"));
+        }
+        if !(100..=60_000).contains(&self.feed_recheck_ms) {
+            return bad("feed_recheck_ms must be within 100..=60000");
+        }
         self.throttle.validate()
     }
 
@@ -361,6 +389,10 @@ mod tests {
             ("access_ttl_secs", |c| c.access_ttl_secs = 0),
             ("hash_wait_ms", |c| c.hash_wait_ms = 600_000),
             ("trusted_proxy_hops", |c| c.trusted_proxy_hops = 17),
+            ("feed_max_wait_ms", |c| c.feed_max_wait_ms = 300_001),
+            ("feed_max_held", |c| c.feed_max_held = usize::MAX),
+            ("feed_recheck_ms", |c| c.feed_recheck_ms = 99),
+            ("feed_recheck_ms", |c| c.feed_recheck_ms = 60_001),
             ("throttle.principal_burst", |c| c.throttle.principal_burst = 0),
             ("throttle.address_interval_ms", |c| c.throttle.address_interval_ms = 0),
             ("throttle.booking_hold_ms", |c| c.throttle.booking_hold_ms = u64::MAX),

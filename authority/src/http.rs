@@ -410,14 +410,20 @@ async fn revocations(State(state): State<AppState>, headers: HeaderMap, req: Req
     }
     let q = query_pairs(&req);
     let mut after = None;
+    let mut wait = None;
     for (k, v) in &q {
         match k.as_str() {
             "after" if after.is_none() => after = Some(v.as_str()),
-            "after" => return invalid_request("parameter after repeated"),
+            "wait" if wait.is_none() => match parse_wait(v) {
+                Some(ms) => wait = Some(ms),
+                None => return invalid_request("wait must be a whole number of milliseconds"),
+            },
+            "after" | "wait" => return invalid_request(&format!("parameter {k} repeated")),
             _ => return invalid_request(&format!("unknown parameter {:?}", k.chars().take(32).collect::<String>())),
         }
     }
-    match state.auth.feed(after.filter(|a| !a.is_empty())).await {
+    let wait = std::time::Duration::from_millis(wait.unwrap_or(0));
+    match state.auth.feed_wait(after.filter(|a| !a.is_empty()), wait).await {
         Ok(page) => {
             let mut r = Json(page).into_response();
             r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -426,6 +432,15 @@ async fn revocations(State(state): State<AppState>, headers: HeaderMap, req: Req
         Err(FeedError::Cursor(e)) => json_error(StatusCode::GONE, "invalid_cursor", e.description()),
         Err(FeedError::Unavailable) => store_down(),
     }
+}
+
+/// `wait`: milliseconds, ASCII digits only; values too large for a `u64`
+/// are clamped like every wait beyond `feed_max_wait_ms`.
+fn parse_wait(v: &str) -> Option<u64> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse().unwrap_or(u64::MAX))
 }
 
 async fn versions(State(state): State<AppState>, headers: HeaderMap, req: Request) -> Response {
@@ -561,12 +576,19 @@ fn path_param(p: Result<Path<String>, PathRejection>) -> Result<String, Response
     p.map(|Path(v)| v).map_err(|_| invalid_request("path parameter is not valid percent-encoded UTF-8"))
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, then finishes the requests in flight.
+/// Held feed requests are released first (they answer with what they last
+/// read), so a graceful shutdown never waits for a `wait` to pass.
 pub async fn serve(
     state: AppState,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let waiter = state.auth.feed_waiter.clone();
+    let shutdown = async move {
+        shutdown.await;
+        waiter.close();
+    };
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
@@ -580,6 +602,26 @@ pub fn cursor_status(_: CursorError) -> StatusCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_parameter_table() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("1500", Some(1500)),
+            ("007", Some(7)),
+            ("99999999999999999999999", Some(u64::MAX)),
+            ("", None),
+            ("-1", None),
+            ("+5", None),
+            ("1.5", None),
+            ("1e3", None),
+            (" 5", None),
+            ("5s", None),
+        ];
+        for (v, want) in cases {
+            assert_eq!(parse_wait(v), *want, "{v:?}");
+        }
+    }
 
     #[test]
     fn client_address_table() {

@@ -8,7 +8,9 @@
 //!
 //! The decision logic lives in [`refresh`] and [`feed`] as plain functions;
 //! [`store`] only reads state and applies changes atomically (compare and set),
-//! so both stores share one algorithm.
+//! so both stores share one algorithm. [`longpoll`] holds feed requests
+//! whose cursor is current until a bump is announced (by this instance, or
+//! through the store's notification channel) or their `wait` ends.
 
 pub mod config;
 pub mod directory;
@@ -16,6 +18,7 @@ pub mod edge;
 pub mod feed;
 pub mod http;
 pub mod keys;
+pub mod longpoll;
 pub mod metrics;
 pub mod refresh;
 pub mod service;

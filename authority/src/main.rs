@@ -227,6 +227,7 @@ async fn serve(cfg: Config, args: ServeArgs) -> Fallible<()> {
     tracing::info!(%addr, store = auth.store.kind(), store_id = %identity.store_id, floor = identity.floor, "tollgate-authority listening");
     // A machine-readable line on stdout for scripts and tests (port 0).
     println!("tollgate-authority listening on http://{addr}");
+    auth.feed_waiter.start(auth.store.clone()).await;
     let gc_auth = auth.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));

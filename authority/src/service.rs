@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::directory::{split_scopes, Directory};
 use crate::feed::{check_id, Cursor, CursorError, Entry, VersionKey};
 use crate::keys::Keys;
+use crate::longpoll::{FeedWaiter, Wake};
 use crate::metrics::Metrics;
 use crate::refresh::{
     self, AccessStamp, Decision, Family, Reject, Rotation, MAX_REFRESH_TOKEN_LEN,
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tollgate::token::{mint, Claims, ClaimRules, TimeCheck, TokenError, Verifier, ACCESS_TOKEN_TYP};
 
 /// Rounds of read–decide–compare-and-set before a refresh gives up. Each
@@ -78,6 +79,8 @@ pub struct Settings {
     pub throttle: Option<Limits>,
     /// Most entries of the in-process limiter (embedded store).
     pub throttle_max_entries: usize,
+    /// Long polling of the feed.
+    pub feed: crate::longpoll::Limits,
 }
 
 impl Settings {
@@ -96,6 +99,11 @@ impl Settings {
             hash_wait_ms: c.hash_wait_ms,
             throttle: c.throttle.enabled.then(|| Limits::from_config(&c.throttle)),
             throttle_max_entries: c.throttle.max_entries,
+            feed: crate::longpoll::Limits {
+                max_wait: Duration::from_millis(c.feed_max_wait_ms),
+                max_held: c.feed_max_held,
+                recheck: Duration::from_millis(c.feed_recheck_ms),
+            },
         }
     }
 }
@@ -261,6 +269,15 @@ pub struct Authority {
     /// The credential-grant budgets: the store's when it shares them
     /// (Redis), else in process.
     pub limiter: Arc<dyn Limiter>,
+    /// Held feed requests and what wakes them (long polling).
+    pub feed_waiter: Arc<FeedWaiter>,
+}
+
+/// Whether a delta answer says nothing new: no entries and the cursor it
+/// was asked with (same store, same high-water mark). Errors are news: they
+/// are answered at once.
+fn is_current(page: &Result<FeedAnswer, FeedError>, cursor: &Cursor) -> bool {
+    matches!(page, Ok(a) if a.entries.is_empty() && a.cursor == cursor.to_string())
 }
 
 /// RFC 6749 §3.3 scope-token characters.
@@ -326,16 +343,19 @@ impl Authority {
             .unwrap_or_else(|| Arc::new(MemoryLimiter::new(settings.throttle_max_entries)));
         let hash_slots = Arc::new(tokio::sync::Semaphore::new(slots(settings.max_concurrent_hashes)));
         let client_hash_slots = Arc::new(tokio::sync::Semaphore::new(slots(settings.max_concurrent_client_hashes)));
+        let metrics = Arc::new(Metrics::default());
+        let feed_waiter = Arc::new(FeedWaiter::new(settings.feed, metrics.clone()));
         Authority {
             store,
             settings,
             keys,
             verifier,
             directory: Arc::new(directory),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             hash_slots,
             client_hash_slots,
             limiter,
+            feed_waiter,
         }
     }
 
@@ -651,6 +671,9 @@ impl Authority {
         };
         let r = self.timed("bump", self.store.bump(key, req)).await?;
         if let Some(b) = &r {
+            // Held feed requests of this instance wake now; other instances
+            // learn of it from the store's notification channel.
+            self.feed_waiter.announce(b.seq, Wake::Bump);
             self.metrics.bump(match key {
                 VersionKey::Subject(_) => "sub",
                 VersionKey::Session(_) => "sid",
@@ -699,32 +722,118 @@ impl Authority {
         Ok(())
     }
 
+    /// The feed at once: [`Authority::feed_wait`] without waiting.
     pub async fn feed(&self, cursor: Option<&str>) -> Result<FeedAnswer, FeedError> {
+        self.feed_wait(cursor, Duration::ZERO).await
+    }
+
+    /// The feed after `cursor` (a snapshot when `None`). When the cursor is
+    /// current (nothing newer, same store) and `wait` is not zero, the
+    /// request is held until a bump is announced, `wait` (clamped to
+    /// `feed_max_wait_ms`) passes, or the instance shuts down; every answer
+    /// after a wake-up or a timeout is read from the store again. Beyond
+    /// `feed_max_held` held requests, or while shutting down, it answers at
+    /// once. See [`crate::longpoll`].
+    pub async fn feed_wait(&self, cursor: Option<&str>, wait: Duration) -> Result<FeedAnswer, FeedError> {
         self.metrics.feed_requests.fetch_add(1, Ordering::Relaxed);
-        let parsed = match cursor {
-            None => None,
-            Some(c) => Some(Cursor::parse(c).map_err(|e| {
-                self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
-                FeedError::Cursor(e)
-            })?),
+        let parsed = match cursor.map(Cursor::parse).transpose() {
+            Ok(p) => p,
+            Err(e) => return self.answered(Err(FeedError::Cursor(e))),
         };
+        let wait = wait.min(self.settings.feed.max_wait);
+        let cursor = match parsed {
+            Some(c) if !wait.is_zero() => c,
+            other => {
+                let page = self.read_feed(other.as_ref()).await;
+                return self.answered(page);
+            }
+        };
+        // Subscribed before the read: a bump the read misses is announced
+        // after this point, so it wakes the request.
+        let mut announced = self.feed_waiter.subscribe();
+        let mut seen_forced = announced.borrow_and_update().forced;
+        let page = self.read_feed(Some(&cursor)).await;
+        if !is_current(&page, &cursor) {
+            return self.answered(page);
+        }
+        if self.feed_waiter.is_closed() {
+            return self.woken(Wake::Shutdown, page);
+        }
+        let Some(_held) = self.feed_waiter.try_hold() else {
+            return self.woken(Wake::Limit, page);
+        };
+        let deadline = tokio::time::Instant::now() + wait;
+        let closed = self.feed_waiter.closed();
+        tokio::pin!(closed);
+        loop {
+            tokio::select! {
+                changed = announced.changed() => {
+                    if changed.is_err() {
+                        return self.woken(Wake::Shutdown, page);
+                    }
+                    let a = *announced.borrow_and_update();
+                    let forced = a.forced != seen_forced;
+                    seen_forced = a.forced;
+                    if a.seq <= cursor.seq && !forced {
+                        // A bump this cursor already covers (announced late,
+                        // or through a second path).
+                        continue;
+                    }
+                    let next = self.read_feed(Some(&cursor)).await;
+                    if !is_current(&next, &cursor) {
+                        let cause = if a.seq > cursor.seq { a.seq_cause } else { a.forced_cause };
+                        return self.woken(cause, next);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let page = self.read_feed(Some(&cursor)).await;
+                    return self.woken(Wake::Timeout, page);
+                }
+                // The page last read stands: shutting down must not wait on
+                // the store. The edge asks again, elsewhere or later.
+                _ = &mut closed => return self.woken(Wake::Shutdown, page),
+            }
+        }
+    }
+
+    /// Counts a held (or refused-hold) request's end, then its answer.
+    fn woken(&self, cause: Wake, page: Result<FeedAnswer, FeedError>) -> Result<FeedAnswer, FeedError> {
+        self.metrics.feed_wakeup(cause);
+        self.answered(page)
+    }
+
+    /// Counts an answer by kind.
+    fn answered(&self, page: Result<FeedAnswer, FeedError>) -> Result<FeedAnswer, FeedError> {
+        self.metrics.feed_answer(match &page {
+            Ok(a) if a.snapshot => "snapshot",
+            Ok(a) if a.entries.is_empty() => "empty",
+            Ok(_) => "delta",
+            Err(FeedError::Cursor(_)) => {
+                self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
+                "gone"
+            }
+            Err(FeedError::Unavailable) => "unavailable",
+        });
+        page
+    }
+
+    /// One read of the feed after `cursor`, checked against the store it was
+    /// read from.
+    async fn read_feed(&self, cursor: Option<&Cursor>) -> Result<FeedAnswer, FeedError> {
         let now = now_secs();
         // The page says which store it was read from; a cursor of another
         // store (or one ahead of this store) is refused after the read, so
         // the check and the entries come from one atomic step.
-        let page = self.timed("feed", self.store.feed(parsed.as_ref().map(|c| c.seq), now)).await.map_err(|e| {
+        let page = self.timed("feed", self.store.feed(cursor.map(|c| c.seq), now)).await.map_err(|e| {
             tracing::error!(error = %e, "feed read failed");
             FeedError::Unavailable
         })?;
-        if let Some(c) = &parsed {
-            c.check(&page.identity.store_id, page.high_water).map_err(|e| {
-                self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
-                FeedError::Cursor(e)
-            })?;
+        if let Some(c) = cursor {
+            c.check(&page.identity.store_id, page.high_water).map_err(FeedError::Cursor)?;
         }
         Ok(FeedAnswer {
             cursor: Cursor { store_id: page.identity.store_id.clone(), seq: page.high_water }.to_string(),
-            snapshot: parsed.is_none(),
+            snapshot: cursor.is_none(),
             store: page.identity.store_id,
             floor: page.identity.floor,
             entries: page.entries.into_iter().map(FeedEntry::from).collect(),

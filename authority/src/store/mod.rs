@@ -185,6 +185,15 @@ pub trait Store: Send + Sync + 'static {
     fn shared_limiter(&self) -> Option<std::sync::Arc<dyn crate::throttle::Limiter>> {
         None
     }
+    /// Starts delivering the bumps other writers of the store make (other
+    /// authority instances, the CLI) to `waiter` as announcements, in a
+    /// background task that ends when the waiter closes. `false`: the store
+    /// has no such channel (this instance's own bumps, and the waiter's
+    /// safety re-read, are then all there is).
+    fn listen_for_bumps(&self, waiter: std::sync::Arc<crate::longpoll::FeedWaiter>) -> bool {
+        let _ = waiter;
+        false
+    }
     /// Drops expired entries from the feed index (never the minimums).
     async fn gc(&self, now_secs: u64) -> StoreResult<u64>;
 }

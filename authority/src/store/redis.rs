@@ -16,6 +16,7 @@ use super::{
     StoreError, StoreResult,
 };
 use crate::feed::{Entry, VersionKey};
+use crate::longpoll::{FeedWaiter, Wake};
 use crate::refresh::{AccessStamp, Family, RefreshRecord, RefreshState, RefreshView, Rotation};
 use crate::throttle::{Admission, Keys, Limit, Limits, Outcome, Via};
 use async_trait::async_trait;
@@ -24,6 +25,21 @@ use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Script, ScriptInvocation
 use std::collections::HashMap;
 
 pub const DEFAULT_PREFIX: &str = "{tollgate}:";
+
+/// The pub/sub channel (after the prefix) every bump publishes its sequence
+/// number on (the scripts get it as `BUMPS_CHANNEL`, see [`script`]).
+pub const BUMPS_CHANNEL: &str = "feed:bumps";
+/// The bump listener's reconnect delay: doubled after each failure up to
+/// the maximum, back to the minimum after a subscription.
+const LISTEN_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(100);
+const LISTEN_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+/// Longest a connect-and-subscribe may take, and a probe's round trip.
+const LISTEN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A subscription is probed (a message published on the channel must come
+/// back through it) this often, and replaced when a probe does not: a
+/// connection that died without a reset would otherwise lose every
+/// notification until the OS noticed.
+const LISTEN_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The error code a script answers when the store's identity is gone: the
 /// data was flushed, or the URL now points at another, empty Redis.
@@ -133,6 +149,10 @@ if tonumber(ARGV[3]) > tonumber(s) then
 end
 redis.call('HSET', vk, 'min', newmin, 'exp', exp, 'seq', s)
 redis.call('ZADD', P .. 'feed', s, key)
+-- Wakes held feed requests on every instance (crate::longpoll). pcall: a
+-- refused publish (an ACL without the channel) must not fail the bump; the
+-- feed is the truth, the message only a wake-up.
+redis.pcall('PUBLISH', P .. BUMPS_CHANNEL, s)
 return {newmin, exp, s}
 "#;
 
@@ -311,7 +331,7 @@ struct Scripts {
 }
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{LIB}\n{body}"))
+    Script::new(&format!("local BUMPS_CHANNEL = '{BUMPS_CHANNEL}'\n{LIB}\n{body}"))
 }
 
 /// Idle dedicated write connections kept for reuse.
@@ -934,6 +954,12 @@ impl Store for RedisStore {
         Some(self.limiter.clone())
     }
 
+    fn listen_for_bumps(&self, waiter: std::sync::Arc<FeedWaiter>) -> bool {
+        let channel = format!("{}{BUMPS_CHANNEL}", self.prefix);
+        tokio::spawn(listen(self.client.clone(), self.conn.clone(), channel, waiter));
+        true
+    }
+
     async fn stats(&self) -> StoreResult<Stats> {
         let mut conn = self.conn.clone();
         let count = |pattern: String| {
@@ -969,6 +995,141 @@ impl Store for RedisStore {
     async fn gc(&self, now_secs: u64) -> StoreResult<u64> {
         let mut conn = self.conn.clone();
         self.invoke(&mut conn, self.scripts.gc.arg(&self.prefix).arg(now_secs.to_string())).await
+    }
+}
+
+/// Pub/sub rather than keyspace notifications: it needs no server setting
+/// (`notify-keyspace-events` is off by default and often locked on managed
+/// Redis), it carries the sequence number, and it is published inside the
+/// bump script, so every writer announces (other instances, the CLI, reuse
+/// detection) and the message never precedes the bump it tells of.
+///
+/// Subscribes on a connection of its own and turns every message into an
+/// announcement; reconnects with a backoff when the subscription is lost.
+/// After every new subscription every held request re-reads
+/// ([`Wake::Reconnect`]): messages published meanwhile are lost.
+async fn listen(client: redis::Client, conn: ConnectionManager, channel: String, waiter: std::sync::Arc<FeedWaiter>) {
+    let closed = waiter.closed();
+    tokio::pin!(closed);
+    let mut retry = LISTEN_RETRY_MIN;
+    let mut confirmed_before = false;
+    loop {
+        let mut confirmed = false;
+        let lost = tokio::select! {
+            lost = subscription(&client, conn.clone(), &channel, &waiter, confirmed_before, &mut confirmed) => lost,
+            _ = &mut closed => return,
+        };
+        waiter.listener_up(false);
+        confirmed_before |= confirmed;
+        if confirmed {
+            retry = LISTEN_RETRY_MIN;
+        }
+        tracing::warn!(
+            channel = %channel,
+            error = %lost,
+            retry_ms = retry.as_millis() as u64,
+            "bump notifications lost or refused; held feed requests wait for the safety re-read until subscribed again"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(retry) => {}
+            _ = &mut closed => return,
+        }
+        if !confirmed {
+            retry = (retry * 2).min(LISTEN_RETRY_MAX);
+        }
+    }
+}
+
+/// A probe message's prefix; bump messages are plain numbers.
+const PROBE_PREFIX: &str = "probe:";
+
+/// Publishes a probe of this listener on the channel and returns it.
+async fn publish_probe(conn: &mut ConnectionManager, channel: &str) -> Result<String, String> {
+    let probe = crate::util::random_id::<9>(PROBE_PREFIX);
+    let mut cmd = redis::cmd("PUBLISH");
+    cmd.arg(channel).arg(&probe);
+    match tokio::time::timeout(LISTEN_CONNECT_TIMEOUT, cmd.query_async::<i64>(conn)).await {
+        Ok(Ok(_)) => Ok(probe),
+        Ok(Err(e)) => Err(format!("publishing a probe: {e}")),
+        Err(_) => Err("publishing a probe timed out".into()),
+    }
+}
+
+/// One subscription, from connecting until it is lost (the reason). It
+/// counts as subscribed (`confirmed`, the listener gauge up, held requests
+/// woken) only once a probe published on the channel came back through it:
+/// the client library reports a refused SUBSCRIBE (an ACL without the
+/// channel) as a success. The probe is repeated every
+/// [`LISTEN_PROBE_EVERY`]; one not back within [`LISTEN_CONNECT_TIMEOUT`]
+/// ends the subscription, so a connection that died silently is replaced.
+/// Probes reach every instance's listener and are ignored by the others.
+async fn subscription(
+    client: &redis::Client,
+    mut conn: ConnectionManager,
+    channel: &str,
+    waiter: &FeedWaiter,
+    confirmed_before: bool,
+    confirmed: &mut bool,
+) -> String {
+    use futures_util::StreamExt;
+    use tokio::time::{sleep_until, timeout, Instant};
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(channel).await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    let mut stream = match timeout(LISTEN_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(pubsub)) => pubsub.into_on_message(),
+        Ok(Err(e)) => return format!("subscribing: {e}"),
+        Err(_) => return "subscribing timed out".into(),
+    };
+    let mut pending = match publish_probe(&mut conn, channel).await {
+        Ok(p) => Some(p),
+        Err(e) => return e,
+    };
+    let mut deadline = Instant::now() + LISTEN_CONNECT_TIMEOUT;
+    let mut next_probe = Instant::now() + LISTEN_PROBE_EVERY;
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return "connection closed".into() };
+                let Ok(payload) = msg.get_payload::<String>() else {
+                    waiter.force(Wake::Bump);
+                    continue;
+                };
+                if let Ok(seq) = payload.parse::<u64>() {
+                    waiter.announce(seq, Wake::Bump);
+                } else if pending.as_deref() == Some(payload.as_str()) {
+                    pending = None;
+                    next_probe = Instant::now() + LISTEN_PROBE_EVERY;
+                    if !*confirmed {
+                        *confirmed = true;
+                        waiter.listener_up(true);
+                        if confirmed_before {
+                            tracing::info!(channel = %channel, "bump notifications subscribed again; held feed requests re-read");
+                        }
+                        waiter.force(Wake::Reconnect);
+                    }
+                } else if !payload.starts_with(PROBE_PREFIX) {
+                    // Not ours to understand: re-reading is always safe.
+                    waiter.force(Wake::Bump);
+                }
+            }
+            _ = sleep_until(deadline), if pending.is_some() => {
+                return if *confirmed {
+                    "a probe did not come back".into()
+                } else {
+                    "the subscription is not delivering: a probe did not come back (is the channel allowed for this Redis user?)".into()
+                };
+            }
+            _ = sleep_until(next_probe), if pending.is_none() => {
+                match publish_probe(&mut conn, channel).await {
+                    Ok(p) => pending = Some(p),
+                    Err(e) => return e,
+                }
+                deadline = Instant::now() + LISTEN_CONNECT_TIMEOUT;
+            }
+        }
     }
 }
 
