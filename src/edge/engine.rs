@@ -109,6 +109,8 @@ pub struct Engine {
     cache: TokenCache,
     /// The shared-data keys of this configuration's authority and issuer.
     keys: Keys,
+    /// The feed request out (or last answered) asked to be held.
+    feed_was_held: bool,
     /// Refresh groups whose last request left: their claims are released.
     abandoned: Vec<TokenHash>,
     /// The last feed answer was a success: only then may a feed request be
@@ -145,6 +147,7 @@ impl Engine {
             keys,
             feed_healthy: false,
             abandoned: Vec::new(),
+            feed_was_held: false,
             config,
         }
     }
@@ -789,6 +792,7 @@ impl Engine {
         self.next_poll_ms = now + interval;
         self.feed_in_flight = true;
         let timeout = self.timeout_ms() + wait;
+        self.feed_was_held = wait > 0;
         if !self.dispatch_with(host, "GET", path, None, Pending::Feed, now, timeout) {
             self.feed_in_flight = false;
             out.push(Command::Count(Counter::SyncFailed));
@@ -829,8 +833,10 @@ impl Engine {
             // an authority that answers a held request at once (no long
             // polling, its held-request limit reached, shutting down) is
             // polled at the interval instead of in a loop.
+            // (A request that was not held — a snapshot, a plain poll after
+            // a failure — is followed by a held one at once.)
             let news = page.as_ref().is_some_and(|p| !p.entries.is_empty());
-            if news || held_ms >= wait_ms / 2 {
+            if news || !self.feed_was_held || held_ms >= wait_ms / 2 {
                 self.next_poll_ms = now;
             }
         }

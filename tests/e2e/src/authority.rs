@@ -91,6 +91,8 @@ pub struct Authority {
     child: Mutex<Option<Child>>,
     dir: tempfile::TempDir,
     redis: Option<RedisServer>,
+    /// A sibling's: the Redis of the instance it shares a store with.
+    shared_redis_url: Option<String>,
     admin: Mutex<Option<String>>,
 }
 
@@ -109,6 +111,28 @@ impl Authority {
             child: Mutex::new(None),
             dir,
             redis,
+            shared_redis_url: None,
+            admin: Mutex::new(None),
+        };
+        let (child, addr) = auth.spawn(0);
+        auth.addr = addr;
+        *auth.child.lock().unwrap() = Some(child);
+        auth
+    }
+
+    /// A second authority instance on this one's Redis store (several
+    /// instances behind a load balancer share one Redis).
+    pub fn sibling(&self) -> Authority {
+        let url = self.redis.as_ref().map(RedisServer::url).expect("siblings share a Redis store");
+        let dir = tempfile::Builder::new().prefix("tollgate-e2e-authority-").tempdir().expect("temp dir");
+        let mut auth = Authority {
+            store: self.store,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            settings: self.settings.clone(),
+            child: Mutex::new(None),
+            dir,
+            redis: None,
+            shared_redis_url: Some(url),
             admin: Mutex::new(None),
         };
         let (child, addr) = auth.spawn(0);
@@ -125,9 +149,9 @@ impl Authority {
         let mut args = vec!["--store".to_owned(), self.store.name().to_owned()];
         args.push("--data-dir".into());
         args.push(self.dir.path().join("data").display().to_string());
-        if let Some(r) = &self.redis {
+        if let Some(url) = self.redis.as_ref().map(RedisServer::url).or_else(|| self.shared_redis_url.clone()) {
             args.push("--redis-url".into());
-            args.push(r.url());
+            args.push(url);
         }
         args
     }
