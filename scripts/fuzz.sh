@@ -161,9 +161,10 @@ printf '%-16s %12s %8s %8s %9s  %s\n' target runs cov ft seconds result
 for t in "${targets[@]}"; do
     read -r status secs <"$logs/$t.result"
     log="$logs/$t.log"
-    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-    cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
-    ft=$(grep -oE 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+    # A target that fails at once may print no statistics: never fatal here.
+    runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1) || true
+    cov=$( (grep -oE 'cov: [0-9]+' "$log" || true) | tail -1 | awk '{print $2}')
+    ft=$( (grep -oE 'ft: [0-9]+' "$log" || true) | tail -1 | awk '{print $2}')
     result=ok
     if [ "$status" != 0 ]; then
         result="FAILED (exit $status)"
@@ -174,8 +175,11 @@ done
 for t in "${failed[@]}"; do
     log="$logs/$t.log"
     say "── $t failed; its log ends with:"
-    grep -vE '^#[0-9]+\s+(NEW|REDUCE|pulse|RELOAD)' "$log" | tail -40 >&2
-    artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+    # The property that failed, then libFuzzer's summary (no backtrace).
+    grep -A1 'panicked at' "$log" | head -2 | cut -c1-600 >&2 || true
+    grep -vE '^#[0-9]+\s+(NEW|REDUCE|pulse|RELOAD)|^\s+([0-9]+: |at )|^stack backtrace:|panicked at|^(note|NOTE|      Combine)' "$log" |
+        grep -v '^[a-z_]*: ' | tail -12 | cut -c1-600 >&2 || true
+    artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1) || true
     if [ -n "$artifact" ]; then
         say "replay: $bin_dir/$t $artifact"
         say "then add the case as a row of tests/fuzz_regressions.rs"

@@ -11,7 +11,11 @@ use tollgate_fuzz::properties::refresh::{check_open, check_seal, check_slot_byte
 fuzz_target!(|data: &[u8]| {
     let result = match refresh_case(data) {
         None => return,
-        Some(RefreshCase::Response { status, body }) => check_token_response(status, body),
+        // The given status, and every status that matters (a 201 for a
+        // 200 takes no other branch: coverage alone would not find it).
+        Some(RefreshCase::Response { status, body }) => [status, None, Some(200), Some(201), Some(204), Some(400), Some(401), Some(403), Some(500)]
+            .into_iter()
+            .try_for_each(|s| check_token_response(s, body)),
         Some(RefreshCase::Slot { now_ms, refresh_token, bytes }) => check_slot_bytes(bytes, &refresh_token, now_ms),
         Some(RefreshCase::Open { refresh_token, text }) => check_open(&text, &refresh_token),
         Some(RefreshCase::Seal(c)) => {
