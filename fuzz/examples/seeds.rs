@@ -288,6 +288,13 @@ fn revocation() {
             ("feed 8", br#"{"snapshot":false,"entries":[{"key":"sub:a","min_ver":4,"expires_at":null}],"cursor":"s.10"}"#),
         ]),
         ("shared-garbage", vec![("shared", b"garbage"), ("shared", br#"{"g":1}"#)]),
+        // Boundary values, as another plugin could write them: the fuzzer
+        // combines them with the steps of the other seeds.
+        ("shared-extremes", vec![("shared", br#"{"g":18446744073709551615,"c":"","t":18446744073709551615,"f":18446744073709551615,"s":"","e":[["sub:",18446744073709551615,18446744073709551615]]}"#)]),
+        ("shared-near-extremes-then-feed", vec![
+            ("shared", br#"{"g":18446744073709551614,"c":"s.1","t":18446744073709551614,"f":18446744073709551614,"s":"a","e":[["sub:a",18446744073709551614,18446744073709551614]]}"#),
+            ("feed 18446744073709551614", br#"{"snapshot":false,"entries":[{"key":"sub:a","min_ver":18446744073709551615,"expires_at":18446744073709551615}],"cursor":"s.2","store":"a","floor":18446744073709551615}"#),
+        ]),
         ("live", vec![
             ("live 1000 sub:a,sid:s", br#"{"versions":{"sub:a":3,"sid:s":0}}"#),
             ("live 2000 sub:a,sid:s", br#"{"versions":{"sub:a":1,"sid:s":0}}"#),
