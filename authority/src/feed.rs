@@ -10,92 +10,9 @@
 use serde::Serialize;
 use std::fmt;
 
-/// Longest version key accepted (`sub:` or `sid:` plus the id).
-pub const MAX_KEY_LEN: usize = 256;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum VersionKey {
-    Subject(String),
-    Session(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyError {
-    UnknownKind,
-    Empty,
-    TooLong,
-    BadCharacter,
-}
-
-impl KeyError {
-    pub fn description(self) -> &'static str {
-        match self {
-            KeyError::UnknownKind => "version key must start with sub: or sid:",
-            KeyError::Empty => "version key has an empty id",
-            KeyError::TooLong => "version key too long",
-            KeyError::BadCharacter => "version key contains a control character or space",
-        }
-    }
-}
-
-/// Checks an id used in a version key (a subject, a session id).
-pub fn check_id(id: &str) -> Result<(), KeyError> {
-    if id.is_empty() {
-        return Err(KeyError::Empty);
-    }
-    if id.len() + 4 > MAX_KEY_LEN {
-        return Err(KeyError::TooLong);
-    }
-    if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(KeyError::BadCharacter);
-    }
-    Ok(())
-}
-
-impl fmt::Display for KeyError {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.description())
-    }
-}
-
-impl std::error::Error for KeyError {}
-
-impl VersionKey {
-    pub fn parse(s: &str) -> Result<VersionKey, KeyError> {
-        let (kind, id) = s.split_once(':').ok_or(KeyError::UnknownKind)?;
-        check_id(id)?;
-        match kind {
-            "sub" => Ok(VersionKey::Subject(id.to_owned())),
-            "sid" => Ok(VersionKey::Session(id.to_owned())),
-            _ => Err(KeyError::UnknownKind),
-        }
-    }
-
-    pub fn subject(sub: &str) -> Result<VersionKey, KeyError> {
-        check_id(sub)?;
-        Ok(VersionKey::Subject(sub.to_owned()))
-    }
-
-    pub fn session(sid: &str) -> Result<VersionKey, KeyError> {
-        check_id(sid)?;
-        Ok(VersionKey::Session(sid.to_owned()))
-    }
-
-    pub fn id(&self) -> &str {
-        match self {
-            VersionKey::Subject(s) | VersionKey::Session(s) => s,
-        }
-    }
-}
-
-impl fmt::Display for VersionKey {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        match self {
-            VersionKey::Subject(s) => write!(f, "sub:{s}"),
-            VersionKey::Session(s) => write!(f, "sid:{s}"),
-        }
-    }
-}
+// Version keys, their checks and the expiry rules are the wire contract
+// with the edge: defined once, in the filter crate's protocol module.
+pub use tollgate::protocol::{check_id, is_live, merge_expiry, KeyError, VersionKey, MAX_KEY_LEN};
 
 /// One feed entry: tokens with this key and `ver < min_ver` are revoked.
 /// `expires_at` (seconds) is when no such token can still be unexpired;
@@ -105,20 +22,6 @@ pub struct Entry {
     pub key: String,
     pub min_ver: u64,
     pub expires_at: Option<u64>,
-}
-
-/// Merges two expiries: never (`None`) wins, otherwise the later one. An
-/// entry's expiry therefore never moves earlier.
-pub fn merge_expiry(a: Option<u64>, b: Option<u64>) -> Option<u64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        _ => None,
-    }
-}
-
-/// Whether an entry is still listed at `now` (seconds).
-pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
-    expires_at.is_none_or(|e| e > now)
 }
 
 /// The next sequence number: strictly above the high-water mark, and at

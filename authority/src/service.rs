@@ -310,13 +310,9 @@ fn valid_host(h: &str) -> bool {
 }
 
 /// Whether `peer` is allowed by a `hosts` claim.
-pub fn host_allowed(hosts: &[String], peer: IpAddr) -> bool {
-    hosts.iter().any(|h| {
-        h == "*"
-            || h.parse::<ipnet::IpNet>().is_ok_and(|n| n.contains(&peer))
-            || h.parse::<IpAddr>().is_ok_and(|a| a == peer)
-    })
-}
+/// The edge's rule, one definition (IPv4-mapped addresses compare as IPv4
+/// on both sides).
+pub use tollgate::protocol::host_allowed;
 
 impl Authority {
     pub fn new(
