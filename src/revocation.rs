@@ -119,7 +119,7 @@ impl RevocationSet {
         }
         self.synced_at_ms = Some(now_ms);
         if changed {
-            self.generation += 1;
+            self.generation = self.generation.wrapping_add(1);
         }
         changed
     }
@@ -154,7 +154,7 @@ impl RevocationSet {
     /// next, keeping every entry we hold.
     pub fn forget_cursor(&mut self) {
         if self.cursor.take().is_some() {
-            self.generation += 1;
+            self.generation = self.generation.wrapping_add(1);
         }
     }
 

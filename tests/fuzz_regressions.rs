@@ -42,15 +42,15 @@ fn rows() -> Vec<Row> {
     vec![
         Row {
             target: "refresh",
-            found: "a 200 token answer with invalid UTF-8 inside an ignored member (`token_type`) is Refreshed: \
-                    serde_json skips UTF-8 validation of members it ignores. Harmless (nothing read depends on \
-                    it); the property's JSON oracle now reads such bodies with the bytes replaced",
-            fix: "none (property)",
+            found: "a 200 token answer with invalid UTF-8 inside `token_type` was Refreshed while the edge \
+                    ignored that member (serde_json skips UTF-8 validation of members it ignores). The edge now \
+                    reads the answer as the protocol module's TokenAnswer, which has `token_type`: such a body \
+                    is garbage, the authority never sends it, and it is refused (Unavailable)",
+            fix: "src/protocol.rs TokenAnswer",
             check: || {
                 let body = b"{\"access_token\":\"a2\",\"refresh_token\":\"r2\",\"expires_in\":900,\"token_type\":\"B\xffarer\"}";
                 properties::refresh::check_token_response(Some(200), body)?;
-                let pair = Tokens { access_token: "a2".into(), refresh_token: "r2".into(), expires_in: 900 };
-                expect(Outcome::from_response(Some(200), body), Outcome::Refreshed(pair))
+                expect(Outcome::from_response(Some(200), body), Outcome::Unavailable)
             },
         },
         Row {

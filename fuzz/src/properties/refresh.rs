@@ -48,6 +48,9 @@ pub fn check_token_response(status: Option<u16>, body: &[u8]) -> Check {
 /// - a token pair is never readable: the sealed text contains neither
 ///   token, another refresh token opens nothing, and no single-byte change
 ///   of the sealed bytes opens.
+/// The worker deciding (claims name their worker).
+const ME: u32 = 7;
+
 pub fn check_seal(outcome: &Outcome, refresh_token: &str, other_token: &str, now_ms: u64, flip: usize) -> Check {
     let sealed = Shared::seal(outcome, refresh_token);
     ensure!(sealed == Shared::seal(outcome, refresh_token), "sealing is not deterministic");
@@ -55,7 +58,7 @@ pub fn check_seal(outcome: &Outcome, refresh_token: &str, other_token: &str, now
     let slot = Slot::Done { token: hash(refresh_token), outcome: sealed.clone(), until_ms: now_ms.saturating_add(1) };
     ensure!(Slot::decode(&slot.encode()).as_ref() == Some(&slot), "a slot does not read back as itself");
     ensure!(slot.outcome_for(refresh_token, now_ms).as_ref() == Some(outcome), "outcome_for does not give the outcome back");
-    let decision = Slot::decide(Some(&slot), refresh_token, now_ms, 30);
+    let decision = Slot::decide(Some(&slot), refresh_token, now_ms, 30, ME);
     match outcome {
         Outcome::Unavailable => ensure!(matches!(decision, SlotDecision::Claim(_)), "a shared failure answered a new request: {decision:?}"),
         _ => ensure!(decision == SlotDecision::Use(outcome.clone()), "decided {decision:?} on a live answer"),
@@ -86,7 +89,7 @@ pub fn check_slot_bytes(bytes: &[u8], refresh_token: &str, now_ms: u64) -> Check
     ensure!(Slot::decode(&slot.encode()).as_ref() == Some(&slot), "a decoded slot re-encodes to another: {slot:?}");
     let ours = hash(refresh_token);
     let claim_ms = 30;
-    match Slot::decide(Some(&slot), refresh_token, now_ms, claim_ms) {
+    match Slot::decide(Some(&slot), refresh_token, now_ms, claim_ms, ME) {
         SlotDecision::Use(o) => match &slot {
             Slot::Done { token, outcome, until_ms } => {
                 ensure!(*token == ours && now_ms < *until_ms, "used a slot of another token or an expired one");
@@ -96,10 +99,10 @@ pub fn check_slot_bytes(bytes: &[u8], refresh_token: &str, now_ms: u64) -> Check
             Slot::Claimed { .. } => return Err("used the answer of a claim".into()),
         },
         SlotDecision::Wait => {
-            ensure!(matches!(&slot, Slot::Claimed { token, until_ms } if *token == ours && now_ms < *until_ms), "waits on {slot:?}");
+            ensure!(matches!(&slot, Slot::Claimed { token, until_ms, by } if *token == ours && now_ms < *until_ms && *by != ME), "waits on {slot:?}");
         }
         SlotDecision::Claim(c) => {
-            ensure!(c == Slot::Claimed { token: ours.clone(), until_ms: now_ms + claim_ms }, "claims {c:?}");
+            ensure!(c == Slot::Claimed { token: ours.clone(), until_ms: now_ms + claim_ms, by: ME }, "claims {c:?}");
         }
     }
     if let Some(o) = slot.outcome_for(refresh_token, now_ms) {

@@ -88,7 +88,7 @@ fn round_trips(set: &RevocationSet, m: &Model) -> Check {
     agrees(&back, m, &[])?;
     ensure!(back.generation() == set.generation(), "generation {} read back as {}", set.generation(), back.generation());
     if let Some(store) = &m.store {
-        let other = FeedPage { snapshot: true, entries: vec![], cursor: String::new(), store: Some(format!("{store}x")), floor: 0 };
+        let other = FeedPage { snapshot: true, entries: vec![], cursor: String::new(), store: Some(format!("{store}x")), floor: 0, now: None };
         ensure!(back.is_other_store(&other), "the store id did not travel");
     }
     Ok(())
@@ -153,7 +153,7 @@ pub fn check_steps(steps: &[Step]) -> Check {
                 let had = model.cursor.take().is_some();
                 set.forget_cursor();
                 ensure!(set.generation() == generation.wrapping_add(u64::from(had)), "{}", at(format!("generation {generation} -> {}, a cursor to forget: {had}", set.generation())));
-                ensure!(set.feed_path() == "/v1/revocations", "{}", at(format!("feed path {}", set.feed_path())));
+                ensure!(set.feed_path(0) == "/v1/revocations", "{}", at(format!("feed path {}", set.feed_path(0))));
             }
             Step::Shared { bytes } => {
                 if let Some(decoded) = RevocationSet::decode(bytes) {
@@ -161,7 +161,7 @@ pub fn check_steps(steps: &[Step]) -> Check {
                     ensure!(again.len() == decoded.len() && again.cursor() == decoded.cursor() && again.floor() == decoded.floor()
                         && again.generation() == decoded.generation() && again.synced_at_ms() == decoded.synced_at_ms(),
                         "{}", at("a decoded set re-encodes to another set".into()));
-                    ensure!(decoded.feed_path().starts_with("/v1/revocations"), "{}", at("feed path".into()));
+                    ensure!(decoded.feed_path(0).starts_with("/v1/revocations"), "{}", at("feed path".into()));
                     let Ok(v) = serde_json::from_str::<Value>(&String::from_utf8_lossy(bytes)) else {
                         return Err(at("decoded bytes serde_json::Value refuses".into()));
                     };

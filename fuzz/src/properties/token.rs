@@ -1,6 +1,7 @@
 //! The token codec: `Verifier::verify` on hostile bytes, and the mint →
 //! verify round trip against a model of the claim rules.
 
+use tollgate::token::Claim;
 use super::{ensure, is_control, Check};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -206,8 +207,8 @@ pub fn check_verify(setup: KeySetup, token: &[u8], time: TimeCheck) -> Check {
     ensure!(claims.iss == ISS, "accepted issuer {:?}", claims.iss);
     ensure!(claims.aud.iter().any(|a| AUDIENCES.contains(&a.as_str())), "accepted audiences {:?}", claims.aud);
     ensure!(!claims.sub.is_empty(), "accepted an empty sub");
-    for (name, v) in [("sub", Some(&claims.sub)), ("sid", claims.sid.as_ref()), ("scope", claims.scope.as_ref())] {
-        ensure!(!v.is_some_and(|v| v.chars().any(is_control)), "accepted a control character in {name}: {v:?}");
+    for (name, v) in [(Claim::Sub, Some(&claims.sub)), (Claim::Sid, claims.sid.as_ref()), (Claim::Scope, claims.scope.as_ref())] {
+        ensure!(!v.is_some_and(|v| v.chars().any(is_control)), "accepted a control character in {}: {v:?}", name.name());
     }
     ensure!(claims.ver <= MAX_VERSION, "accepted ver {}", claims.ver);
     for d in [claims.exp, claims.nbf, claims.iat].into_iter().flatten() {
@@ -239,7 +240,7 @@ pub fn check_verify(setup: KeySetup, token: &[u8], time: TimeCheck) -> Check {
 pub fn error_contract(e: TokenError) -> Check {
     ensure!(!e.description().is_empty(), "{e:?} has an empty description");
     ensure!(e.to_string() == e.description(), "{e:?} displays as {:?}", e.to_string());
-    ensure!(TokenError::CODES.contains(&e.code()), "{e:?}.code() = {:?} is not pre-registered", e.code());
+    ensure!(tollgate::reason::Reason::ALL.contains(&e.reason()), "{e:?}.reason() = {:?} is not in the reason table", e.reason());
     Ok(())
 }
 
@@ -272,19 +273,19 @@ pub fn check_signed(setup: KeySetup, key: usize, header: &[u8], payload: &[u8], 
 }
 
 /// The claim rules a minted token meets or fails, written from the token
-/// contract (DESIGN.md): types and ranges first, then control characters,
+/// contract (docs/architecture.md, "The token"): types and ranges first, then control characters,
 /// then time, issuer, audience, subject.
 pub fn model(claims: &Claims, rules: &ClaimRules, time: TimeCheck) -> Result<Claims, TokenError> {
     use TokenError::*;
-    for (name, v) in [("exp", claims.exp), ("nbf", claims.nbf), ("iat", claims.iat)] {
+    for (name, v) in [(Claim::Exp, claims.exp), (Claim::Nbf, claims.nbf), (Claim::Iat, claims.iat)] {
         if v.is_some_and(|v| v > MAX_NUMERIC_DATE) {
             return Err(ClaimType(name));
         }
     }
     if claims.ver > MAX_VERSION {
-        return Err(ClaimType("ver"));
+        return Err(ClaimType(Claim::Ver));
     }
-    for (name, v) in [("sub", Some(&claims.sub)), ("sid", claims.sid.as_ref()), ("scope", claims.scope.as_ref())] {
+    for (name, v) in [(Claim::Sub, Some(&claims.sub)), (Claim::Sid, claims.sid.as_ref()), (Claim::Scope, claims.scope.as_ref())] {
         if v.is_some_and(|v| v.chars().any(is_control)) {
             return Err(ControlCharacter(name));
         }
