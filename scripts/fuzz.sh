@@ -13,7 +13,9 @@
 #
 # Each run reads the committed seeds (fuzz/corpus/<target>/, never written)
 # and grows a local working corpus (fuzz/work/<target>/, git-ignored), so
-# repeated runs on one machine build on each other.
+# repeated runs on one machine build on each other; fuzz/work/history.tsv
+# keeps one line per target and run (date, target, sanitizer, seconds,
+# runs, coverage, features, exit status, commit).
 #
 # Installs what it needs, idempotently (a no-op when present):
 #   cargo-fuzz at a pinned version under
@@ -122,10 +124,18 @@ bin_dir="$target_dir/$host/release"
 
 # ── run ──
 logs=$(mktemp -d)
+declare -A pid_of=() start_of=()
+# Interrupted (Ctrl-C, a CI timeout): stop the fuzzers this script started.
+stop() {
+    local p
+    for p in "${pid_of[@]}"; do kill "$p" 2>/dev/null || true; done
+}
+trap 'stop; exit 143' TERM
+trap 'stop; exit 130' INT
 trap 'rm -rf "$logs"' EXIT
 
-run_one() {
-    local t=$1 log="$logs/$1.log"
+launch() {
+    local t=$1
     local args=(
         -max_total_time="$seconds"
         -print_final_stats=1
@@ -136,24 +146,36 @@ run_one() {
     )
     [ -z "${dict[$t]}" ] || args+=(-dict="$root/fuzz/dict/${dict[$t]}.dict")
     mkdir -p "$root/fuzz/work/$t" "$root/fuzz/artifacts/$t" "$root/fuzz/corpus/$t"
-    local t0 t1 status=0
-    t0=$(date +%s.%N)
-    "$bin_dir/$t" "${args[@]}" "$root/fuzz/work/$t" "$root/fuzz/corpus/$t" >"$log" 2>&1 || status=$?
-    t1=$(date +%s.%N)
-    echo "$status $(awk "BEGIN { print $t1 - $t0 }")" >"$logs/$t.result"
+    start_of[$t]=$(date +%s.%N)
+    "$bin_dir/$t" "${args[@]}" "$root/fuzz/work/$t" "$root/fuzz/corpus/$t" >"$logs/$t.log" 2>&1 &
+    pid_of[$t]=$!
+}
+
+# Collects the targets that have ended; their exit status and seconds go
+# to $logs/<target>.result.
+reap() {
+    local t status
+    for t in "${!pid_of[@]}"; do
+        kill -0 "${pid_of[$t]}" 2>/dev/null && continue
+        status=0
+        wait "${pid_of[$t]}" || status=$?
+        echo "$status $(awk "BEGIN { print $(date +%s.%N) - ${start_of[$t]} }")" >"$logs/$t.result"
+        unset "pid_of[$t]"
+    done
 }
 
 say "running ${#targets[@]} targets, ${seconds}s each, $jobs at a time"
-running=0
 for t in "${targets[@]}"; do
-    run_one "$t" &
-    running=$((running + 1))
-    if ((running >= jobs)); then
-        wait -n || true
-        running=$((running - 1))
-    fi
+    while ((${#pid_of[@]} >= jobs)); do
+        sleep 0.2
+        reap
+    done
+    launch "$t"
 done
-wait
+while ((${#pid_of[@]})); do
+    sleep 0.2
+    reap
+done
 
 # ── report ──
 failed=()
@@ -171,6 +193,10 @@ for t in "${targets[@]}"; do
         failed+=("$t")
     fi
     printf '%-16s %12s %8s %8s %9.1f  %s\n' "$t" "${runs:-?}" "${cov:-?}" "${ft:-?}" "$secs" "$result"
+    # Every run is remembered on this machine (fuzz/work/, git-ignored).
+    printf '%s\t%s\t%s\t%.1f\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$t" "$sanitizer" "$secs" \
+        "${runs:-?}" "${cov:-?}" "${ft:-?}" "$status" "$(git rev-parse --short HEAD 2>/dev/null || echo -)" >>"$root/fuzz/work/history.tsv"
+    [ "$status" = 0 ] || cp "$log" "$root/fuzz/artifacts/$t/last-failure.log"
 done
 for t in "${failed[@]}"; do
     log="$logs/$t.log"
@@ -182,7 +208,7 @@ for t in "${failed[@]}"; do
     artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1) || true
     if [ -n "$artifact" ]; then
         say "replay: $bin_dir/$t $artifact"
-        say "then add the case as a row of tests/fuzz_regressions.rs"
+        say "full log: fuzz/artifacts/$t/last-failure.log; then add the case as a row of tests/fuzz_regressions.rs"
     fi
 done
 ((${#failed[@]} == 0)) || die "${#failed[@]} target(s) failed: ${failed[*]}"
