@@ -173,6 +173,7 @@ fn request() {
         "/public/../admin/users", "/public/%2e%2e/admin/users", "/public/.%2E/admin", "/admin/..", "/.", "//admin/users",
         "/admin//users", "/admin;x/users", "/admin%3Bx/users", "/admin\tx", "/admin%00", "/admin%7f", "/admin%0A/users",
         "/admin#frag", "/admin%zz", "/admin%2", "/admin%", "/admin%252Fusers", "/%C3%28", "/%FF", "/%c2%85", "/a/%2e",
+        "/adm\u{131}n", "/%E2%84%AAey", "/\u{17f}ecret", "/%C4%B0tem", "/caf\u{e9}/\u{212b}",
     ];
     for (i, p) in paths.iter().enumerate() {
         write("canonical_path", &format!("table-{i:02}"), p.as_bytes());
@@ -196,6 +197,11 @@ fn request() {
         ("no-pseudo", true, vec![("host", b"example")]),
         ("star", true, vec![(":method", b"OPTIONS"), (":path", b"*")]),
         ("query-with-encoded", true, vec![(":method", b"GET"), (":path", b"/a?b=%2F..%2F")]),
+        ("query-method-override", true, vec![(":method", b"POST"), (":path", b"/items?_method=DELETE")]),
+        ("query-method-override-encoded", true, vec![(":method", b"POST"), (":path", b"/items?a=1&%5FMETHOD=delete")]),
+        ("query-method-override-lax", false, vec![(":method", b"POST"), (":path", b"/items?_method=DELETE")]),
+        ("query-method-lookalike", true, vec![(":method", b"POST"), (":path", b"/items?_methods=DELETE&x_method=1")]),
+        ("case-folding", true, vec![(":method", b"GET"), (":path", b"/adm%C4%B1n")]),
     ];
     for (name, strict, headers) in cases {
         write(t, name, &encode_request(strict, &headers));
@@ -327,7 +333,8 @@ fn refresh() {
     use tollgate::refresh::{hash, Outcome, Shared, Slot, Tokens};
     let pair = Tokens { access_token: "a2".into(), refresh_token: "r2".into(), expires_in: 900 };
     let slots = [
-        ("slot-claimed", Slot::Claimed { token: hash("r1"), until_ms: 100 }),
+        ("slot-claimed", Slot::Claimed { token: hash("r1"), until_ms: 100, by: 3 }),
+        ("slot-claimed-by-me", Slot::Claimed { token: hash("r1"), until_ms: 100, by: 7 }),
         ("slot-done", Slot::Done { token: hash("r1"), outcome: Shared::seal(&Outcome::Refreshed(pair), "r1"), until_ms: 200 }),
         ("slot-rejected", Slot::Done { token: hash("r1"), outcome: Shared::Rejected, until_ms: 200 }),
         ("slot-failed", Slot::Done { token: hash("r1"), outcome: Shared::Unavailable, until_ms: 200 }),

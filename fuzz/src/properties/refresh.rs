@@ -83,13 +83,24 @@ pub fn check_seal(outcome: &Outcome, refresh_token: &str, other_token: &str, now
 /// there): decoding never panics; what decodes re-encodes to itself; and
 /// the decision for `refresh_token` follows the slot: `Use` only from a
 /// live answer for this very token that opens to that outcome, `Wait` only
-/// on a live claim for it, otherwise a fresh claim of this token.
+/// on another worker's live claim for it, otherwise a fresh claim of this
+/// token by this worker; `claimed_by_other`, `claimed_by` and
+/// `holds_answer` agree with that decision.
 pub fn check_slot_bytes(bytes: &[u8], refresh_token: &str, now_ms: u64) -> Check {
     let Some(slot) = Slot::decode(bytes) else { return Ok(()) };
     ensure!(Slot::decode(&slot.encode()).as_ref() == Some(&slot), "a decoded slot re-encodes to another: {slot:?}");
     let ours = hash(refresh_token);
     let claim_ms = 30;
-    match Slot::decide(Some(&slot), refresh_token, now_ms, claim_ms, ME) {
+    let decision = Slot::decide(Some(&slot), refresh_token, now_ms, claim_ms, ME);
+    // The glue's questions agree with the decision.
+    let (other, mine, answer) = (slot.claimed_by_other(&ours, now_ms, ME), slot.claimed_by(&ours, now_ms, ME), slot.holds_answer(&ours, now_ms));
+    ensure!(!(other && mine), "claimed both by me and by another worker: {slot:?}");
+    ensure!(other == (decision == SlotDecision::Wait), "claimed_by_other = {other}, yet decided {decision:?}");
+    ensure!(!matches!(decision, SlotDecision::Use(_)) || answer, "used a slot that holds no answer: {slot:?}");
+    if answer && matches!(&slot, Slot::Done { outcome, .. } if outcome.open(refresh_token).is_some()) {
+        ensure!(matches!(decision, SlotDecision::Use(_)), "a live answer that opens, yet decided {decision:?}");
+    }
+    match decision {
         SlotDecision::Use(o) => match &slot {
             Slot::Done { token, outcome, until_ms } => {
                 ensure!(*token == ours && now_ms < *until_ms, "used a slot of another token or an expired one");

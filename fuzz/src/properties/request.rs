@@ -58,11 +58,56 @@ pub fn model_path(raw: &str) -> Option<String> {
         out.push(b'/');
         out.extend(decoded);
     }
-    String::from_utf8(out).ok()
+    let path = String::from_utf8(out).ok()?;
+    if path.chars().any(folds_to_ascii) {
+        return None;
+    }
+    Some(path)
+}
+
+/// A non-ASCII letter that case-insensitive routers fold to an ASCII one
+/// (Java `equalsIgnoreCase`, Python `re.I`: simple case mappings): one whose
+/// case mapping is a single ASCII letter (`ı`→`I`, `ſ`→`S`, Kelvin `K`→`k`),
+/// and `İ`, whose simple lowercase is `i` (Rust exposes only the full
+/// mapping, `i` + U+0307).
+pub fn folds_to_ascii(c: char) -> bool {
+    fn single_ascii(mut m: impl Iterator<Item = char>) -> bool {
+        matches!((m.next(), m.next()), (Some(x), None) if x.is_ascii_alphabetic())
+    }
+    !c.is_ascii() && (single_ascii(c.to_uppercase()) || single_ascii(c.to_lowercase()) || c == '\u{130}')
+}
+
+/// A `_method` parameter in `query` (any case, its name percent-decoded,
+/// `+` as space): the method Spring, Laravel, Symfony, gorilla and
+/// Express's method-override act on.
+pub fn query_overrides_method(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n).as_bytes();
+        let mut decoded = Vec::new();
+        let mut i = 0;
+        while i < name.len() {
+            let hex = name.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (name[i], hex) {
+                (b'%', Some(v)) if name[i + 1].is_ascii_hexdigit() && name[i + 2].is_ascii_hexdigit() => {
+                    decoded.push(v);
+                    i += 3;
+                }
+                (b'+', _) => {
+                    decoded.push(b' ');
+                    i += 1;
+                }
+                (b, _) => {
+                    decoded.push(b);
+                    i += 1;
+                }
+            }
+        }
+        decoded.eq_ignore_ascii_case(b"_method")
+    })
 }
 
 /// What an accepted route must never contain: any spelling an upstream
-/// could resolve to another path.
+/// could resolve to another path, or match case-insensitively as another.
 pub fn route_is_unambiguous(route: &str) -> Check {
     if route == "*" {
         return Ok(());
@@ -73,6 +118,7 @@ pub fn route_is_unambiguous(route: &str) -> Check {
     }
     ensure!(!route.ends_with("/.") && !route.ends_with("/.."), "route {route:?} ends in a dot segment");
     ensure!(!route.bytes().any(|b| b < 0x20 || b == 0x7f), "route {route:?} contains a control byte");
+    ensure!(!route.chars().any(folds_to_ascii), "route {route:?} contains a letter that folds to ASCII");
     Ok(())
 }
 
@@ -107,8 +153,9 @@ const OVERRIDES: [&str; 3] = ["x-http-method-override", "x-http-method", "x-meth
 ///   route property holds), without it the raw path without its query;
 /// - refused: for a reason that is really there (a non-UTF-8 value of a
 ///   header Tollgate reads, a credential header in another spelling, a
-///   method override with `strict_paths`, a repeated user header, a path
-///   `canonical_path` refuses for the same reason);
+///   method override, header or `_method` query parameter, with
+///   `strict_paths`, a repeated user header, a path `canonical_path`
+///   refuses for the same reason);
 /// - and conversely a credential header in another spelling, a repeated
 ///   user header or (strict) a method override is never accepted.
 pub fn check_request_view(config: &Config, raw: &[(String, Vec<u8>)]) -> Check {
@@ -120,7 +167,10 @@ pub fn check_request_view(config: &Config, raw: &[(String, Vec<u8>)]) -> Check {
         pair.into_iter().flatten().chain(refresh).collect()
     };
     let misspelled = raw.iter().any(|(n, _)| credential.iter().any(|c| same_header(c, n) && c != n));
-    let overridden = config.strict_paths && raw.iter().any(|(n, _)| OVERRIDES.iter().any(|o| same_header(o, n)));
+    let first_value = |name: &str| raw.iter().find(|(n, _)| n == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let query = first_value(":path").and_then(|p| p.split_once('?').map(|(_, q)| q.to_owned())).unwrap_or_default();
+    let overridden = config.strict_paths
+        && (raw.iter().any(|(n, _)| OVERRIDES.iter().any(|o| same_header(o, n))) || query_overrides_method(&query));
     let user_twice = config
         .sources
         .header_pair

@@ -7,6 +7,7 @@
 use super::{ensure, Check};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use tollgate::config::MAX_CLOCK_SKEW;
 use tollgate::revocation::{Entry, FeedError, FeedPage, LiveVersions, RevocationSet, MAX_FEED_BYTES};
 
 /// One thing that happens to a worker's revocation state.
@@ -36,7 +37,8 @@ struct Model {
 
 impl Model {
     /// Larger minimum wins; the later expiry wins and "never" is latest;
-    /// entries stay until their expiry has passed here; floor only rises.
+    /// entries stay until their expiry plus the largest skew has passed
+    /// here; floor only rises.
     fn apply(&mut self, page: &FeedPage, now_ms: u64) {
         self.floor = self.floor.max(page.floor);
         if page.store.is_some() {
@@ -54,8 +56,11 @@ impl Model {
         self.synced_at_ms = Some(now_ms);
     }
 
+    /// An edge accepts a token until `exp` plus its skew (at most
+    /// `MAX_CLOCK_SKEW`): the entry that revokes it lives as long.
     fn prune(&mut self, now_s: u64) {
-        self.entries.retain(|_, (_, exp)| exp.is_none_or(|e| e > now_s));
+        let horizon = now_s.saturating_sub(MAX_CLOCK_SKEW);
+        self.entries.retain(|_, (_, exp)| exp.is_none_or(|e| e > horizon));
     }
 }
 
@@ -86,6 +91,8 @@ fn round_trips(set: &RevocationSet, m: &Model) -> Check {
     let encoded = set.encode();
     let back = RevocationSet::decode(&encoded).ok_or("the set does not decode its own encoding")?;
     agrees(&back, m, &[])?;
+    // One set, one encoding (workers reload on a changed fingerprint).
+    ensure!(back.encode() == encoded, "the set read back encodes to other bytes");
     ensure!(back.generation() == set.generation(), "generation {} read back as {}", set.generation(), back.generation());
     if let Some(store) = &m.store {
         let other = FeedPage { snapshot: true, entries: vec![], cursor: String::new(), store: Some(format!("{store}x")), floor: 0, now: None };
@@ -102,6 +109,9 @@ pub fn page_json(page: &FeedPage) -> Vec<u8> {
     if let Some(s) = &page.store {
         doc["store"] = json!(s);
     }
+    if let Some(now) = page.now {
+        doc["now"] = json!(now);
+    }
     doc.to_string().into_bytes()
 }
 
@@ -114,13 +124,14 @@ pub fn page_json(page: &FeedPage) -> Vec<u8> {
 /// - after every step the set agrees with the model (every minimum, the
 ///   number of entries, cursor, sync time, floor, `is_revoked`), so no
 ///   minimum and no floor ever goes backwards and an entry disappears only
-///   once expired;
+///   once expired by more than any edge's clock skew;
 /// - `apply` reports every change of entries, cursor, floor or store (the
 ///   other workers reload on it), and the generation advances by exactly
 ///   one (wrapping: it is compared for change, never ordered, and a shared
 ///   set may hold any value) per reported change, and otherwise stays;
-/// - the shared-data encoding reads back to the same set, and decoding any
-///   bytes never panics (what decodes re-encodes and decodes the same);
+/// - the shared-data encoding reads back to the same set and re-encodes to
+///   the same bytes (one set, one fingerprint), and decoding any bytes never
+///   panics (what decodes re-encodes and decodes the same);
 /// - a live answer is taken whole or not at all, never lowers a minimum,
 ///   and is read back as the larger of old and new.
 pub fn check_steps(steps: &[Step]) -> Check {
