@@ -125,6 +125,91 @@ pub mod cases {
         }
     }
 
+    // ── token_cache ───────────────────────────────────────────────────
+
+    /// A cache capacity, extra raw tokens, and steps: a token (an index
+    /// into [`cache_pool`] followed by the extra tokens) presented at the
+    /// fixed clock moved by some seconds.
+    #[derive(Debug, Arbitrary)]
+    pub struct CacheCase {
+        pub capacity: u8,
+        pub extra: Vec<String>,
+        pub steps: Vec<(u8, i16)>,
+    }
+
+    impl CacheCase {
+        pub fn steps(&self, pool: &[String]) -> Vec<(String, u64)> {
+            let all: Vec<&String> = pool.iter().chain(&self.extra).collect();
+            let now = crate::properties::token::NOW;
+            self.steps
+                .iter()
+                .map(|&(i, d)| (all[usize::from(i) % all.len()].clone(), now.saturating_add_signed(i64::from(d))))
+                .collect()
+        }
+
+        pub fn capacity(&self) -> usize {
+            usize::from(self.capacity % 5)
+        }
+    }
+
+    /// Tokens the cache meets: valid ones of every key, with time claims
+    /// around the fixed clock (expiring soon, expired, not yet valid, never
+    /// expiring), refused ones (audience, missing exp), and forgeries that
+    /// share a valid token's MAC segment (the cache's key).
+    pub fn cache_pool() -> Vec<String> {
+        use crate::properties::token::{keys, KeySetup, ISS, NOW};
+        use tollgate::token::{mint, Claims};
+        let base = Claims {
+            iss: ISS.into(),
+            sub: "alice".into(),
+            aud: vec!["api".into()],
+            exp: Some(NOW + 600),
+            nbf: None,
+            iat: Some(NOW - 10),
+            jti: None,
+            ver: 1,
+            sid: Some("s1".into()),
+            scope: None,
+            hosts: None,
+        };
+        let variants: Vec<Box<dyn Fn(&mut Claims)>> = vec![
+            Box::new(|_| {}),
+            Box::new(|c| c.exp = Some(NOW + 5)),
+            Box::new(|c| c.exp = Some(NOW)),
+            Box::new(|c| c.exp = Some(NOW - 40)),
+            Box::new(|c| c.nbf = Some(NOW + 100)),
+            Box::new(|c| c.iat = Some(NOW + 100)),
+            Box::new(|c| c.exp = None),
+            Box::new(|c| {
+                c.exp = None;
+                c.sid = None;
+            }),
+            Box::new(|c| c.aud = vec!["other".into()]),
+            Box::new(|c| c.sub = "bob".into()),
+        ];
+        let mut pool = Vec::new();
+        for key in keys(KeySetup::Rotation) {
+            for edit in &variants {
+                let mut c = base.clone();
+                edit(&mut c);
+                pool.push(mint(&key, &c));
+            }
+        }
+        // Same MAC segment, another payload: same cache key, never valid.
+        let forged: Vec<String> = pool
+            .iter()
+            .take(3)
+            .map(|t| {
+                let mut parts: Vec<&str> = t.split('.').collect();
+                let payload = crate::properties::token::enc(br#"{"iss":"x"}"#);
+                parts[1] = &payload;
+                parts.join(".")
+            })
+            .collect();
+        pool.extend(forged);
+        pool
+    }
+
     // ── extract ───────────────────────────────────────────────────────
 
     /// Line 1: the sources, words among `auth`, `cookie=NAME`,

@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod cache;
 pub mod config;
 pub mod extract;
 pub mod refresh;
