@@ -71,6 +71,21 @@ fn rows() -> Vec<Row> {
                 expect(set.generation(), 0)
             },
         },
+        Row {
+            target: "revocation",
+            found: "a feed page with an unknown member holding a number beyond f64 (`\"x\":101E4001`) parses: \
+                    serde skips members a struct does not read without checking number range (nor UTF-8). \
+                    Harmless: nothing read depends on them. The property's oracle now reads only the members \
+                    the page reads, skipping the others the same way",
+            fix: "none (property)",
+            check: || {
+                use properties::revocation::{check_steps, Step};
+                let body = br#"{"snapshot":true,"entries":[{"key":"sub:a","min_ver":2,"expires_at":null}],"cursor":"new.0","store":"s","x":101E4001}"#;
+                check_steps(&[Step::Body { body: body.to_vec(), now_ms: 2000 }])?;
+                let page = tollgate::revocation::FeedPage::parse(body).map_err(|e| format!("{e:?}"))?;
+                expect((page.entries.len(), page.cursor.as_str(), page.store.as_deref()), (1, "new.0", Some("s")))
+            },
+        },
     ]
 }
 

@@ -1,7 +1,7 @@
 //! The token endpoint's answer (`Outcome::from_response`) and what workers
 //! share about refreshes (`Slot`, `Shared`).
 
-use super::{ensure, Check};
+use super::{ensure, known_members, Check};
 use serde_json::Value;
 use tollgate::refresh::{hash, Outcome, Shared, Slot, SlotDecision, Tokens, MAX_TOKEN_RESPONSE_BYTES};
 use tollgate::token::b64;
@@ -18,10 +18,12 @@ pub fn check_token_response(status: Option<u16>, body: &[u8]) -> Check {
     if body.len() > MAX_TOKEN_RESPONSE_BYTES {
         ensure!(got == Outcome::Unavailable, "a body over the limit: {got:?}");
     }
-    // serde_json does not check UTF-8 inside members it skips (here
-    // `token_type`): the oracle reads the body with invalid bytes replaced,
-    // which changes nothing the outcome may depend on.
-    let v: Option<Value> = serde_json::from_str(&String::from_utf8_lossy(body)).ok();
+    // The members of the answer the status calls for (RFC 6749 §5.1, §5.2).
+    let names: &[&str] = match status {
+        Some(200) => &["access_token", "token_type", "expires_in", "refresh_token", "scope"],
+        _ => &["error", "error_description"],
+    };
+    let v = known_members(body, names);
     let member = |name: &str| v.as_ref().and_then(|v| v.get(name));
     match &got {
         Outcome::Refreshed(t) => {
