@@ -34,8 +34,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
 
 CARGO_FUZZ_VERSION=0.13.2
-# The CI default: a cold build (1.5-2.5 min on 2 busy cores, measured)
-# plus 9 targets × 20 s, 2 at a time, stays under 4 minutes.
+# The CI default, measured on 2 cores shared with other builds (load 4.5):
+# a cold build takes 91 s (nightly or stable alike; 110 s with
+# AddressSanitizer), 9 targets × 20 s two at a time 105 s: the whole run
+# 3 min 16 s, under 4 minutes. (Installing cargo-fuzz, once per machine,
+# adds about 2.5 minutes.)
 DEFAULT_SECONDS=20
 
 say() { printf 'fuzz: %s\n' "$*" >&2; }
