@@ -54,8 +54,11 @@ impl Model {
         self.synced_at_ms = Some(now_ms);
     }
 
+    /// An entry lives until its `expires_at` plus any edge's clock skew
+    /// (an edge may accept a token until `exp` + its skew).
     fn prune(&mut self, now_s: u64) {
-        self.entries.retain(|_, (_, exp)| exp.is_none_or(|e| e > now_s));
+        let horizon = now_s.saturating_sub(tollgate::config::MAX_CLOCK_SKEW);
+        self.entries.retain(|_, (_, exp)| exp.is_none_or(|e| e > horizon));
     }
 }
 
