@@ -19,7 +19,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 mod properties;
 
 use properties::Check;
-use tollgate::refresh::{Outcome, Tokens};
+use tollgate::refresh::Outcome;
 
 /// One finding: the target, what failed, where the fix belongs, and the
 /// check (the target's property, then the expected answer).

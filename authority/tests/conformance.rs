@@ -467,13 +467,13 @@ async fn unknown_keys_read_the_floor(f: Fixture) {
     assert_eq!(api.ver, id.floor);
 
     let snap = auth.feed(None).await.expect("snapshot");
-    assert_eq!((snap.store.as_str(), snap.floor, snap.snapshot), (id.store_id.as_str(), id.floor, true));
+    assert_eq!((snap.store.as_deref().unwrap_or_default(), snap.floor, snap.snapshot), (id.store_id.as_str(), id.floor, true));
     assert!(snap.entries.is_empty(), "nothing bumped yet: {:?}", snap.entries);
     let b = auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
     assert!(b.min_ver > id.floor, "a bump lands above the floor ({} <= {})", b.min_ver, id.floor);
     assert_eq!(edge_accepts(&auth, &login.access_token).await, Err("token revoked".into()));
     let delta = auth.feed(Some(&snap.cursor)).await.expect("delta");
-    assert_eq!((delta.store.as_str(), delta.floor, delta.snapshot), (id.store_id.as_str(), id.floor, false));
+    assert_eq!((delta.store.as_deref().unwrap_or_default(), delta.floor, delta.snapshot), (id.store_id.as_str(), id.floor, false));
     assert_eq!(delta.entries.len(), 1);
     let after = auth.login("alice", "read", None).await.expect("login");
     assert_eq!(ver_of(&after.access_token), b.min_ver, "a token after the bump carries the bump");
@@ -521,7 +521,7 @@ async fn a_new_store_revokes_every_token_of_the_old_one(f: Fixture) {
     // The edge's cursor of the old store: 410, then a snapshot of the new one.
     assert_eq!(new.feed(Some(&old_cursor)).await.expect_err("foreign cursor"), FeedError::Cursor(CursorError::OtherStore));
     let snap = new.feed(None).await.expect("snapshot");
-    assert_eq!((snap.snapshot, snap.store.as_str(), snap.floor), (true, new_id.store_id.as_str(), new_id.floor));
+    assert_eq!((snap.snapshot, snap.store.as_deref().unwrap_or_default(), snap.floor), (true, new_id.store_id.as_str(), new_id.floor));
     let fresh = new.login("alice", "read", None).await.expect("login at the new store");
     edge_accepts(&new, &fresh.access_token).await.expect("a token of the new store passes");
 }
@@ -589,7 +589,7 @@ async fn a_flushed_redis_becomes_a_new_store() {
     assert!(after.floor > before.floor);
     assert_eq!(auth.feed(Some(&cursor)).await.expect_err("old cursor"), FeedError::Cursor(CursorError::OtherStore));
     let snap = auth.feed(None).await.expect("snapshot");
-    assert_eq!((snap.store, snap.floor), (after.store_id.clone(), after.floor));
+    assert_eq!((snap.store, snap.floor), (Some(after.store_id.clone()), after.floor));
     let fresh = auth.login("alice", "read", None).await.expect("login");
     edge_accepts(&auth, &fresh.access_token).await.expect("new tokens pass");
     // Another instance on the same Redis reads the identity just created.

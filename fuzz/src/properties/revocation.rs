@@ -5,7 +5,7 @@
 //! invariants.
 
 use super::{ensure, Check};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use tollgate::revocation::{Entry, FeedError, FeedPage, LiveVersions, RevocationSet, MAX_FEED_BYTES};
 
