@@ -666,6 +666,7 @@ async fn throttle_steps_are_the_same_on_both_stores(f: Fixture) {
         known_interval_ms: 5000,
         known_ms: 60_000,
         booking_hold_ms: 500,
+        max_bookings: 4,
     };
     let auth = authority(f.open().await, settings(30_000));
     let limiter = auth.limiter.clone();
@@ -727,6 +728,7 @@ async fn concurrent_attempts_take_exactly_the_budget(f: Fixture) {
         known_interval_ms: 60_000,
         known_ms: 60_000,
         booking_hold_ms: 30_000,
+        max_bookings: 32,
     };
     let auth = authority(f.open().await, settings(30_000));
     let now = tollgate_authority::util::now_ms() + 60_000;
