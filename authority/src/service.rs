@@ -437,7 +437,7 @@ impl Authority {
                 };
                 let description = match limit {
                     Limit::Address => "too many failed attempts from this address; retry after the time in Retry-After".to_string(),
-                    Limit::Principal | Limit::Known => {
+                    Limit::Principal | Limit::Known | Limit::Bookings => {
                         format!("too many failed attempts for this {whose}; retry after the time in Retry-After")
                     }
                     Limit::Full => "too many attempts; retry after the time in Retry-After".to_string(),
