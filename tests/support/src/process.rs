@@ -46,7 +46,7 @@ fn spawn_with_deathsig(command: &mut Command) -> io::Result<Child> {
     // SAFETY: getpid(2) has no preconditions and cannot fail.
     let parent = unsafe { libc::getpid() };
     // SAFETY: the pre_exec closure runs in the forked child before exec and
-    // calls only async-signal-safe functions (prctl, getppid, kill).
+    // calls only async-signal-safe functions (prctl, getppid, _exit).
     unsafe {
         command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
