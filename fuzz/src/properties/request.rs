@@ -58,7 +58,34 @@ pub fn model_path(raw: &str) -> Option<String> {
         out.push(b'/');
         out.extend(decoded);
     }
-    String::from_utf8(out).ok()
+    let path = String::from_utf8(out).ok()?;
+    // Letters that case-insensitive routers fold to ASCII (İ ı ſ K).
+    if path.contains(['\u{130}', '\u{131}', '\u{17f}', '\u{212a}']) {
+        return None;
+    }
+    Some(path)
+}
+
+/// Percent-decoding that keeps a malformed escape as it is (a query
+/// parameter name, read the way form parsers read it).
+fn model_decode_lossy(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()));
+        match (b[i], hex) {
+            (b'%', Some(h)) => {
+                out.push(u8::from_str_radix(h, 16).unwrap_or(0));
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What an accepted route must never contain: any spelling an upstream
@@ -120,7 +147,21 @@ pub fn check_request_view(config: &Config, raw: &[(String, Vec<u8>)]) -> Check {
         pair.into_iter().flatten().chain(refresh).collect()
     };
     let misspelled = raw.iter().any(|(n, _)| credential.iter().any(|c| same_header(c, n) && c != n));
-    let overridden = config.strict_paths && raw.iter().any(|(n, _)| OVERRIDES.iter().any(|o| same_header(o, n)));
+    // A method override: a header in any spelling, or a `_method` query
+    // parameter (any case, its name percent-decoded).
+    let query_override = raw.iter().find(|(n, _)| n == ":path").is_some_and(|(_, p)| {
+        let p = String::from_utf8_lossy(p);
+        p.split_once('?').is_some_and(|(_, q)| {
+            q.split('&').any(|pair| {
+                let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+                let name = name.replace('+', " ");
+                let decoded = model_decode_lossy(&name);
+                decoded.eq_ignore_ascii_case("_method")
+            })
+        })
+    });
+    let overridden = config.strict_paths
+        && (raw.iter().any(|(n, _)| OVERRIDES.iter().any(|o| same_header(o, n))) || query_override);
     let user_twice = config
         .sources
         .header_pair
