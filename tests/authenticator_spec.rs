@@ -469,7 +469,8 @@ fn passthrough_schemes_go_upstream_untouched() {
     let good = token(|_| {});
     use DenyReason::*;
     // (case, request, outcome)
-    let cases: Vec<(&str, Req, Result<Option<String>, DenyReason>)> = vec![
+    type Outcome = Result<Option<String>, DenyReason>;
+    let cases: Vec<(&str, Req, Outcome)> = vec![
         ("Basic alone is no credential", get("/x").header("authorization", "Basic YTpi"), Err(NoToken)),
         ("Basic beside a cookie token", get("/x").header("authorization", "basic YTpi").header("cookie", &format!("tg_access={good}")), Ok(Some("alice".into()))),
         ("Bearer is still read", get("/x").bearer(&good), Ok(Some("alice".into()))),

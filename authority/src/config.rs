@@ -14,6 +14,9 @@ pub const DEFAULT_DATA_DIR: &str = "./.run/authority";
 pub const DEFAULT_ISSUER: &str = "https://auth.tollgate.local";
 pub const DEFAULT_AUDIENCE: &str = "tollgate-demo";
 pub const DEFAULT_ADMIN_SCOPE: &str = "tollgate:admin";
+/// The peers whose `X-Forwarded-For` is read when `trusted_proxies` is unset:
+/// a proxy on the same host.
+pub const DEFAULT_TRUSTED_PROXIES: &[&str] = &["127.0.0.0/8", "::1"];
 /// Longest refresh family (10 years): keeps `now + ttl` far from overflow
 /// and inside every store's integer range.
 pub const MAX_REFRESH_TTL_SECS: u64 = 10 * 366 * 86_400;
@@ -83,6 +86,10 @@ pub struct ThrottleConfig {
     pub known_interval_ms: u64,
     /// How long a booked slot is held for the address that booked it.
     pub booking_hold_ms: u64,
+    /// Most slots of one principal booked ahead; beyond, attempts get 429
+    /// without a booking. Bounds a flood's state per principal and the
+    /// wait of a new address (`max_bookings` + 1 intervals).
+    pub max_bookings: u64,
     /// In-process limiter (embedded store) only: most state entries.
     pub max_entries: usize,
 }
@@ -99,6 +106,7 @@ impl Default for ThrottleConfig {
             known_burst: 5,
             known_interval_ms: 60_000,
             booking_hold_ms: 30_000,
+            max_bookings: 32,
             max_entries: 200_000,
         }
     }
@@ -108,7 +116,12 @@ impl ThrottleConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         const DAY_MS: u64 = 86_400_000;
         let bad = |m: String| Err(ConfigError::Invalid(format!("throttle.{m}")));
-        for (name, v) in [("principal_burst", self.principal_burst), ("address_burst", self.address_burst), ("known_burst", self.known_burst)] {
+        for (name, v) in [
+            ("principal_burst", self.principal_burst),
+            ("address_burst", self.address_burst),
+            ("known_burst", self.known_burst),
+            ("max_bookings", self.max_bookings),
+        ] {
             if !(1..=10_000).contains(&v) {
                 return bad(format!("{name} must be within 1..=10000"));
             }
@@ -163,6 +176,11 @@ pub struct Config {
     /// the TCP peer; n: the n-th address from the right of
     /// `X-Forwarded-For` (the peer when there are fewer).
     pub trusted_proxy_hops: usize,
+    /// The TCP peers whose `X-Forwarded-For` is read (addresses or CIDRs);
+    /// from anyone else the client is the peer. Unset: loopback only
+    /// (`127.0.0.0/8`, `::1`). Set to `[]` with `trusted_proxy_hops` ≥ 1:
+    /// refused at start.
+    pub trusted_proxies: Option<Vec<String>>,
     pub throttle: ThrottleConfig,
     /// Longest a feed request may be held (`wait`); larger waits are
     /// clamped to it. 0: feed requests are never held.
@@ -201,6 +219,7 @@ impl Default for Config {
             max_concurrent_client_hashes: 0,
             hash_wait_ms: 2000,
             trusted_proxy_hops: 0,
+            trusted_proxies: None,
             throttle: ThrottleConfig::default(),
             feed_max_wait_ms: DEFAULT_FEED_MAX_WAIT_MS,
             feed_max_held: DEFAULT_FEED_MAX_HELD,
@@ -303,6 +322,9 @@ impl Config {
         if let Some(v) = env_parse("TOLLGATE_TRUSTED_PROXY_HOPS")? {
             self.trusted_proxy_hops = v;
         }
+        if let Some(v) = env_parse::<String>("TOLLGATE_TRUSTED_PROXIES")? {
+            self.trusted_proxies = Some(v.split(',').map(str::trim).filter(|e| !e.is_empty()).map(String::from).collect());
+        }
         self.edge_credentials = EdgeCredentials::from_env()
             .map_err(|error| ConfigError::Env { var: crate::edge::EDGE_CREDENTIAL_ENV, error })?;
         if let Some(kid) = env_parse::<String>("TOLLGATE_SIGNING_KID")? {
@@ -348,6 +370,14 @@ impl Config {
         if self.trusted_proxy_hops > 16 {
             return bad("trusted_proxy_hops must be within 0..=16");
         }
+        for entry in self.trusted_proxies.iter().flatten() {
+            if entry.parse::<std::net::IpAddr>().is_err() && entry.parse::<ipnet::IpNet>().is_err() {
+                return bad(&format!("trusted_proxies: {entry:?} is not an IP address or CIDR"));
+            }
+        }
+        if self.trusted_proxy_hops > 0 && self.trusted_proxies.as_ref().is_some_and(Vec::is_empty) {
+            return bad("trusted_proxy_hops >= 1 needs trusted_proxies (the proxies' addresses or CIDRs); leave it unset for loopback only");
+        }
         if self.feed_max_wait_ms > MAX_FEED_MAX_WAIT_MS {
             return bad(&format!("feed_max_wait_ms must be within 0..={MAX_FEED_MAX_WAIT_MS}"));
         }
@@ -358,6 +388,14 @@ impl Config {
             return bad("feed_recheck_ms must be within 100..=60000");
         }
         self.throttle.validate()
+    }
+
+    /// The peers whose `X-Forwarded-For` is read (see `trusted_proxies`).
+    pub fn trusted_proxy_list(&self) -> Vec<String> {
+        match &self.trusted_proxies {
+            Some(list) => list.clone(),
+            None => DEFAULT_TRUSTED_PROXIES.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     pub fn uses_demo_key(&self) -> bool {
@@ -398,6 +436,13 @@ mod tests {
             ("throttle.booking_hold_ms", |c| c.throttle.booking_hold_ms = u64::MAX),
             ("throttle.known_days", |c| c.throttle.known_days = 1000),
             ("throttle.max_entries", |c| c.throttle.max_entries = 10),
+            ("throttle.max_bookings", |c| c.throttle.max_bookings = 0),
+            ("trusted_proxies", |c| c.trusted_proxies = Some(vec!["10.0.0.0/8".into(), "proxy.internal".into()])),
+            ("trusted_proxies", |c| c.trusted_proxies = Some(vec!["10.0.0.0/33".into()])),
+            ("trusted_proxies", |c| {
+                c.trusted_proxy_hops = 1;
+                c.trusted_proxies = Some(vec![]);
+            }),
         ];
         for (field, set) in cases {
             let mut c = Config::default();
@@ -406,6 +451,18 @@ mod tests {
             assert!(e.contains(field), "{field}: {e}");
         }
         assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_loopback_and_an_empty_list_needs_no_hops() {
+        let c = Config { trusted_proxy_hops: 1, ..Config::default() };
+        assert!(c.validate().is_ok());
+        assert_eq!(c.trusted_proxy_list(), vec!["127.0.0.0/8".to_string(), "::1".to_string()]);
+        let c = Config { trusted_proxies: Some(vec![]), ..Config::default() };
+        assert!(c.validate().is_ok(), "no hops: the list is not used");
+        assert!(c.trusted_proxy_list().is_empty());
+        let c = Config { trusted_proxy_hops: 2, trusted_proxies: Some(vec!["10.1.0.0/16".into(), "::ffff:10.2.0.0/112".into(), "fd00::1".into()]), ..Config::default() };
+        assert!(c.validate().is_ok());
     }
 
     #[test]

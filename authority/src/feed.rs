@@ -7,22 +7,15 @@
 //! the store, and keep growing past a cursor even if a store lost its newest
 //! writes (the edge then gets 410 and re-snapshots rather than skipping).
 
-use serde::Serialize;
+
 use std::fmt;
 
 // Version keys, their checks and the expiry rules are the wire contract
 // with the edge: defined once, in the filter crate's protocol module.
 pub use tollgate::protocol::{check_id, is_live, merge_expiry, KeyError, VersionKey, MAX_KEY_LEN};
 
-/// One feed entry: tokens with this key and `ver < min_ver` are revoked.
-/// `expires_at` (seconds) is when no such token can still be unexpired;
-/// `None` (JSON null) for keys of never-expiring API tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Entry {
-    pub key: String,
-    pub min_ver: u64,
-    pub expires_at: Option<u64>,
-}
+/// One feed entry: the wire type, defined once in the protocol module.
+pub use tollgate::protocol::FeedEntry as Entry;
 
 /// The next sequence number: strictly above the high-water mark, and at
 /// least the current time in microseconds.

@@ -6,7 +6,7 @@
 use crate::edge::{EdgeCredentials, Matched, Refused, EDGE_REALM};
 use crate::feed::{CursorError, VersionKey};
 use crate::service::{
-    AdminError, ApiTokenError, ApiTokenRequest, Authority, FeedError, OAuthError, MAX_VERSION_KEYS,
+    host_allowed, AdminError, ApiTokenError, ApiTokenRequest, Authority, FeedError, OAuthError, MAX_VERSION_KEYS,
 };
 use axum::body::{to_bytes, Body};
 use axum::extract::rejection::PathRejection;
@@ -32,17 +32,22 @@ pub struct AppState {
     pub edge: Arc<EdgeCredentials>,
     /// Proxies in front that append to `X-Forwarded-For` (see [`client_address`]).
     pub trusted_proxy_hops: usize,
+    /// The peers (addresses or CIDRs) whose `X-Forwarded-For` is read.
+    pub trusted_proxies: Arc<Vec<String>>,
 }
 
-/// The client's address: the TCP peer, or with `trusted_hops` proxies in
-/// front (each appending the address it received the request from to
-/// `X-Forwarded-For`), the `trusted_hops`-th entry from the right of
-/// `X-Forwarded-For`, which the nearest trusted proxy wrote. Entries to its
-/// left were written by the client and are ignored. The peer when the header
-/// has fewer entries (the request did not come through the proxies) or the
-/// entry is not an address.
-pub fn client_address(headers: &HeaderMap, peer: IpAddr, trusted_hops: usize) -> IpAddr {
-    if trusted_hops == 0 {
+/// The client's address. With `trusted_hops` = 0, or when the TCP peer is
+/// not one of `trusted` (a client reaching the authority directly), the
+/// peer. Otherwise `X-Forwarded-For` (all its lines as one list), where each
+/// trusted proxy appended the address it received the request from: walking
+/// from the right, the first entry that is not itself a trusted proxy, at
+/// most the `trusted_hops`-th. Entries to its left were written by the
+/// client and are ignored. The peer when the header has fewer entries (the
+/// request did not come through the proxies) or an entry read is not an
+/// address. Addresses match `trusted` as at the edge
+/// ([`tollgate::protocol::host_matches`]: IPv4-mapped IPv6 as IPv4).
+pub fn client_address(headers: &HeaderMap, peer: IpAddr, trusted_hops: usize, trusted: &[String]) -> IpAddr {
+    if trusted_hops == 0 || !host_allowed(trusted, peer) {
         return peer;
     }
     let mut entries: Vec<&str> = Vec::new();
@@ -50,12 +55,18 @@ pub fn client_address(headers: &HeaderMap, peer: IpAddr, trusted_hops: usize) ->
         let Ok(v) = v.to_str() else { return peer };
         entries.extend(v.split(',').map(str::trim));
     }
-    let Some(entry) = entries.len().checked_sub(trusted_hops).map(|i| entries[i]) else { return peer };
-    entry
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
-        .unwrap_or(peer)
+    if entries.len() < trusted_hops {
+        return peer;
+    }
+    for (i, entry) in entries.iter().rev().take(trusted_hops).enumerate() {
+        let Some(ip) = entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip())) else {
+            return peer;
+        };
+        if i + 1 == trusted_hops || !host_allowed(trusted, ip) {
+            return ip;
+        }
+    }
+    peer
 }
 
 /// Checks the edge credential of a request to an edge endpoint: 401
@@ -288,7 +299,7 @@ async fn token(
         Err(r) => return r,
     };
     let auth = &state.auth;
-    let client = client_address(&headers, peer.ip(), state.trusted_proxy_hops);
+    let client = client_address(&headers, peer.ip(), state.trusted_proxy_hops, &state.trusted_proxies);
     let result = async {
         let grant = required(&form, "grant_type")?;
         let scope = form.get("scope").map(String::as_str);
@@ -627,30 +638,39 @@ mod tests {
     fn client_address_table() {
         let peer: IpAddr = "10.0.0.1".parse().expect("ip");
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
-        // (case, X-Forwarded-For headers, trusted hops, client)
-        let cases: &[(&str, &[&str], usize, IpAddr)] = &[
-            ("no hops: the peer, whatever the header says", &["192.0.2.9"], 0, peer),
-            ("one hop: the rightmost entry", &["192.0.2.9"], 1, ip("192.0.2.9")),
-            ("one hop: client-written entries to its left are ignored", &["6.6.6.6, 192.0.2.9"], 1, ip("192.0.2.9")),
-            ("two hops", &["6.6.6.6, 192.0.2.9, 10.1.1.1"], 2, ip("192.0.2.9")),
-            ("several header lines form one list", &["6.6.6.6", "192.0.2.9"], 1, ip("192.0.2.9")),
-            ("fewer entries than hops: the peer", &["192.0.2.9"], 2, peer),
-            ("no header: the peer", &[], 1, peer),
-            ("not an address: the peer", &["unknown"], 1, peer),
-            ("an address with a port", &["192.0.2.9:5555"], 1, ip("192.0.2.9")),
-            ("IPv6", &["2001:db8::7"], 1, ip("2001:db8::7")),
-            ("IPv6 with a port", &["[2001:db8::7]:443"], 1, ip("2001:db8::7")),
-            ("a trailing empty entry: the peer", &["192.0.2.9,"], 1, peer),
+        let proxies: Vec<String> = vec!["10.0.0.0/16".into(), "fd00::/8".into()];
+        // (case, peer, X-Forwarded-For headers, trusted hops, client)
+        let cases: &[(&str, IpAddr, &[&str], usize, IpAddr)] = &[
+            ("no hops: the peer, whatever the header says", peer, &["192.0.2.9"], 0, peer),
+            ("one hop: the rightmost entry", peer, &["192.0.2.9"], 1, ip("192.0.2.9")),
+            ("one hop: client-written entries to its left are ignored", peer, &["6.6.6.6, 192.0.2.9"], 1, ip("192.0.2.9")),
+            ("two hops", peer, &["6.6.6.6, 192.0.2.9, 10.0.1.1"], 2, ip("192.0.2.9")),
+            ("two hops, the inner entry not a proxy: it is the client", peer, &["6.6.6.6, 192.0.2.9, 198.51.100.1"], 2, ip("198.51.100.1")),
+            ("several header lines form one list", peer, &["6.6.6.6", "192.0.2.9"], 1, ip("192.0.2.9")),
+            ("fewer entries than hops: the peer", peer, &["192.0.2.9"], 2, peer),
+            ("no header: the peer", peer, &[], 1, peer),
+            ("not an address: the peer", peer, &["unknown"], 1, peer),
+            ("an address with a port", peer, &["192.0.2.9:5555"], 1, ip("192.0.2.9")),
+            ("IPv6", peer, &["2001:db8::7"], 1, ip("2001:db8::7")),
+            ("IPv6 with a port", peer, &["[2001:db8::7]:443"], 1, ip("2001:db8::7")),
+            ("a trailing empty entry: the peer", peer, &["192.0.2.9,"], 1, peer),
+            ("a peer outside the proxies picks nothing", ip("192.0.2.66"), &["6.6.6.6"], 1, ip("192.0.2.66")),
+            ("an IPv4-mapped proxy peer is the IPv4 proxy", ip("::ffff:10.0.3.4"), &["192.0.2.9"], 1, ip("192.0.2.9")),
+            ("an IPv6 proxy peer", ip("fd00::5"), &["192.0.2.9"], 1, ip("192.0.2.9")),
+            ("an IPv6 peer outside the proxies", ip("2001:db8::5"), &["192.0.2.9"], 1, ip("2001:db8::5")),
         ];
-        for (case, values, hops, want) in cases {
+        for (case, peer, values, hops, want) in cases {
             let mut h = HeaderMap::new();
             for v in *values {
                 h.append("x-forwarded-for", HeaderValue::from_str(v).expect("value"));
             }
-            assert_eq!(client_address(&h, peer, *hops), *want, "{case}");
+            assert_eq!(client_address(&h, *peer, *hops, &proxies), *want, "{case}");
         }
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_bytes(b"192.0.2.9\xff").expect("opaque value"));
-        assert_eq!(client_address(&h, peer, 1), peer, "not UTF-8: the peer");
+        assert_eq!(client_address(&h, peer, 1, &proxies), peer, "not UTF-8: the peer");
+        h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("192.0.2.9"));
+        assert_eq!(client_address(&h, peer, 1, &[]), peer, "no trusted proxies: the peer");
     }
 }

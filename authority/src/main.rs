@@ -221,6 +221,9 @@ async fn serve(cfg: Config, args: ServeArgs) -> Fallible<()> {
     if !cfg.throttle.enabled {
         tracing::warn!("credential-grant throttling is disabled ([throttle] enabled = false)");
     }
+    if cfg.trusted_proxy_hops > 0 {
+        tracing::info!(hops = cfg.trusted_proxy_hops, proxies = ?cfg.trusted_proxy_list(), "X-Forwarded-For is read from these peers only");
+    }
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await?;
     let addr = listener.local_addr()?;
     let identity = auth.store.identity();
@@ -243,6 +246,7 @@ async fn serve(cfg: Config, args: ServeArgs) -> Fallible<()> {
         max_body: cfg.max_body_bytes,
         edge: Arc::new(cfg.edge_credentials.clone()),
         trusted_proxy_hops: cfg.trusted_proxy_hops,
+        trusted_proxies: Arc::new(cfg.trusted_proxy_list()),
     };
     http::serve(state, listener, shutdown_signal()).await?;
     Ok(())

@@ -4,7 +4,7 @@
 
 use crate::config::Config;
 use crate::directory::{split_scopes, Directory};
-use crate::feed::{check_id, Cursor, CursorError, Entry, VersionKey};
+use crate::feed::{check_id, Cursor, CursorError, VersionKey};
 use crate::keys::Keys;
 use crate::longpoll::{FeedWaiter, Wake};
 use crate::metrics::Metrics;
@@ -108,16 +108,8 @@ impl Settings {
     }
 }
 
-/// RFC 6749 §5.1 success answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: String,
-    pub expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub refresh_token: Option<String>,
-    pub scope: String,
-}
+/// RFC 6749 §5.1 success answer: the wire type both sides share.
+pub use tollgate::protocol::TokenAnswer as TokenResponse;
 
 /// RFC 6749 §5.2 errors (plus 503 when the store is down).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,34 +185,9 @@ pub enum FeedError {
     Unavailable,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FeedAnswer {
-    pub cursor: String,
-    pub snapshot: bool,
-    /// The id of the store the page was read from. A different id than the
-    /// edge saw before means another store (a lost one re-created, a
-    /// replaced one): the edge drops its cursor and takes a snapshot.
-    pub store: String,
-    /// The store's floor: the minimum version of every key the page does not
-    /// list. A token whose `ver` is below it is revoked.
-    pub floor: u64,
-    pub entries: Vec<FeedEntry>,
-    /// The authority's clock (seconds), for edges to notice skew.
-    pub now: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FeedEntry {
-    pub key: String,
-    pub min_ver: u64,
-    pub expires_at: Option<u64>,
-}
-
-impl From<Entry> for FeedEntry {
-    fn from(e: Entry) -> FeedEntry {
-        FeedEntry { key: e.key, min_ver: e.min_ver, expires_at: e.expires_at }
-    }
-}
+/// A feed page and its entries: the wire types both sides share (the
+/// authority always fills `store` and `now`).
+pub use tollgate::protocol::{FeedEntry, FeedPage as FeedAnswer};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -427,7 +394,7 @@ impl Authority {
             token_type: "Bearer".into(),
             expires_in: self.settings.access_ttl_secs,
             refresh_token: Some(refresh_token),
-            scope: scope.to_owned(),
+            scope: Some(scope.to_owned()),
         })
     }
 
@@ -470,7 +437,7 @@ impl Authority {
                 };
                 let description = match limit {
                     Limit::Address => "too many failed attempts from this address; retry after the time in Retry-After".to_string(),
-                    Limit::Principal | Limit::Known => {
+                    Limit::Principal | Limit::Known | Limit::Bookings => {
                         format!("too many failed attempts for this {whose}; retry after the time in Retry-After")
                     }
                     Limit::Full => "too many attempts; retry after the time in Retry-After".to_string(),
@@ -564,7 +531,7 @@ impl Authority {
             token_type: "Bearer".into(),
             expires_in: self.settings.access_ttl_secs,
             refresh_token: None,
-            scope,
+            scope: Some(scope),
         })
     }
 
@@ -648,7 +615,7 @@ impl Authority {
             token_type: "Bearer".into(),
             expires_in: stamp.exp.saturating_sub(now_secs()),
             refresh_token: Some(refresh_token),
-            scope: family.scope.clone(),
+            scope: Some(family.scope.clone()),
         }
     }
 
@@ -830,10 +797,10 @@ impl Authority {
         Ok(FeedAnswer {
             cursor: Cursor { store_id: page.identity.store_id.clone(), seq: page.high_water }.to_string(),
             snapshot: cursor.is_none(),
-            store: page.identity.store_id,
+            store: Some(page.identity.store_id),
             floor: page.identity.floor,
             entries: page.entries.into_iter().map(FeedEntry::from).collect(),
-            now,
+            now: Some(now),
         })
     }
 

@@ -19,15 +19,22 @@
 //!
 //! When the principal budget is empty, an address without a booking **books**
 //! the next free slot of it and is told to come back then (`Retry-After`);
-//! the slot is held for it for `booking_hold_ms`. Each address holds at most
-//! one booking per principal, so a flood from A addresses delays the owner,
-//! signing in from a new address, by at most A + 1 intervals, after which one
-//! retry at the given time is admitted; and the guesses on the account stay
-//! bounded by the principal budget (`principal_burst` + elapsed /
-//! `principal_interval`), since every booked slot was taken from it.
+//! the slot is held for it for `booking_hold_ms`. Each address (IPv6: each
+//! /48, see [`booking_bucket`]) holds at most one booking per principal, and
+//! making one takes a unit of the address budget. At most `max_bookings`
+//! slots of a principal are booked ahead: beyond that an attempt is refused
+//! (`Limit::Bookings`) **without** booking, and told to come back when the
+//! queue has room. So a flood from A addresses delays the owner, signing in
+//! from a new address, by at most min(A, `max_bookings`) + 1 intervals once
+//! they hold a booking; the state a flood can create is bounded per
+//! principal (at most `max_bookings` + `booking_hold_ms` / interval
+//! bookings, each living at most `max_bookings` intervals + the hold); and
+//! the guesses on the account stay bounded by the principal budget
+//! (`principal_burst` + elapsed / `principal_interval`), since every booked
+//! slot was taken from it.
 //!
-//! A refused attempt spends no hash and takes nothing from any budget; the
-//! only state it may create is its address's booking.
+//! A refused attempt spends no hash; the only state it may create is its
+//! address's booking (which takes one unit of the address budget).
 //!
 //! The algorithm is [`admit`] and [`settle`] over one [`State`]; the
 //! in-process [`MemoryLimiter`] (one authority, the embedded store) runs it
@@ -61,6 +68,8 @@ pub struct Limits {
     pub known_interval_ms: u64,
     pub known_ms: u64,
     pub booking_hold_ms: u64,
+    /// Most slots of one principal booked ahead.
+    pub max_bookings: u64,
 }
 
 impl Limits {
@@ -74,6 +83,7 @@ impl Limits {
             known_interval_ms: c.known_interval_ms,
             known_ms: c.known_days * 86_400_000,
             booking_hold_ms: c.booking_hold_ms,
+            max_bookings: c.max_bookings,
         }
     }
 }
@@ -85,6 +95,8 @@ pub struct Keys {
     pub principal: String,
     pub address: String,
     pub pair: String,
+    /// The principal's booking for the address's [`booking_bucket`].
+    pub booking: String,
 }
 
 /// The address an address budget is kept for: IPv4 as is (also when
@@ -102,6 +114,20 @@ pub fn address_bucket(ip: IpAddr) -> String {
     }
 }
 
+/// The address a booking is kept for: IPv4 as [`address_bucket`], IPv6 by
+/// its /48, the smallest prefix a site is commonly delegated: one site
+/// holds 65536 /64s, and a booking per /64 would let it fill a principal's
+/// queue alone.
+pub fn booking_bucket(ip: IpAddr) -> String {
+    match tollgate::protocol::canonical(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+        }
+        v4 => address_bucket(v4),
+    }
+}
+
 impl Keys {
     pub fn new(kind: Kind, principal: &str, address: IpAddr) -> Keys {
         let tag = match kind {
@@ -110,7 +136,13 @@ impl Keys {
         };
         let p = &sha256_hex(format!("{tag}\0{principal}").as_bytes())[..32];
         let a = &sha256_hex(format!("a\0{}", address_bucket(address)).as_bytes())[..32];
-        Keys { principal: format!("{tag}:{p}"), address: format!("a:{a}"), pair: format!("{tag}p:{p}:{a}") }
+        let b = &sha256_hex(format!("a\0{}", booking_bucket(address)).as_bytes())[..32];
+        Keys {
+            principal: format!("{tag}:{p}"),
+            address: format!("a:{a}"),
+            pair: format!("{tag}p:{p}:{a}"),
+            booking: format!("{tag}b:{p}:{b}"),
+        }
     }
 }
 
@@ -131,6 +163,9 @@ pub enum Limit {
     Address,
     Principal,
     Known,
+    /// The principal budget is spent and `max_bookings` slots of it are
+    /// booked already: refused without a booking.
+    Bookings,
     /// The in-process limiter has no room for more state.
     Full,
 }
@@ -141,6 +176,7 @@ impl Limit {
             Limit::Address => "address",
             Limit::Principal => "principal",
             Limit::Known => "known",
+            Limit::Bookings => "bookings",
             Limit::Full => "full",
         }
     }
@@ -175,7 +211,7 @@ pub struct State {
     pub known_tat: u64,
     /// Until when the pair is known.
     pub known_until: u64,
-    /// The slot this pair has booked.
+    /// The slot this principal has booked for the address's booking bucket.
     pub booked_at: u64,
 }
 
@@ -224,9 +260,19 @@ pub fn admit(s: &mut State, l: &Limits, now: u64) -> Admission {
             Admission::Admit(Via::Open)
         }
         Err(w) => {
-            // Book the slot the wait leads to, and take it from the budget.
+            // Every booking ahead moved the principal's arrival time one
+            // interval on: a wait beyond `max_bookings` intervals means the
+            // queue is full. Refused without a booking; it has room again
+            // once the wait is back to `max_bookings` intervals.
+            let queue = l.max_bookings.saturating_mul(l.principal_interval_ms);
+            if w > queue {
+                return Admission::Deny { limit: Limit::Bookings, retry_after_ms: w - queue };
+            }
+            // Book the slot the wait leads to, and take it from the
+            // principal budget and a unit from the address budget.
             s.booked_at = now + w;
             s.principal_tat = s.principal_tat.max(now).saturating_add(l.principal_interval_ms);
+            s.address_tat = address_tat;
             Admission::Deny { limit: Limit::Principal, retry_after_ms: w }
         }
     }
@@ -261,7 +307,6 @@ pub trait Limiter: Send + Sync {
 struct Pair {
     known_tat: u64,
     known_until: u64,
-    booked_at: u64,
 }
 
 #[derive(Default)]
@@ -269,6 +314,7 @@ struct Tables {
     principals: HashMap<String, u64>,
     addresses: HashMap<String, u64>,
     pairs: HashMap<String, Pair>,
+    bookings: HashMap<String, u64>,
     ops: u64,
     /// When the tables were last pruned because they were full (ms).
     full_prune_at: u64,
@@ -276,17 +322,16 @@ struct Tables {
 
 impl Tables {
     fn len(&self) -> usize {
-        self.principals.len() + self.addresses.len() + self.pairs.len()
+        self.principals.len() + self.addresses.len() + self.pairs.len() + self.bookings.len()
     }
 
     /// Drops state that no longer limits anything (a bucket that is full
-    /// again, a pair neither known nor booked).
+    /// again, a pair no longer known, a booking past its hold).
     fn prune(&mut self, now: u64, hold: u64) {
         self.principals.retain(|_, tat| *tat > now);
         self.addresses.retain(|_, tat| *tat > now);
-        self.pairs.retain(|_, p| {
-            p.known_tat > now || p.known_until > now || (p.booked_at != 0 && p.booked_at.saturating_add(hold) >= now)
-        });
+        self.pairs.retain(|_, p| p.known_tat > now || p.known_until > now);
+        self.bookings.retain(|_, b| *b != 0 && b.saturating_add(hold) >= now);
     }
 
     fn load(&self, k: &Keys) -> State {
@@ -296,8 +341,21 @@ impl Tables {
             address_tat: self.addresses.get(&k.address).copied().unwrap_or(0),
             known_tat: p.known_tat,
             known_until: p.known_until,
-            booked_at: p.booked_at,
+            booked_at: self.bookings.get(&k.booking).copied().unwrap_or(0),
         }
+    }
+
+    /// How many entries writing `s` over `before` would add.
+    fn new_entries(&self, k: &Keys, s: &State, before: &State) -> usize {
+        [
+            s.principal_tat != before.principal_tat && !self.principals.contains_key(&k.principal),
+            s.address_tat != before.address_tat && !self.addresses.contains_key(&k.address),
+            (s.known_tat, s.known_until) != (before.known_tat, before.known_until) && !self.pairs.contains_key(&k.pair),
+            s.booked_at != before.booked_at && s.booked_at != 0 && !self.bookings.contains_key(&k.booking),
+        ]
+        .into_iter()
+        .filter(|new| *new)
+        .count()
     }
 
     fn store(&mut self, k: &Keys, s: &State, before: &State) {
@@ -307,15 +365,24 @@ impl Tables {
         if s.address_tat != before.address_tat {
             self.addresses.insert(k.address.clone(), s.address_tat);
         }
-        if (s.known_tat, s.known_until, s.booked_at) != (before.known_tat, before.known_until, before.booked_at) {
-            self.pairs.insert(k.pair.clone(), Pair { known_tat: s.known_tat, known_until: s.known_until, booked_at: s.booked_at });
+        if (s.known_tat, s.known_until) != (before.known_tat, before.known_until) {
+            self.pairs.insert(k.pair.clone(), Pair { known_tat: s.known_tat, known_until: s.known_until });
+        }
+        if s.booked_at != before.booked_at {
+            if s.booked_at == 0 {
+                self.bookings.remove(&k.booking);
+            } else {
+                self.bookings.insert(k.booking.clone(), s.booked_at);
+            }
         }
     }
 }
 
 /// The budgets of a single authority instance (the embedded store), in
 /// memory: they start empty at every start. At most `max_entries` entries;
-/// when that many are live, new attempts are refused (429) until some expire.
+/// when that many are live, attempts that would add an entry are refused
+/// (429, `Limit::Full`) until some expire; attempts that only update
+/// entries (a known address signing in, a booking claimed) still run.
 pub struct MemoryLimiter {
     tables: Mutex<Tables>,
     max_entries: usize,
@@ -341,8 +408,10 @@ impl Limiter for MemoryLimiter {
         let mut t = self.tables.lock().map_err(|_| crate::store::StoreError::Backend("throttle lock poisoned".into()))?;
         t.ops += 1;
         // When full, prune at most once a second: a full table of live
-        // entries must not cost a scan per request.
-        let full = t.len() + 3 > self.max_entries;
+        // entries must not cost a scan per request. (An admission adds at
+        // most 3 entries: principal, address, booking; its settling 1, the
+        // pair.)
+        let full = t.len() + 4 > self.max_entries;
         if t.ops % PRUNE_EVERY == 0 || (full && now.saturating_sub(t.full_prune_at) >= 1000) {
             t.prune(now, limits.booking_hold_ms);
             if full {
@@ -352,8 +421,9 @@ impl Limiter for MemoryLimiter {
         let before = t.load(keys);
         let mut s = before;
         let a = admit(&mut s, limits, now);
-        if s != before && t.len() + 3 > self.max_entries {
-            tracing::warn!(entries = t.len(), "throttle table full; refusing credential grants until entries expire");
+        let adds = t.new_entries(keys, &s, &before);
+        if adds > 0 && t.len() + adds + 1 > self.max_entries {
+            tracing::warn!(entries = t.len(), "throttle table full; refusing credential grants that need new entries until some expire");
             return Ok(Admission::Deny { limit: Limit::Full, retry_after_ms: 1000 });
         }
         t.store(keys, &s, &before);
@@ -365,6 +435,14 @@ impl Limiter for MemoryLimiter {
         let before = t.load(keys);
         let mut s = before;
         settle(&mut s, limits, via, outcome, now);
+        // The admission left room for the one entry settling may add (the
+        // known pair); concurrent admissions may have taken it, so this is
+        // checked again: a full table skips remembering the address.
+        if t.new_entries(keys, &s, &before) > 0 && t.len() >= self.max_entries {
+            tracing::warn!(entries = t.len(), "throttle table full; the address is not remembered as known");
+            s.known_until = before.known_until;
+            s.known_tat = before.known_tat;
+        }
         t.store(keys, &s, &before);
         Ok(())
     }
@@ -387,6 +465,7 @@ mod tests {
         known_interval_ms: 5000,
         known_ms: 60_000,
         booking_hold_ms: 500,
+        max_bookings: 4,
     };
 
     #[test]
@@ -421,7 +500,7 @@ mod tests {
 
     #[test]
     fn an_unclaimed_booking_lapses() {
-        let mut s = State { principal_tat: 200_000, booked_at: 100_000, ..State::default() };
+        let mut s = State { principal_tat: 104_000, booked_at: 100_000, ..State::default() };
         // Past the hold: the booking is gone and a new one is made.
         let r = admit(&mut s, &L, 100_000 + L.booking_hold_ms + 1);
         assert!(matches!(r, Admission::Deny { limit: Limit::Principal, .. }), "{r:?}");
@@ -478,6 +557,74 @@ mod tests {
         let later = now + 10 * L.principal_interval_ms;
         assert_eq!(m.admit(&late, &L, later).await.expect("admit"), Admission::Admit(Via::Open));
         assert_eq!(m.entries(), 2);
+    }
+
+    #[test]
+    fn a_booking_takes_an_address_unit_and_a_full_queue_books_nothing() {
+        let now = 100_000;
+        // The principal budget spent, 4 slots (`max_bookings`) booked ahead.
+        let tat = now + (L.principal_burst + L.max_bookings) * L.principal_interval_ms;
+        let mut s = State { principal_tat: tat - L.principal_interval_ms, ..State::default() };
+        assert_eq!(admit(&mut s, &L, now), Admission::Deny { limit: Limit::Principal, retry_after_ms: 4000 });
+        assert_eq!((s.booked_at, s.address_tat), (now + 4000, now + L.address_interval_ms), "booked, one address unit");
+        let mut s = State { principal_tat: tat, ..State::default() };
+        let before = s;
+        assert_eq!(admit(&mut s, &L, now), Admission::Deny { limit: Limit::Bookings, retry_after_ms: 1000 });
+        assert_eq!(s, before, "a full queue: nothing booked, nothing taken");
+        assert_eq!(admit(&mut s, &L, now + 1000), Admission::Deny { limit: Limit::Principal, retry_after_ms: 4000 }, "room again");
+    }
+
+    #[tokio::test]
+    async fn a_full_memory_limiter_still_admits_known_addresses_and_booked_slots() {
+        let m = MemoryLimiter::new(12);
+        let ip = |i: u8| IpAddr::from([10, 0, 0, i]);
+        let now = 1_000_000;
+        // alice signed in a while ago: only her known pair is left once the
+        // full table is pruned.
+        let alice = Keys::new(Kind::User, "alice", ip(1));
+        assert_eq!(m.admit(&alice, &L, now - 10_000).await.expect("admit"), Admission::Admit(Via::Open));
+        m.settle(&alice, &L, Via::Open, Outcome::Success, now - 10_000).await.expect("settle");
+        // bob's budget spent, and one address holding a booking.
+        for _ in 0..L.principal_burst {
+            let k = Keys::new(Kind::User, "bob", ip(2));
+            assert_eq!(m.admit(&k, &L, now).await.expect("admit"), Admission::Admit(Via::Open));
+        }
+        let booker = Keys::new(Kind::User, "bob", ip(3));
+        assert!(matches!(m.admit(&booker, &L, now).await.expect("admit"), Admission::Deny { limit: Limit::Principal, .. }));
+        for i in 4..7 {
+            let k = Keys::new(Kind::User, &format!("u{i}"), ip(i));
+            assert_eq!(m.admit(&k, &L, now).await.expect("admit"), Admission::Admit(Via::Open));
+        }
+        assert_eq!(m.entries(), 11);
+        let full = |limit| matches!(limit, Admission::Deny { limit: Limit::Full, .. });
+        assert!(full(m.admit(&Keys::new(Kind::User, "new", ip(9)), &L, now).await.expect("admit")), "a new principal");
+        assert!(full(m.admit(&Keys::new(Kind::User, "bob", ip(8)), &L, now).await.expect("admit")), "a new booking");
+        assert!(full(m.admit(&Keys::new(Kind::User, "alice", ip(7)), &L, now).await.expect("admit")), "alice, new address");
+        // What only updates entries still runs.
+        assert_eq!(m.admit(&alice, &L, now).await.expect("admit"), Admission::Admit(Via::Known), "alice on her known address");
+        m.settle(&alice, &L, Via::Known, Outcome::Success, now).await.expect("settle");
+        let slot = now + L.principal_interval_ms;
+        assert_eq!(m.admit(&booker, &L, slot).await.expect("admit"), Admission::Admit(Via::Booked), "a booked slot is claimed");
+        assert!(m.entries() <= 12, "{}", m.entries());
+    }
+
+    #[test]
+    fn bookings_group_ipv6_by_48_and_ipv4_by_address() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let k = |a: &str| Keys::new(Kind::User, "alice", ip(a));
+        // (first, second, same booking?, same address budget?)
+        let cases = [
+            ("2001:db8:1:2::1", "2001:db8:1:ffff::9", true, false),
+            ("2001:db8:1:2::1", "2001:db8:2:2::1", false, false),
+            ("2001:db8:1:2::1", "2001:db8:1:2::2", true, true),
+            ("10.0.0.1", "10.0.0.2", false, false),
+            ("::ffff:10.0.0.1", "10.0.0.1", true, true),
+        ];
+        for (a, b, booking, address) in cases {
+            assert_eq!(k(a).booking == k(b).booking, booking, "{a} {b} booking");
+            assert_eq!(k(a).address == k(b).address, address, "{a} {b} address");
+        }
+        assert_eq!(booking_bucket(ip("2001:db8:1:2::1")), "2001:db8:1::/48");
     }
 
     #[test]

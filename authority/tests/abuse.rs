@@ -194,6 +194,11 @@ fn throttled_config() -> Throttled {
 }
 
 fn throttled_config_with(principal_interval: Duration) -> Throttled {
+    throttled_config_full(principal_interval, "", "")
+}
+
+/// The config with `top` lines before `[throttle]` and `throttle` lines in it.
+fn throttled_config_full(principal_interval: Duration, top: &str, throttle: &str) -> Throttled {
     let dir = tempfile::tempdir().expect("dir");
     let users = dir.path().join("users.toml");
     let mut text = String::new();
@@ -207,7 +212,7 @@ fn throttled_config_with(principal_interval: Duration) -> Throttled {
     ));
     std::fs::write(&users, text).expect("users file");
     let config = dir.path().join("authority.toml");
-    let text = format!("users_file = \"{}\"\n{THROTTLE}principal_interval_ms = {}\n", users.display(), principal_interval.as_millis());
+    let text = format!("users_file = \"{}\"\n{top}{THROTTLE}principal_interval_ms = {}\n{throttle}", users.display(), principal_interval.as_millis());
     std::fs::write(&config, text).expect("config");
     Throttled { _fixture_dir: dir, config }
 }
@@ -409,6 +414,68 @@ async fn a_client_secret_flood_is_throttled_per_client(f: Fixture) {
     assert!(r.headers().contains_key("retry-after"));
 }
 
+/// F9: once a username's budget is spent, at most `max_bookings` addresses
+/// book a slot; the next ones get 429 without a booking (metric
+/// `limit="bookings"`), and another user is not affected.
+async fn bookings_beyond_the_cap_are_refused_without_booking(f: Fixture) {
+    let t = throttled_config_full(Duration::from_secs(60), "", "max_bookings = 2\n");
+    let server = start_throttled(&f, &t);
+    let http = Client::new();
+    for k in 0..PRINCIPAL_BURST {
+        let (s, _, b) = sign_in(&http, &server.base, "alice", "wrong", "192.0.2.1").await;
+        assert_eq!(s, 400, "guess {k}: {b}");
+    }
+    let mut waits = Vec::new();
+    for i in 0..6 {
+        let (s, retry, b) = sign_in(&http, &server.base, "alice", "alice-password", &format!("198.51.100.{}", 10 + i)).await;
+        assert_eq!(s, 429, "address {i}: {b}");
+        waits.push(retry.expect("Retry-After"));
+    }
+    // Two bookings (60 s, 120 s); then the queue is full: come back when it
+    // has room (about 60 s), no booking made.
+    assert_eq!(&waits[..2], &[60, 120], "{waits:?}");
+    assert!(waits[2..].iter().all(|w| (59..=60).contains(w)), "{waits:?}");
+    let refused = "tollgate_authority_throttled_total{grant_type=\"password\",limit=\"bookings\"}";
+    assert_eq!(metric(&http, &server.base, refused).await, 4);
+    let (s, _, b) = sign_in(&http, &server.base, "bob", "bob-password", "198.51.100.99").await;
+    assert_eq!(s, 200, "bob: {b}");
+}
+
+/// F11: `X-Forwarded-For` is read only from the configured proxies. A client
+/// reaching the authority directly (here from loopback) cannot pick a new
+/// address per request to escape its address budget (5 failures) unless
+/// loopback is a trusted proxy (the default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_is_read_only_from_trusted_proxies() {
+    let f = Fixture::sqlite();
+    // (trusted_proxies line, the status of the 6th failure on a new username)
+    let cases = [("trusted_proxies = [\"192.0.2.0/24\"]\n", 429), ("", 400), ("trusted_proxies = [\"::ffff:127.0.0.1\"]\n", 400)];
+    for (line, sixth) in cases {
+        let t = throttled_config_full(Duration::from_secs(60), line, "");
+        let server = start_throttled(&f, &t);
+        let http = Client::new();
+        let mut statuses = Vec::new();
+        for i in 0..6 {
+            let (s, _, _) = sign_in(&http, &server.base, &format!("nobody{i}"), "wrong", &format!("203.0.113.{i}")).await;
+            statuses.push(s);
+        }
+        assert_eq!(&statuses[..5], &[400; 5], "{line:?}: {statuses:?}");
+        assert_eq!(statuses[5], sixth, "{line:?}: {statuses:?}");
+    }
+}
+
+#[test]
+fn trusted_proxy_hops_without_trusted_proxies_refuses_to_start() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("TOLLGATE_TRUSTED_PROXY_HOPS", "1"), ("TOLLGATE_TRUSTED_PROXIES", "")], "trusted_proxy_hops >= 1 needs trusted_proxies"),
+        (&[("TOLLGATE_TRUSTED_PROXY_HOPS", "1"), ("TOLLGATE_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local")], "\"proxy.local\" is not an IP address or CIDR"),
+    ];
+    for (env, want) in cases {
+        let stderr = refused_start(env);
+        assert!(stderr.contains(want), "{env:?}: {stderr}");
+    }
+}
+
 /// Two authority instances on one Redis share the budgets, over HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_redis_throttle_together() {
@@ -456,4 +523,5 @@ both_stores!(
     a_login_flood_leaves_everyone_else_working,
     a_throttled_request_changes_nothing,
     a_client_secret_flood_is_throttled_per_client,
+    bookings_beyond_the_cap_are_refused_without_booking,
 );

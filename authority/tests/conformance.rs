@@ -467,13 +467,13 @@ async fn unknown_keys_read_the_floor(f: Fixture) {
     assert_eq!(api.ver, id.floor);
 
     let snap = auth.feed(None).await.expect("snapshot");
-    assert_eq!((snap.store.as_str(), snap.floor, snap.snapshot), (id.store_id.as_str(), id.floor, true));
+    assert_eq!((snap.store.as_deref().unwrap_or_default(), snap.floor, snap.snapshot), (id.store_id.as_str(), id.floor, true));
     assert!(snap.entries.is_empty(), "nothing bumped yet: {:?}", snap.entries);
     let b = auth.revoke_key(&VersionKey::subject("alice").expect("key")).await.expect("bump");
     assert!(b.min_ver > id.floor, "a bump lands above the floor ({} <= {})", b.min_ver, id.floor);
     assert_eq!(edge_accepts(&auth, &login.access_token).await, Err("token revoked".into()));
     let delta = auth.feed(Some(&snap.cursor)).await.expect("delta");
-    assert_eq!((delta.store.as_str(), delta.floor, delta.snapshot), (id.store_id.as_str(), id.floor, false));
+    assert_eq!((delta.store.as_deref().unwrap_or_default(), delta.floor, delta.snapshot), (id.store_id.as_str(), id.floor, false));
     assert_eq!(delta.entries.len(), 1);
     let after = auth.login("alice", "read", None).await.expect("login");
     assert_eq!(ver_of(&after.access_token), b.min_ver, "a token after the bump carries the bump");
@@ -521,7 +521,7 @@ async fn a_new_store_revokes_every_token_of_the_old_one(f: Fixture) {
     // The edge's cursor of the old store: 410, then a snapshot of the new one.
     assert_eq!(new.feed(Some(&old_cursor)).await.expect_err("foreign cursor"), FeedError::Cursor(CursorError::OtherStore));
     let snap = new.feed(None).await.expect("snapshot");
-    assert_eq!((snap.snapshot, snap.store.as_str(), snap.floor), (true, new_id.store_id.as_str(), new_id.floor));
+    assert_eq!((snap.snapshot, snap.store.as_deref().unwrap_or_default(), snap.floor), (true, new_id.store_id.as_str(), new_id.floor));
     let fresh = new.login("alice", "read", None).await.expect("login at the new store");
     edge_accepts(&new, &fresh.access_token).await.expect("a token of the new store passes");
 }
@@ -589,7 +589,7 @@ async fn a_flushed_redis_becomes_a_new_store() {
     assert!(after.floor > before.floor);
     assert_eq!(auth.feed(Some(&cursor)).await.expect_err("old cursor"), FeedError::Cursor(CursorError::OtherStore));
     let snap = auth.feed(None).await.expect("snapshot");
-    assert_eq!((snap.store, snap.floor), (after.store_id.clone(), after.floor));
+    assert_eq!((snap.store, snap.floor), (Some(after.store_id.clone()), after.floor));
     let fresh = auth.login("alice", "read", None).await.expect("login");
     edge_accepts(&auth, &fresh.access_token).await.expect("new tokens pass");
     // Another instance on the same Redis reads the identity just created.
@@ -666,6 +666,7 @@ async fn throttle_steps_are_the_same_on_both_stores(f: Fixture) {
         known_interval_ms: 5000,
         known_ms: 60_000,
         booking_hold_ms: 500,
+        max_bookings: 4,
     };
     let auth = authority(f.open().await, settings(30_000));
     let limiter = auth.limiter.clone();
@@ -713,6 +714,55 @@ async fn throttle_steps_are_the_same_on_both_stores(f: Fixture) {
     }
 }
 
+/// F9: bookings are bounded. Beyond `max_bookings` slots booked ahead an
+/// attempt is refused without booking (and books once the queue has room);
+/// IPv6 books by /48, so one site holds one booking per principal however
+/// many /64s it has; and a booking takes a unit of the address budget.
+async fn bookings_are_capped_per_principal_and_grouped_by_48(f: Fixture) {
+    use tollgate_authority::throttle::{Admission::*, Keys, Kind, Limit, Limits, Outcome, Via};
+    let l = Limits {
+        principal_burst: 1,
+        principal_interval_ms: 1000,
+        address_burst: 3,
+        address_interval_ms: 60_000,
+        known_burst: 1,
+        known_interval_ms: 60_000,
+        known_ms: 60_000,
+        booking_hold_ms: 500,
+        max_bookings: 3,
+    };
+    let auth = authority(f.open().await, settings(30_000));
+    let limiter = auth.limiter.clone();
+    let t0 = tollgate_authority::util::now_ms() + 60_000;
+    let deny = |limit, retry_after_ms| Deny { limit, retry_after_ms };
+    // (step, user, address, at (ms after t0), expected)
+    let steps = [
+        ("alice's budget spent", "alice", "10.0.0.1", 0, Admit(Via::Open)),
+        ("booking 1", "alice", "10.4.0.1", 0, deny(Limit::Principal, 1000)),
+        ("booking 2", "alice", "10.4.0.2", 0, deny(Limit::Principal, 2000)),
+        ("booking 3", "alice", "2001:db8:1:1::1", 0, deny(Limit::Principal, 3000)),
+        ("another /64 of the /48 has its booking", "alice", "2001:db8:1:2::1", 0, deny(Limit::Principal, 3000)),
+        ("the queue is full: no booking", "alice", "10.4.0.4", 0, deny(Limit::Bookings, 1000)),
+        ("asking again books nothing", "alice", "10.4.0.4", 10, deny(Limit::Bookings, 990)),
+        ("nor from a new /48", "alice", "2001:db8:2::1", 10, deny(Limit::Bookings, 990)),
+        ("bob is not affected", "bob", "10.4.0.4", 10, Admit(Via::Open)),
+        ("the first slot is claimed", "alice", "10.4.0.1", 1000, Admit(Via::Booked)),
+        ("room again: 10.4.0.4 books", "alice", "10.4.0.4", 1000, deny(Limit::Principal, 3000)),
+        ("the /48's slot, claimed from its other /64", "alice", "2001:db8:1:2::1", 3000, Admit(Via::Booked)),
+        // 10.4.0.1: a booking and its claim took two of its three units.
+        ("10.4.0.1 on carol: its last unit", "carol", "10.4.0.1", 3000, Admit(Via::Open)),
+        ("10.4.0.1's budget is spent", "dave", "10.4.0.1", 3000, deny(Limit::Address, 57_000)),
+    ];
+    for (step, user, addr, at, want) in steps {
+        let keys = Keys::new(Kind::User, user, addr.parse().expect("ip"));
+        let got = limiter.admit(&keys, &l, t0 + at).await.expect("admit");
+        assert_eq!(got, want, "{step} ({user} from {addr} at +{at} ms)");
+        if let Admit(via) = got {
+            limiter.settle(&keys, &l, via, Outcome::Failure, t0 + at).await.expect("settle");
+        }
+    }
+}
+
 /// Concurrent attempts on one account from 12 addresses, all at the same
 /// instant: exactly the burst is admitted (admission is atomic), and each
 /// address books exactly one later slot, whatever it sends meanwhile.
@@ -727,6 +777,7 @@ async fn concurrent_attempts_take_exactly_the_budget(f: Fixture) {
         known_interval_ms: 60_000,
         known_ms: 60_000,
         booking_hold_ms: 30_000,
+        max_bookings: 32,
     };
     let auth = authority(f.open().await, settings(30_000));
     let now = tollgate_authority::util::now_ms() + 60_000;
@@ -906,5 +957,6 @@ conformance!(
     the_floor_never_changes_across_restarts,
     a_legacy_store_without_a_floor_reads_zero,
     throttle_steps_are_the_same_on_both_stores,
+    bookings_are_capped_per_principal_and_grouped_by_48,
     concurrent_attempts_take_exactly_the_budget,
 );

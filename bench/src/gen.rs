@@ -16,6 +16,8 @@ pub struct Args {
     pub config: PathBuf,
     pub wasm: PathBuf,
     pub floor_wasm: PathBuf,
+    /// The native Envoy module (`cargo build --profile native -p tollgate-native`).
+    pub native: PathBuf,
     pub port_base: u16,
     pub pool: usize,
 }
@@ -106,7 +108,8 @@ pub fn run(a: Args) -> Result<(), String> {
     let jwks = json!({"keys": [{"kty": "oct", "kid": kid, "alg": "HS256", "k": b64url(&secret)}]}).to_string();
     let wasm = fs::canonicalize(&a.wasm).map_err(|e| format!("{}: {e}", a.wasm.display()))?;
     let floor_wasm = fs::canonicalize(&a.floor_wasm).map_err(|e| format!("{}: {e}", a.floor_wasm.display()))?;
-    let ctx = Ctx { issuer, audiences: doc["audiences"].clone(), jwks, tollgate_json, wasm, floor_wasm, base: a.port_base };
+    let native = fs::canonicalize(&a.native).map_err(|e| format!("{}: {e}", a.native.display()))?;
+    let ctx = Ctx { issuer, audiences: doc["audiences"].clone(), jwks, tollgate_json, wasm, floor_wasm, native, base: a.port_base };
     for (i, c) in CONTENDERS.iter().enumerate() {
         let cfg = envoy_config(&ctx, c, i);
         let path = a.dir.join(format!("envoy-{}.json", c.id));
@@ -135,6 +138,7 @@ struct Ctx {
     tollgate_json: String,
     wasm: PathBuf,
     floor_wasm: PathBuf,
+    native: PathBuf,
     base: u16,
 }
 
@@ -145,6 +149,7 @@ fn envoy_config(ctx: &Ctx, c: &Contender, i: usize) -> Value {
         "jwt_authn_nocache" => vec![jwt_authn(ctx, false)],
         "ext_authz" => vec![ext_authz(ctx)],
         "tollgate" => vec![tollgate(ctx)],
+        "native" => vec![native(ctx)],
         "wasm_noop" => vec![floor(ctx, "noop")],
         "wasm_hostcalls" => vec![floor(ctx, "hostcalls")],
         other => unreachable!("contender {other}"),
@@ -262,6 +267,23 @@ fn tollgate(ctx: &Ctx) -> Value {
                     "value": ctx.tollgate_json
                 }
             }
+        }
+    })
+}
+
+/// The same engine and document as a native Envoy dynamic module, loaded as
+/// envoy/envoy-native.yaml loads it.
+fn native(ctx: &Ctx) -> Value {
+    json!({
+        "name": "tollgate",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+            "dynamic_module_config": {
+                "module": {"local": {"filename": ctx.native.to_string_lossy()}},
+                "do_not_close": true
+            },
+            "filter_name": "tollgate",
+            "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": ctx.tollgate_json}
         }
     })
 }

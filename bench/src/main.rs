@@ -1,7 +1,7 @@
 //! `tollgate-bench`: the helpers behind `make bench` (scripts/bench/run.sh).
 //!
 //! ```text
-//! tollgate-bench gen    --dir D --config envoy/tollgate.json --wasm W --floor-wasm F [--port-base P]
+//! tollgate-bench gen    --dir D --config envoy/tollgate.json --wasm W --floor-wasm F --native N [--port-base P]
 //! tollgate-bench authz  --listen 127.0.0.1:P --config D/tollgate-bench.json
 //! tollgate-bench open   --url U --tokens FILE --rate R --seconds S [--connections N]
 //! tollgate-bench rate   --results FILE [--fraction F]
@@ -33,7 +33,8 @@ pub const CONTENDERS: &[Contender] = &[
     Contender { id: "jwt_authn_cache", label: "jwt_authn, cache on", color: "#3b6fc4" },
     Contender { id: "jwt_authn_nocache", label: "jwt_authn, cache off", color: "#93b3e6" },
     Contender { id: "ext_authz", label: "ext_authz + authorizer", color: "#d0843f" },
-    Contender { id: "tollgate", label: "Tollgate", color: "#2a9d5c" },
+    Contender { id: "tollgate", label: "Tollgate (Wasm)", color: "#2a9d5c" },
+    Contender { id: "native", label: "Tollgate (native module)", color: "#1b6b3e" },
     // Reference floors (bench/wasm-floor), pool workload only: what any
     // proxy-wasm filter pays in V8, and that plus Tollgate's host calls.
     Contender { id: "wasm_noop", label: "Wasm floor: no-op filter", color: "#c9c9c9" },
@@ -115,6 +116,7 @@ fn main() -> ExitCode {
                 config: f.need("--config")?.into(),
                 wasm: f.need("--wasm")?.into(),
                 floor_wasm: f.need("--floor-wasm")?.into(),
+                native: f.need("--native")?.into(),
                 port_base: f.num("--port-base", 18000)?,
                 pool: f.num("--pool", 10_000)?,
             })

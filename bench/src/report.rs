@@ -260,6 +260,10 @@ pub fn run(a: Args) -> Result<(), String> {
     let platform = data.paired("closed", "pool", "wasm_noop", "bare", |r| r.envoy_us, diff);
     let core_v8 = data.paired("closed", "pool", "tollgate", "wasm_hostcalls", |r| r.envoy_us, diff);
     let noop_bare = data.paired("closed", "pool", "wasm_noop", "bare", |r| r.rps, ratio);
+    let nat_bare = data.paired("closed", "pool", "native", "bare", |r| r.rps, ratio);
+    let nat_jwt = data.paired("closed", "pool", "native", "jwt_authn_cache", |r| r.rps, ratio);
+    let nat_cpu = data.paired("closed", "pool", "native", "bare", |r| r.envoy_us, diff);
+    let nat_wasm = data.paired("closed", "pool", "native", "tollgate", |r| r.rps, ratio);
     let verdict = |ok: bool, s: &Spread| if s.n == 0 { "–" } else if ok { "**met**" } else { "**missed**" };
     let rng = |s: &Spread, d: usize| format!("{:.*} [{:.*}–{:.*}]", d, s.med, d, s.min, d, s.max);
 
@@ -271,6 +275,10 @@ pub fn run(a: Args) -> Result<(), String> {
     let _ = writeln!(w, "| throughput, Tollgate / bare Envoy | {}× | ≥ 0.9× | {} |", rng(&tp_bare, 2), verdict(tp_bare.med >= 0.9, &tp_bare));
     let _ = writeln!(w, "| added Envoy CPU per request, Tollgate − bare | {} µs | ≤ 3 µs | {} |", rng(&cpu_add, 2), verdict(cpu_add.med <= 3.0, &cpu_add));
     let _ = writeln!(w, "| p99 at {} req/s (open loop), Tollgate / bare | {}× | ≤ 1.10× | {} |", m("open_rate"), rng(&p99_bare, 2), verdict(p99_bare.med <= 1.10, &p99_bare));
+    let _ = writeln!(w, "| throughput, native module / bare Envoy | {}× | ≥ 0.9× | {} |", rng(&nat_bare, 2), verdict(nat_bare.med >= 0.9, &nat_bare));
+    let _ = writeln!(w, "| throughput, native module / jwt_authn (cache on) | {}× | ≥ 2× | {} |", rng(&nat_jwt, 2), verdict(nat_jwt.med >= 2.0, &nat_jwt));
+    let _ = writeln!(w, "| added Envoy CPU per request, native module − bare | {} µs | ≤ 3 µs | {} |", rng(&nat_cpu, 2), verdict(nat_cpu.med <= 3.0, &nat_cpu));
+    let _ = writeln!(w, "| throughput, native module / Wasm filter | {}× | (reported) | |", rng(&nat_wasm, 2));
     let _ = writeln!(w);
     let _ = writeln!(w, "Other pairs from the same rounds: Tollgate / jwt_authn (cache off) {}×; Tollgate / ext_authz {}×; \
         on the hot token Tollgate / jwt_authn (cache on) {}×; on the denied mix {}×. jwt_authn (cache on) adds {} µs of Envoy CPU per request over bare.\n",

@@ -6,7 +6,13 @@
 //! - every write gives the entry a new CAS token (never 0);
 //! - a write with a token succeeds only if the entry still has that token;
 //!   a write without one (or to a key that does not exist) always succeeds;
-//! - a read returns the value and its token, or nothing.
+//! - a read returns the value and its token, or nothing; an empty value
+//!   reads as no value with a token (as Envoy answers it).
+//!
+//! `tests/sim/tests/native_shared.rs` compiles this very file and checks it
+//! against the simulation's model of Envoy's shared data over random
+//! operation sequences: the invariants the simulation proves on that model
+//! hold for the native host's cross-worker state.
 //!
 //! One store per filter name (`filter_name` in the Envoy configuration),
 //! as proxy-wasm has one per `vm_id`: two filters with different names keep
@@ -37,6 +43,7 @@ impl SharedData {
 
     pub fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
         match self.lock().entries.get(key) {
+            Some((value, cas)) if value.is_empty() => (None, Some(*cas)),
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
         }

@@ -49,7 +49,8 @@ WASM=target/wasm32-wasip1/release/tollgate.wasm
 BIN=target/release/tollgate-bench
 ENVOY=.venv/bin/envoy
 # The last two are reference floors (bench/wasm-floor), run on the pool only.
-CONTENDERS=(bare jwt_authn_cache jwt_authn_nocache ext_authz tollgate wasm_noop wasm_hostcalls)
+CONTENDERS=(bare jwt_authn_cache jwt_authn_nocache ext_authz tollgate native wasm_noop wasm_hostcalls)
+NATIVE=target/native/libtollgate_native.so
 FLOOR_WASM=target/wasm-floor/wasm32-wasip1/release/tollgate_wasm_floor.wasm
 WORKLOADS=(pool hot denied)
 export TOLLGATE_DEMO_KEY=${TOLLGATE_DEMO_KEY:-ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24}
@@ -89,6 +90,7 @@ command -v taskset >/dev/null || die "taskset (util-linux) is required"
 log "building the filter and the bench helpers (release)"
 cargo build --release --target wasm32-wasip1 -p tollgate
 cargo build --release -p tollgate-bench
+cargo build --profile native -p tollgate-native
 (cd bench/wasm-floor && cargo build --release --target wasm32-wasip1 --target-dir ../../target/wasm-floor)
 cargo bench --bench verify --no-run
 
@@ -112,7 +114,7 @@ taskset -c 0 timeout 300 cargo bench --bench verify -- --noplot "${CRIT_ARGS[@]}
 grep -E '^token:' "$DIR/criterion.log" | head -1 >&2 || true
 
 # ---- inputs: tokens and Envoy configs --------------------------------------
-"$BIN" gen --dir "$DIR" --config envoy/tollgate.json --wasm "$WASM" --floor-wasm "$FLOOR_WASM" --port-base "$PORT_BASE"
+"$BIN" gen --dir "$DIR" --config envoy/tollgate.json --wasm "$WASM" --floor-wasm "$FLOOR_WASM" --native "$NATIVE" --port-base "$PORT_BASE"
 
 # ---- start every contender ------------------------------------------------
 declare -A EPID PORT ADMIN

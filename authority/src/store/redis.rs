@@ -220,78 +220,79 @@ return {ARGV[2], ARGV[3], 1}
 
 /// [`crate::throttle::admit`], step for step. Buckets are strings holding
 /// their arrival time; a pair is a hash (`kt` known-budget arrival time,
-/// `ku` known until, `b` booked slot). Everything expires once it no longer
-/// limits anything.
+/// `ku` known until); a booking is a string holding its slot. Everything
+/// expires once it no longer limits anything: a principal's arrival time
+/// is at most `principal_burst` + `max_bookings` intervals ahead, a booking
+/// lives at most `max_bookings` intervals + its hold, so a flood keeps at
+/// most about `max_bookings` + hold / interval booking keys per principal.
 const THROTTLE_LIB: &str = r#"
 local P = ARGV[1]
-local pk, ak, xk = P .. 'thr:' .. ARGV[2], P .. 'thr:' .. ARGV[3], P .. 'thr:' .. ARGV[4]
-local now = tonumber(ARGV[5])
+local pk, ak, xk, bk = P .. 'thr:' .. ARGV[2], P .. 'thr:' .. ARGV[3], P .. 'thr:' .. ARGV[4], P .. 'thr:' .. ARGV[5]
+local now = tonumber(ARGV[6])
 local function num(v) return tonumber(v or '0') or 0 end
 local function fmt(n) return string.format('%d', n) end
 local function put(key, tat)
   redis.call('SET', key, fmt(tat))
   redis.call('PEXPIREAT', key, fmt(tat + 1000))
 end
-local function put_pair(kt, ku, b, hold)
-  redis.call('HSET', xk, 'kt', fmt(kt), 'ku', fmt(ku), 'b', fmt(b))
-  local keep = math.max(kt, ku)
-  if b ~= 0 then keep = math.max(keep, b + hold) end
-  redis.call('PEXPIREAT', xk, fmt(keep + 1000))
+local function put_pair(kt, ku)
+  redis.call('HSET', xk, 'kt', fmt(kt), 'ku', fmt(ku))
+  redis.call('PEXPIREAT', xk, fmt(math.max(kt, ku) + 1000))
 end
 "#;
 
 const THROTTLE_ADMIT: &str = r#"
--- ARGV: P principal address pair now pB pI aB aI kB kI hold ; returns {admitted, via | limit, wait_ms}
-local pB, pI, aB, aI = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local kB, kI, hold = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+-- ARGV: P principal address pair booking now pB pI aB aI kB kI hold maxB ; returns {admitted, via | limit, wait_ms}
+local pB, pI, aB, aI = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local kB, kI, hold, maxB = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]), tonumber(ARGV[14])
 local function gcra(tat, interval, burst)
   local nxt = math.max(tat, now) + interval
   local limit = now + interval * burst
   if nxt <= limit then return true, nxt end
   return false, nxt - limit
 end
-local pair = redis.call('HMGET', xk, 'kt', 'ku', 'b')
-local kt, ku, b = num(pair[1]), num(pair[2]), num(pair[3])
+local pair = redis.call('HMGET', xk, 'kt', 'ku')
+local kt, ku = num(pair[1]), num(pair[2])
 if ku > now then
   local kok, k = gcra(kt, kI, kB)
   if not kok then return {0, 'known', fmt(k)} end
-  put_pair(k, ku, b, hold)
+  put_pair(k, ku)
   return {1, 'known', '0'}
 end
 local aok, a = gcra(num(redis.call('GET', ak)), aI, aB)
 if not aok then return {0, 'address', fmt(a)} end
-local lapsed = false
+local b = num(redis.call('GET', bk))
 if b ~= 0 then
   if now < b then return {0, 'principal', fmt(b - now)} end
-  local held = now <= b + hold
-  b = 0
-  if held then
+  redis.call('DEL', bk)
+  if now <= b + hold then
     put(ak, a)
-    put_pair(kt, ku, 0, hold)
     return {1, 'booked', '0'}
   end
-  lapsed = true
 end
 local ptat = num(redis.call('GET', pk))
 local pok, p = gcra(ptat, pI, pB)
 if pok then
   put(pk, p)
   put(ak, a)
-  if lapsed then put_pair(kt, ku, 0, hold) end
   return {1, 'open', '0'}
 end
+local queue = maxB * pI
+if p > queue then return {0, 'bookings', fmt(p - queue)} end
 put(pk, math.max(ptat, now) + pI)
-put_pair(kt, ku, now + p, hold)
+put(ak, a)
+redis.call('SET', bk, fmt(now + p))
+redis.call('PEXPIREAT', bk, fmt(now + p + hold + 1000))
 return {0, 'principal', fmt(p)}
 "#;
 
 const THROTTLE_SETTLE: &str = r#"
--- ARGV: P principal address pair now via outcome pI aI kI known_ms hold
-local via, outcome = ARGV[6], ARGV[7]
-local pI, aI, kI, known_ms, hold = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+-- ARGV: P principal address pair booking now via outcome pI aI kI known_ms
+local via, outcome = ARGV[7], ARGV[8]
+local pI, aI, kI, known_ms = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 if outcome == 'failure' then return 0 end
-local pair = redis.call('HMGET', xk, 'kt', 'ku', 'b')
-local kt, ku, b = num(pair[1]), num(pair[2]), num(pair[3])
+local pair = redis.call('HMGET', xk, 'kt', 'ku')
+local kt, ku = num(pair[1]), num(pair[2])
 if via == 'known' then
   kt = math.max(kt - kI, 0)
 else
@@ -299,7 +300,7 @@ else
   put(pk, math.max(num(redis.call('GET', pk)) - pI, 0))
 end
 if outcome == 'success' then ku = now + known_ms end
-put_pair(kt, ku, b, hold)
+put_pair(kt, ku)
 return 1
 "#;
 
@@ -393,6 +394,7 @@ impl crate::throttle::Limiter for RedisLimiter {
             .arg(&k.principal)
             .arg(&k.address)
             .arg(&k.pair)
+            .arg(&k.booking)
             .arg(now_ms.to_string())
             .arg(l.principal_burst)
             .arg(l.principal_interval_ms)
@@ -401,6 +403,7 @@ impl crate::throttle::Limiter for RedisLimiter {
             .arg(l.known_burst)
             .arg(l.known_interval_ms)
             .arg(l.booking_hold_ms)
+            .arg(l.max_bookings)
             .invoke_async(&mut conn)
             .await
             .map_err(be)?;
@@ -417,6 +420,7 @@ impl crate::throttle::Limiter for RedisLimiter {
             "address" => Limit::Address,
             "principal" => Limit::Principal,
             "known" => Limit::Known,
+            "bookings" => Limit::Bookings,
             _ => return Err(corrupt("throttle limit")),
         };
         Ok(Admission::Deny { limit, retry_after_ms: wait.parse().map_err(|_| corrupt("throttle wait"))? })
@@ -430,6 +434,7 @@ impl crate::throttle::Limiter for RedisLimiter {
             .arg(&k.principal)
             .arg(&k.address)
             .arg(&k.pair)
+            .arg(&k.booking)
             .arg(now_ms.to_string())
             .arg(match via {
                 Via::Open => "open",
@@ -445,7 +450,6 @@ impl crate::throttle::Limiter for RedisLimiter {
             .arg(l.address_interval_ms)
             .arg(l.known_interval_ms)
             .arg(l.known_ms)
-            .arg(l.booking_hold_ms)
             .invoke_async(&mut conn)
             .await
             .map_err(be)?;

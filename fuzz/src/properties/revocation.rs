@@ -5,7 +5,7 @@
 //! invariants.
 
 use super::{ensure, known_members, Check};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use tollgate::config::MAX_CLOCK_SKEW;
 use tollgate::revocation::{Entry, FeedError, FeedPage, LiveVersions, RevocationSet, MAX_FEED_BYTES};
@@ -101,18 +101,10 @@ fn round_trips(set: &RevocationSet, m: &Model) -> Check {
     Ok(())
 }
 
-/// A page as the authority writes it (docs/authority-api.md).
+/// A page as the authority writes it: the protocol module's own serializer
+/// (the one both sides share).
 pub fn page_json(page: &FeedPage) -> Vec<u8> {
-    let entries: Vec<Value> =
-        page.entries.iter().map(|e| json!({"key": e.key, "min_ver": e.min_ver, "expires_at": e.expires_at})).collect();
-    let mut doc = json!({"snapshot": page.snapshot, "entries": entries, "cursor": page.cursor, "floor": page.floor});
-    if let Some(s) = &page.store {
-        doc["store"] = json!(s);
-    }
-    if let Some(now) = page.now {
-        doc["now"] = json!(now);
-    }
-    doc.to_string().into_bytes()
+    serde_json::to_vec(page).unwrap_or_default()
 }
 
 /// Runs `steps` on a fresh set and a model side by side:

@@ -467,6 +467,8 @@ impl Drop for Envoy {
 }
 
 fn terminate(child: &mut Child) {
+    // SAFETY: kill(2) with a pid we spawned and a valid signal; no memory
+    // is shared, the worst case (the child already reaped) is ESRCH.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
     }
@@ -512,6 +514,8 @@ pub fn shared() -> &'static Envoy {
     }
     SHARED.get_or_init(|| {
         let envoy = Envoy::start(&Options::local());
+        // SAFETY: atexit(3) with a plain `extern "C" fn` that never
+        // unwinds across the boundary (it only signals child processes).
         unsafe {
             libc::atexit(stop_shared);
         }

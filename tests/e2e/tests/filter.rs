@@ -1049,7 +1049,7 @@ fn request_semantics_follow_the_specification_over_http1_and_http2() {
     const BAD_ENCODING: &str = "path has malformed percent-encoding";
     const DOUBLE_ENCODING: &str = "path contains an encoded percent sign";
     const NOT_UTF8: &str = "path is not valid UTF-8";
-    const OVERRIDE: &str = "method override header not allowed";
+    const OVERRIDE: &str = "method override not allowed";
     const SPELLING: &str = "credentials header in an ambiguous spelling";
     const REPEATED: &str = "user header repeated";
     const MALFORMED: &str = "malformed Authorization header";

@@ -43,7 +43,10 @@ pub fn spawn_tied(command: Command) -> io::Result<Child> {
 #[cfg(target_os = "linux")]
 fn spawn_with_deathsig(command: &mut Command) -> io::Result<Child> {
     use std::os::unix::process::CommandExt;
+    // SAFETY: getpid(2) has no preconditions and cannot fail.
     let parent = unsafe { libc::getpid() };
+    // SAFETY: the pre_exec closure runs in the forked child before exec and
+    // calls only async-signal-safe functions (prctl, getppid, _exit).
     unsafe {
         command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
