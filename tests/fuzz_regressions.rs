@@ -99,6 +99,20 @@ fn rows() -> Vec<Row> {
                 expect(properties::request::model_path("/\u{17f}*s"), None)
             },
         },
+        Row {
+            target: "config",
+            found: "the inline secret `\"not \"` shows in its own refusal, `is not base64url`: the property's \
+                    differential check replaced the secret with `AAAA`, valid base64url, whose refusal differs \
+                    (too short) and so lacks the words. A false alarm; the replacement now keeps the secret's \
+                    validity (base64url letters moved 16 places, everything else kept)",
+            fix: "none (property)",
+            check: || {
+                let doc = br#"{"issuer":"i","audiences":["a"],"keys":[{"alg":"HS256","secret":"not "}]}"#;
+                properties::config::check_config(doc)?;
+                let err = tollgate::config::Config::parse(doc, &properties::config::env).err().ok_or("accepted")?;
+                expect((err.field.as_str(), err.message.as_str()), ("keys[0].secret", "is not base64url"))
+            },
+        },
     ]
 }
 
