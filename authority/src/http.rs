@@ -115,11 +115,53 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/versions", get(versions))
         .route("/v1/api-tokens", post(create_api_token).get(list_api_tokens))
         .route("/v1/api-tokens/{id}/revoke", post(revoke_api_token))
-        .route("/healthz", get(healthz))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/healthz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Who a token request was for, as the request log shows it: the grant
+/// type and a SHA-256 prefix of the username or client id (people type
+/// passwords into username fields; the prefix still correlates repeated
+/// attempts). The token endpoint puts it in its response's extensions.
+#[derive(Clone, Debug)]
+struct TokenRequestLog {
+    grant_type: &'static str,
+    principal_sha256: Option<String>,
+}
+
+/// The longest path a request-log line carries.
+const MAX_LOGGED_PATH: usize = 256;
+
+/// One log line per request (target `tollgate_authority::request`): method,
+/// path without the query, status, latency; for the token endpoint the
+/// grant type and the hashed principal. Never a header, a body, a query
+/// string: secrets, tokens and passwords travel only there.
+async fn log_request(req: Request, next: axum::middleware::Next) -> Response {
+    let start = std::time::Instant::now();
+    let method = req.method().clone();
+    let path: String = {
+        let p = req.uri().path();
+        p.get(..MAX_LOGGED_PATH).unwrap_or(p).to_owned()
+    };
+    let response = next.run(req).await;
+    let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let status = response.status().as_u16();
+    match response.extensions().get::<TokenRequestLog>() {
+        Some(TokenRequestLog { grant_type, principal_sha256: Some(p) }) => tracing::info!(
+            target: "tollgate_authority::request", method = %method, path, status, latency_ms, grant_type, principal_sha256 = %p, "request"
+        ),
+        Some(TokenRequestLog { grant_type, principal_sha256: None }) => tracing::info!(
+            target: "tollgate_authority::request", method = %method, path, status, latency_ms, grant_type, "request"
+        ),
+        None => tracing::info!(target: "tollgate_authority::request", method = %method, path, status, latency_ms, "request"),
+    }
+    response
 }
 
 fn json_error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -294,9 +336,10 @@ async fn token(
     headers: HeaderMap,
     req: Request,
 ) -> Response {
+    let start = std::time::Instant::now();
     let form = match form_request(&state, &headers, req.into_body()).await {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(r) => return token_answered(&state, r, start, &headers, None),
     };
     let auth = &state.auth;
     let client = client_address(&headers, peer.ip(), state.trusted_proxy_hops, &state.trusted_proxies);
@@ -332,10 +375,32 @@ async fn token(
         }
     }
     .await;
-    match result {
+    let response = match result {
         Ok(t) => no_store(Json(t).into_response()),
         Err(e) => oauth_error(&e),
-    }
+    };
+    token_answered(&state, response, start, &headers, Some(&form))
+}
+
+/// Records a token-endpoint answer: its latency by grant type, and what
+/// the request log shows of it.
+fn token_answered(
+    state: &AppState,
+    mut response: Response,
+    start: std::time::Instant,
+    headers: &HeaderMap,
+    form: Option<&HashMap<String, String>>,
+) -> Response {
+    let grant_type = crate::metrics::grant_type_label(form.and_then(|f| f.get("grant_type")).map(String::as_str));
+    state.auth.metrics.token_request(grant_type, start.elapsed());
+    let principal = form.and_then(|f| match grant_type {
+        "password" => f.get("username").cloned(),
+        "client_credentials" => client_auth(headers, f).ok().flatten().map(|(id, _)| id),
+        _ => None,
+    });
+    let principal_sha256 = principal.map(|p| crate::util::sha256_hex(p.as_bytes())[..12].to_owned());
+    response.extensions_mut().insert(TokenRequestLog { grant_type, principal_sha256 });
+    response
 }
 
 async fn revoke(State(state): State<AppState>, headers: HeaderMap, req: Request) -> Response {
@@ -556,11 +621,38 @@ async fn revoke_api_token(
     }
 }
 
-async fn healthz(State(state): State<AppState>) -> Response {
-    match state.auth.store.versions(&[]).await {
-        Ok(_) => Json(json!({ "status": "ok", "store": state.auth.store.kind() })).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "store unavailable" }))).into_response(),
+/// Liveness: the process answers. Nothing else is checked, so a store
+/// outage never restarts the authority (readiness takes it out of the
+/// load balancer instead).
+async fn livez() -> Response {
+    no_store_json(StatusCode::OK, json!({ "status": "ok" }))
+}
+
+/// How long readiness waits for the store.
+pub const READY_STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Readiness (`/readyz`, and `/healthz` as its alias): the signing keys are
+/// loaded and the store answers a read within [`READY_STORE_TIMEOUT`].
+async fn readyz(State(state): State<AppState>) -> Response {
+    let auth = &state.auth;
+    let store = auth.store.kind();
+    match tokio::time::timeout(READY_STORE_TIMEOUT, auth.ready()).await {
+        Ok(Ok(keys)) => no_store_json(StatusCode::OK, json!({ "status": "ok", "store": store, "keys": keys })),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: store unavailable");
+            no_store_json(StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "store unavailable", "store": store }))
+        }
+        Err(_) => {
+            tracing::warn!(timeout_ms = READY_STORE_TIMEOUT.as_millis() as u64, "not ready: store did not answer in time");
+            no_store_json(StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "store unavailable", "store": store }))
+        }
     }
+}
+
+fn no_store_json(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -568,7 +660,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         return r;
     }
     let mut r = state.auth.metrics.render().into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
     r
 }
 
@@ -603,6 +695,51 @@ pub async fn serve(
     axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The `healthcheck` subcommand's client: `GET url` over plain HTTP/1.1
+/// (no TLS: the authority serves plain HTTP behind its proxy), bounded by
+/// `timeout`; the answer's status code. For images without curl.
+pub async fn probe(url: &str, timeout: std::time::Duration) -> Result<u16, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").ok_or_else(|| format!("{url:?}: only http:// URLs are supported"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && !p.contains(']') => {
+            (h, p.parse::<u16>().map_err(|_| format!("{url:?}: the port is not a number"))?)
+        }
+        _ => (authority, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || path.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err(format!("{url:?}: not a valid http URL"));
+    }
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| format!("connect {authority}: {e}"))?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nUser-Agent: tollgate-authority-healthcheck\r\n\r\n");
+        conn.write_all(request.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+        let mut head = Vec::with_capacity(64);
+        let mut buf = [0u8; 256];
+        while !head.windows(2).any(|w| w == b"\r\n") && head.len() < 1024 {
+            let n = conn.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&buf[..n]);
+        }
+        let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+        let line = std::str::from_utf8(line).unwrap_or_default();
+        match line.split(' ').collect::<Vec<_>>()[..] {
+            [version, code, ..] if version.starts_with("HTTP/1.") => {
+                code.parse::<u16>().map_err(|_| format!("malformed status line {line:?}"))
+            }
+            _ => Err(format!("not an HTTP answer: {:?}", line.chars().take(64).collect::<String>())),
+        }
+    };
+    tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
 }
 
 /// Cursor errors as the edge sees them (documented in docs/authority-api.md).

@@ -86,6 +86,20 @@ enum Command {
     },
     /// Read a password or client secret on stdin; print its argon2id hash.
     HashSecret,
+    /// Ask a running authority whether it is ready: exit 0 when its
+    /// readiness endpoint answers 200, 1 otherwise (container health checks
+    /// without curl).
+    Healthcheck {
+        /// URL to GET (plain http). Default: /readyz on the configured
+        /// listen address, with an unspecified address (0.0.0.0, ::) read
+        /// as loopback.
+        #[arg(long)]
+        url: Option<String>,
+        /// Give up after this many milliseconds (readiness itself waits
+        /// up to 2 s for the store).
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Args)]
@@ -359,6 +373,28 @@ async fn run(cli: Cli) -> Fallible<()> {
             println!("[[keys]]\nkid = \"{kid}\"\nalg = \"{alg}\"\nsecret_file = \"/run/secrets/tollgate-{kid}\"\nactive = false");
             Ok(())
         }
+        Command::Healthcheck { url, timeout_ms } => {
+            let url = match url {
+                Some(u) => u,
+                None => {
+                    let addr: std::net::SocketAddr =
+                        cfg.listen.parse().map_err(|_| format!("listen address {:?} is not ip:port; pass --url", cfg.listen))?;
+                    let ip = match addr.ip() {
+                        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+                        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+                        ip => ip,
+                    };
+                    format!("http://{}/readyz", std::net::SocketAddr::new(ip, addr.port()))
+                }
+            };
+            match http::probe(&url, std::time::Duration::from_millis(timeout_ms)).await? {
+                200 => {
+                    println!("ready: {url} answered 200");
+                    Ok(())
+                }
+                status => Err(format!("not ready: {url} answered {status}").into()),
+            }
+        }
         Command::HashSecret => {
             let mut s = String::new();
             std::io::stdin().take(4096).read_to_string(&mut s)?;
@@ -369,15 +405,32 @@ async fn run(cli: Cli) -> Fallible<()> {
     }
 }
 
+/// Logs go to stderr: `TOLLGATE_LOG` filters (default `info`),
+/// `TOLLGATE_LOG_FORMAT` is `text` (default) or `json` (one object per
+/// line); colour only when stderr is a terminal.
+fn init_logging() -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match std::env::var("TOLLGATE_LOG_FORMAT").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("") | Ok("text") => fmt.init(),
+        Ok("json") => fmt.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+        Ok(other) => return Err(format!("TOLLGATE_LOG_FORMAT={other:?}: expected text or json")),
+        Err(_) => return Err("TOLLGATE_LOG_FORMAT is not UTF-8: expected text or json".into()),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = init_logging() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -7,7 +7,7 @@ use crate::directory::{split_scopes, Directory};
 use crate::feed::{check_id, Cursor, CursorError, VersionKey};
 use crate::keys::Keys;
 use crate::longpoll::{FeedWaiter, Wake};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RefreshOutcome};
 use crate::refresh::{
     self, AccessStamp, Decision, Family, Reject, Rotation, MAX_REFRESH_TOKEN_LEN,
 };
@@ -16,7 +16,6 @@ use crate::throttle::{Admission, Keys as ThrottleKeys, Kind, Limit, Limiter, Lim
 use crate::util::{now_ms, now_secs, now_us, random_id};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tollgate::token::{mint, Claims, ClaimRules, TimeCheck, TokenError, Verifier, ACCESS_TOKEN_TYP};
@@ -306,7 +305,7 @@ impl Authority {
             .unwrap_or_else(|| Arc::new(MemoryLimiter::new(settings.throttle_max_entries)));
         let hash_slots = Arc::new(tokio::sync::Semaphore::new(slots(settings.max_concurrent_hashes)));
         let client_hash_slots = Arc::new(tokio::sync::Semaphore::new(slots(settings.max_concurrent_client_hashes)));
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new(store.kind()));
         let feed_waiter = Arc::new(FeedWaiter::new(settings.feed, metrics.clone()));
         Authority {
             store,
@@ -326,6 +325,13 @@ impl Authority {
     /// store (see [`Store::raise_ttl_max`]).
     pub async fn init(&self) -> Result<(), StoreError> {
         self.timed("raise_ttl_max", self.store.raise_ttl_max(self.settings.access_ttl_secs)).await.map(|_| ())
+    }
+
+    /// Readiness: the store answers a read. The number of verification
+    /// keys loaded (signing needs one; the authority does not start without).
+    pub async fn ready(&self) -> Result<usize, StoreError> {
+        self.timed("ping", self.store.versions(&[])).await?;
+        Ok(self.keys.set.keys().len())
     }
 
     async fn timed<T>(
@@ -548,7 +554,7 @@ impl Authority {
 
     async fn refresh_inner(&self, presented: &str, scope: Option<&str>) -> Result<TokenResponse, OAuthError> {
         let reject = |r: Reject| {
-            self.metrics.refresh_rejected.fetch_add(1, Ordering::Relaxed);
+            self.metrics.refresh(RefreshOutcome::Rejected);
             OAuthError::InvalidGrant(r.description().into())
         };
         if presented.is_empty() || presented.len() > MAX_REFRESH_TOKEN_LEN {
@@ -573,14 +579,14 @@ impl Authority {
                         tracing::error!(sid = %family.sid, "stored successor does not open");
                         return Err(OAuthError::Unavailable("token store unavailable".into()));
                     };
-                    self.metrics.refresh_replayed.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.refresh(RefreshOutcome::ReplayedInGrace);
                     return Ok(self.answer(&family, &rot.access, successor));
                 }
                 Decision::Reuse => {
                     let key = VersionKey::Session(family.sid.clone());
                     // If the minimum moved meanwhile the family is dead already.
                     let bumped = self.bump(&key, Some(view.min_sid)).await.map_err(unavailable)?;
-                    self.metrics.refresh_reuse_detected.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.refresh(RefreshOutcome::ReuseDetected);
                     tracing::warn!(sid = %family.sid, sub = %family.sub, revoked = bumped.is_some(), "refresh token reuse detected; session revoked");
                     return Err(OAuthError::InvalidGrant("refresh token reused; session revoked".into()));
                 }
@@ -600,12 +606,15 @@ impl Authority {
                         .await
                         .map_err(unavailable)?;
                     if applied {
-                        self.metrics.refresh_rotated.fetch_add(1, Ordering::Relaxed);
+                        self.metrics.refresh(RefreshOutcome::Rotated);
                         return Ok(self.answer(&family, &rot.access, successor));
                     }
+                    self.metrics.refresh_conflict();
                 }
             }
         }
+        self.metrics.refresh(RefreshOutcome::Conflict);
+        tracing::warn!(rounds = MAX_REFRESH_ROUNDS, "refresh gave up: every compare-and-set round lost to a concurrent writer");
         Err(OAuthError::Unavailable("refresh contention; retry".into()))
     }
 
@@ -698,7 +707,7 @@ impl Authority {
     /// `feed_max_held` held requests, or while shutting down, it answers at
     /// once. See [`crate::longpoll`].
     pub async fn feed_wait(&self, cursor: Option<&str>, wait: Duration) -> Result<FeedAnswer, FeedError> {
-        self.metrics.feed_requests.fetch_add(1, Ordering::Relaxed);
+        self.metrics.feed_request();
         let parsed = match cursor.map(Cursor::parse).transpose() {
             Ok(p) => p,
             Err(e) => return self.answered(Err(FeedError::Cursor(e))),
@@ -767,14 +776,18 @@ impl Authority {
 
     /// Counts an answer by kind.
     fn answered(&self, page: Result<FeedAnswer, FeedError>) -> Result<FeedAnswer, FeedError> {
+        if let Ok(a) = &page {
+            // A sequence number is at least the bump's time in microseconds
+            // (crate::feed::next_seq): the newest entry's age.
+            if let (false, false, Ok(c)) = (a.snapshot, a.entries.is_empty(), Cursor::parse(&a.cursor)) {
+                self.metrics.feed_delivered(Duration::from_micros(now_us().saturating_sub(c.seq)));
+            }
+        }
         self.metrics.feed_answer(match &page {
             Ok(a) if a.snapshot => "snapshot",
             Ok(a) if a.entries.is_empty() => "empty",
             Ok(_) => "delta",
-            Err(FeedError::Cursor(_)) => {
-                self.metrics.feed_cursor_rejected.fetch_add(1, Ordering::Relaxed);
-                "gone"
-            }
+            Err(FeedError::Cursor(_)) => "gone",
             Err(FeedError::Unavailable) => "unavailable",
         });
         page

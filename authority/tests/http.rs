@@ -116,7 +116,9 @@ async fn grants_succeed_and_tokens_verify_under_two_implementations() {
         "tollgate_authority_refresh_total{outcome=\"replayed_in_grace\"} 1",
         "tollgate_authority_refresh_total{outcome=\"reuse_detected\"} 0",
         "tollgate_authority_version_bumps_total{kind=\"sid\"} 0",
-        "tollgate_authority_store_op_seconds_count{op=\"apply_rotation\"}",
+        "tollgate_authority_store_operation_duration_seconds_count{op=\"apply_rotation\"}",
+        "tollgate_authority_refresh_total{outcome=\"conflict\"} 0",
+        "tollgate_authority_token_request_duration_seconds_count{grant_type=\"refresh_token\"} 2",
     ] {
         assert!(m.contains(name), "metrics lack {name}:\n{m}");
     }
