@@ -204,6 +204,10 @@ def check_crd(overlay):
         key = (r["apiVersion"], r["kind"])
         if key in CORE_KINDS:
             continue
+        if key == ("monitoring.coreos.com/v1", "PrometheusRule"):
+            check_prometheus_rule(r)
+            checked += 1
+            continue
         if key not in crds:
             fail(f"{name_of(r)}: no vendored CRD for {key[0]} {key[1]} in envoy/crds/")
             continue
@@ -226,6 +230,25 @@ def check_crd(overlay):
     if checked == 0:
         fail(f"{overlay}: no custom resources found")
     return checked
+
+
+def check_prometheus_rule(r):
+    """The PrometheusRule (no vendored CRD: prometheus-operator's is not in
+    envoy/crds/) carries exactly the groups of deploy/monitoring/tollgate.rules.yml,
+    which promtool checks and unit-tests, and promtool accepts its spec."""
+    import tempfile
+    rules = yaml.safe_load((ROOT / "deploy/monitoring/tollgate.rules.yml").read_text())
+    if set(r) - {"apiVersion", "kind", "metadata", "spec"} or set(r["spec"]) != {"groups"}:
+        fail(f"{name_of(r)}: only spec.groups is expected")
+    if r["spec"].get("groups") != rules["groups"]:
+        fail(f"{name_of(r)}: spec.groups differ from deploy/monitoring/tollgate.rules.yml "
+             "(run scripts/deploy/sync-monitoring.py)")
+    with tempfile.NamedTemporaryFile("w", suffix=".yml") as f:
+        yaml.safe_dump({"groups": r["spec"].get("groups", [])}, f)
+        f.flush()
+        p = subprocess.run(["promtool", "check", "rules", f.name], capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            fail(f"{name_of(r)}: promtool check rules: {(p.stdout + p.stderr)[-500:]}")
 
 
 # ---- core kinds ---------------------------------------------------------------
@@ -287,9 +310,11 @@ def check_core(overlay):
         fail("no Deployment tollgate-authority")
     else:
         c = auth["spec"]["template"]["spec"]["containers"][0]
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            if c.get(probe, {}).get("httpGet", {}).get("path") != "/healthz":
-                fail(f"tollgate-authority: {probe} is not an HTTP probe of /healthz")
+        # Liveness never depends on the store (a Redis blip must not restart
+        # every replica); readiness does.
+        for probe, path in (("startupProbe", "/livez"), ("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+            if c.get(probe, {}).get("httpGet", {}).get("path") != path:
+                fail(f"tollgate-authority: {probe} is not an HTTP probe of {path}")
         if auth["spec"]["replicas"] < 2:
             fail("tollgate-authority: fewer than 2 replicas")
         env_names = set()

@@ -78,6 +78,16 @@ done
 run "k8s: filter's Config::parse accepts the manifests (cargo test)" \
   cargo test --quiet --test deploy_manifests
 
+# Monitoring: the alert rules (promtool), their unit tests, the PrometheusRule
+# generated from them. tests/e2e/tests/metrics.rs checks that every metric
+# they and the dashboard name is exported by a live authority and Envoy.
+run "monitoring: promtool check rules" promtool check rules deploy/monitoring/tollgate.rules.yml
+run "monitoring: promtool test rules (alert unit tests)" \
+  bash -c "cd deploy/monitoring && promtool test rules tollgate.rules.test.yml"
+run "monitoring: dashboard is JSON with panels" \
+  $PY -c "import json,sys; d=json.load(open('deploy/monitoring/tollgate-dashboard.json')); sys.exit(0 if d['panels'] and all(t['expr'] for p in d['panels'] for t in p['targets']) else 1)"
+run "monitoring: PrometheusRule = tollgate.rules.yml" $PY scripts/deploy/sync-monitoring.py --check
+
 # OCI image
 run "oci: build, push to a loopback registry, pull, same module" scripts/deploy/oci-roundtrip.sh
 
