@@ -47,11 +47,11 @@ token: bins
 	@target/debug/tollgate-authority --data-dir .run/authority mint --sub alice --scope "read write"
 
 test: build bins
+	scripts/deploy/tools.sh
 	cargo test --workspace
 	TOLLGATE_E2E_HOST=native cargo test -p tollgate-e2e
 	scripts/test-wasm-core.sh
 	scripts/fuzz.sh
-	scripts/deploy/tools.sh
 	scripts/deploy/test.sh
 
 fuzz:

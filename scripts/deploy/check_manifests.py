@@ -533,7 +533,15 @@ def render_envoy(overlay, out):
             node.pop(last, None)
         for k in [k for k, v in tc.items() if v == {}]:
             del tc[k]
+        tc.pop("access_log", None)
         deep_merge(tc, door)
+    # The door's access log and stats tags (Envoy checks the formats and the
+    # tag regexes).
+    (_, logs, tags), = door_observability(name)
+    if name == "envoy-gateway":
+        for tc in hcm_configs(cfg):
+            tc["access_log"] = logs
+    cfg["stats_config"] = {"stats_tags": tags}
     for c in patch_clusters(res):
         c = copy.deepcopy(c)
         # Envoy resolves STRICT_DNS names at run time, not in --mode validate;
@@ -735,6 +743,118 @@ def check_request_semantics(door):
                      "between Envoy, Istio and Envoy Gateway and between their releases)")
             elif have != want:
                 fail(f"{door}: {where}: {field} is {have!r}, every door sets {want!r}")
+
+
+# ---- observability: access log and stats tags ---------------------------------
+
+# The access-log fields every door's log carries (envoy/envoy.yaml's).
+ACCESS_LOG_FIELDS = {
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ_WITHOUT_QUERY(:PATH)%",
+    "status": "%RESPONSE_CODE%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "decision": "%FILTER_STATE(wasm.tollgate_decision:PLAIN)%",
+    "reason": "%FILTER_STATE(wasm.tollgate_reason:PLAIN)%",
+    "subject": "%FILTER_STATE(wasm.tollgate_subject:PLAIN)%",
+    "session": "%FILTER_STATE(wasm.tollgate_session:PLAIN)%",
+}
+
+
+def envoy_stats_tags():
+    return yaml.safe_load(ENVOY_YAML.read_text())["stats_config"]["stats_tags"]
+
+
+def eg_envoy_proxy(res):
+    gw = the_gateway(res)
+    ref = gw["spec"].get("infrastructure", {}).get("parametersRef", {})
+    for r in res:
+        if r["kind"] == "EnvoyProxy" and r["metadata"]["name"] == ref.get("name"):
+            return r
+    fail(f"Gateway {gw['metadata']['name']}: no EnvoyProxy named by infrastructure.parametersRef")
+    return None
+
+
+def eg_access_logs(proxy):
+    """Envoy access_log entries for the EnvoyProxy's JSON file logs, as
+    Envoy Gateway writes them (a file sink, json_format, and the
+    req_without_query formatter when the format uses it)."""
+    out = []
+    for st in proxy["spec"].get("telemetry", {}).get("accessLog", {}).get("settings", []):
+        fmt = st.get("format", {})
+        if fmt.get("type") != "JSON":
+            continue
+        for sink in st.get("sinks", []):
+            if sink.get("type") != "File":
+                continue
+            lf = {"json_format": fmt["json"]}
+            if any("%REQ_WITHOUT_QUERY(" in v for v in fmt["json"].values()):
+                lf["formatters"] = [{"name": "envoy.formatter.req_without_query", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"}}]
+            out.append({"name": "envoy.access_loggers.file", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": sink["file"]["path"], "log_format": lf}})
+    return out
+
+
+def istio_bootstrap(res):
+    gw = the_gateway(res)
+    out = {}
+    for r in res:
+        if r["kind"] != "EnvoyFilter" or not targets_gateway(r, gw):
+            continue
+        for p in r["spec"].get("configPatches", []):
+            if p.get("applyTo") == "BOOTSTRAP" and p.get("patch", {}).get("operation") == "MERGE":
+                deep_merge(out, p["patch"].get("value", {}))
+    return out
+
+
+def door_observability(door):
+    """(where, access_log entries, stats_tags, notes) of a door."""
+    if door in ("native", "compose"):
+        cfgs = [("envoy/envoy.yaml", yaml.safe_load(ENVOY_YAML.read_text())),
+                ("envoy/envoy-native.yaml", yaml.safe_load((ROOT / "envoy/envoy-native.yaml").read_text()))]
+        if door == "compose":
+            cfgs = [("envoy.yaml as compose runs it", compose_envoy_config())]
+        return [(w, [a for tc in hcm_configs(c) for a in tc.get("access_log", [])],
+                 c.get("stats_config", {}).get("stats_tags")) for w, c in cfgs]
+    res = build(f"overlays/{door}")
+    if door == "istio":
+        hcm = istio_hcm_settings(res)
+        gw_cm = [r for r in res if r["kind"] == "ConfigMap" and "deployment" in r.get("data", {})]
+        dep = yaml.safe_load(gw_cm[0]["data"]["deployment"]) if gw_cm else {}
+        ann = dotted_get(dep, "spec.template.metadata.annotations")
+        pc = yaml.safe_load(ann.get("proxy.istio.io/config", "")) if isinstance(ann, dict) else None
+        prefixes = dotted_get(pc or {}, "proxyStatsMatcher.inclusionPrefixes")
+        if prefixes is _MISSING or "wasmcustom.tollgate" not in prefixes:
+            fail("istio: the gateway Deployment's proxy.istio.io/config does not include wasmcustom.tollgate "
+                 "in proxyStatsMatcher.inclusionPrefixes (Istio would not export the filter's stats)")
+        return [("Istio gateway (EnvoyFilters)", hcm.get("access_log", []),
+                 dotted_get(istio_bootstrap(res), "stats_config.stats_tags"))]
+    proxy = eg_envoy_proxy(res)
+    if proxy is None:
+        return []
+    boot = proxy["spec"].get("bootstrap", {})
+    if boot.get("type") != "Merge":
+        fail("envoy-gateway: EnvoyProxy bootstrap.type must be Merge (keep what Envoy Gateway generates)")
+    tags = dotted_get(yaml.safe_load(boot.get("value", "")) or {}, "stats_config.stats_tags")
+    return [("Envoy Gateway proxy (EnvoyProxy)", eg_access_logs(proxy), tags)]
+
+
+def check_observability(door):
+    want_tags = envoy_stats_tags()
+    for where, logs, tags in door_observability(door):
+        formats = [dotted_get(a, "typed_config.log_format.json_format") for a in logs]
+        good = [f for f in formats if isinstance(f, dict)
+                and all(f.get(k) == v for k, v in ACCESS_LOG_FIELDS.items())]
+        if not good:
+            fail(f"{door}: {where}: no JSON access log with the fields {sorted(ACCESS_LOG_FIELDS)} "
+                 f"(as envoy/envoy.yaml writes them)")
+        for f in formats:
+            if isinstance(f, dict) and any("%REQ(:PATH)%" in str(v) or "%REQ(Authorization)%" in str(v)
+                                           for v in f.values()):
+                fail(f"{door}: {where}: an access log field logs the query or a credential")
+        if tags != want_tags:
+            fail(f"{door}: {where}: stats_tags {tags!r} differ from envoy/envoy.yaml's {want_tags!r}")
 
 
 # ---- credentials -------------------------------------------------------------
@@ -1257,6 +1377,9 @@ def check_compose():
         fail("compose: the authority does not use the redis service")
     if svcs["authority"]["environment"].get("TOLLGATE_STORE") != "redis":
         fail("compose: the authority's store is not redis")
+    hc = svcs["authority"].get("healthcheck", {}).get("test", [])
+    if hc[:1] != ["CMD"] or not hc[1:2] or not hc[1].endswith("/tollgate-authority") or hc[2:3] != ["healthcheck"]:
+        fail(f"compose authority: healthcheck is not the binary's `healthcheck` subcommand: {hc}")
     key_env = {k["secret_env"] for k in tollgate_doc()["keys"] if "secret_env" in k}
     for k in key_env:
         if k not in env.get("environment", {}):
@@ -1320,6 +1443,8 @@ def main(argv):
         check_compose()
     elif cmd == "request-semantics":
         check_request_semantics(args[0])
+    elif cmd == "observability":
+        check_observability(args[0])
     elif cmd == "credentials":
         check_credentials(args[0])
     elif cmd == "secrets":

@@ -54,6 +54,7 @@ run "compose: envoy.yaml as compose renders it loads in Envoy" \
   bash -c "scripts/deploy/compose-envoy.sh envoy/envoy.yaml '$TMP/compose-envoy.yaml' && $(declare -f envoy_validate); ENVOY=$ENVOY TMP=$TMP envoy_validate '$TMP/compose-envoy.yaml'"
 run "envoy: envoy.yaml's document = tollgate.json, its cluster, XFF" $CHECK envoy-yaml
 for door in native compose; do
+  run "$door: access log fields and stats tags (reason label)" $CHECK observability $door
   run "$door: request semantics (normalize, merge //, %2F and _ refused)" $CHECK request-semantics $door
   run "$door: edge credential and key reach the VM (and the authority)" $CHECK credentials $door
 done
@@ -70,6 +71,7 @@ run "every door's document = tollgate.json (+ per-door override)" \
 for ov in istio envoy-gateway; do
   run "k8s $ov: custom resources vs vendored CRD schemas" $CHECK crd "overlays/$ov"
   run "k8s $ov: filter document, secret env, authority cluster/host" $CHECK plugin-config "overlays/$ov"
+  run "k8s $ov: access log fields and stats tags (reason label)" $CHECK observability $ov
   run "k8s $ov: request semantics (normalize, merge //, %2F and _ refused)" $CHECK request-semantics $ov
   run "k8s $ov: edge credential and key: VM, proxy, authority agree" $CHECK credentials $ov
   run "k8s $ov: real Envoy loads its document and request semantics" \
