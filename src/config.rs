@@ -399,6 +399,7 @@ pub const SEMANTIC_RULES: &[&str] = &[
     "sources: at least one token source on; Bearer cannot pass through while authorization_header is on",
     "identity_headers: four distinct names (case-insensitively)",
     "rules[]: regex compiles; anonymous excludes fresh, scopes and admin; max_staleness_ms only with fresh",
+    "integers: written without a fraction or exponent (JSON Schema's integer admits 30.0)",
 ];
 
 /// What the enum names read as; each enum's `NAMES` is its table entry.
@@ -1096,4 +1097,162 @@ fn is_token_char_string(s: &str) -> bool {
 
 fn is_quoted_string_safe(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// The structural half of [`Config::parse`] alone: what the schema states
+/// (names, types, ranges, syntax, choices). The schema agreement test
+/// compares it with a JSON Schema validator; `Config::parse` runs it first.
+pub fn check_structure(json: &[u8]) -> Result<(), ConfigError> {
+    let doc = json::parse(json).map_err(|e| ConfigError::new("", e))?;
+    check(&doc, &Kind::Object(&DOCUMENT), "")
+}
+
+// ---- the schema ---------------------------------------------------------------
+
+/// The JSON Schema (draft 2020-12) of the document, written from the tables
+/// the reader checks: `docs/filter-config.schema.json` is this, pretty-printed
+/// (tests/config_schema.rs keeps them equal).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn schema() -> serde_json::Value {
+    use serde_json::{json, Map};
+    let mut defs = Map::new();
+    let mut root = table_schema(&DOCUMENT, &mut defs);
+    if let serde_json::Value::Object(m) = &mut root {
+        let mut head = Map::new();
+        head.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+        head.insert("$id".into(), json!(SCHEMA_ID));
+        head.insert("title".into(), json!("Tollgate filter configuration"));
+        head.extend(std::mem::take(m));
+        head.insert("$defs".into(), serde_json::Value::Object(defs));
+        *m = head;
+    }
+    root
+}
+
+/// [`schema`] as the committed file holds it.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn schema_text() -> String {
+    let mut s = serde_json::to_string_pretty(&schema()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn table_schema(t: &'static Table, defs: &mut serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    use serde_json::{json, Map, Value as J};
+    let mut properties = Map::new();
+    for f in t.fields {
+        let mut s = kind_schema(&f.kind, defs);
+        if f.nullable() {
+            s = json!({"anyOf": [s, {"type": "null"}]});
+        }
+        if let J::Object(m) = &mut s {
+            if !f.doc.is_empty() {
+                m.insert("description".into(), json!(f.doc));
+            }
+            let default = match f.default {
+                DefaultValue::None => None,
+                DefaultValue::Bool(b) => Some(json!(b)),
+                DefaultValue::UInt(n) => Some(json!(n)),
+                DefaultValue::Str(s) => Some(json!(s)),
+                DefaultValue::Strs(v) => Some(json!(v)),
+                DefaultValue::Object => Some(json!({})),
+            };
+            if let Some(d) = default {
+                m.insert("default".into(), d);
+            }
+        }
+        properties.insert(f.name.into(), s);
+    }
+    let required: Vec<&str> = t.fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+    let mut s = Map::new();
+    s.insert("type".into(), json!("object"));
+    if !t.doc.is_empty() {
+        s.insert("description".into(), json!(t.doc));
+    }
+    s.insert("properties".into(), J::Object(properties));
+    if !required.is_empty() {
+        s.insert("required".into(), json!(required));
+    }
+    s.insert("additionalProperties".into(), json!(false));
+    if let Some(c) = &t.choice {
+        // Present means present and not null, as the reader counts it.
+        let given = |names: &[&str]| {
+            let props: Map<String, J> = names.iter().map(|n| ((*n).to_owned(), json!({"not": {"type": "null"}}))).collect();
+            json!({"required": names, "properties": props})
+        };
+        let each: Vec<J> = c.of.iter().map(|n| given(&[n])).collect();
+        match (c.at_least_one, c.at_most_one) {
+            (true, true) => {
+                s.insert("oneOf".into(), J::Array(each));
+            }
+            (true, false) => {
+                s.insert("anyOf".into(), J::Array(each));
+            }
+            (false, true) => {
+                let mut pairs = Vec::new();
+                for (i, a) in c.of.iter().enumerate() {
+                    for b in &c.of[i + 1..] {
+                        pairs.push(given(&[a, b]));
+                    }
+                }
+                s.insert("not".into(), json!({"anyOf": pairs}));
+            }
+            (false, false) => {}
+        }
+    }
+    J::Object(s)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn kind_schema(k: &Kind, defs: &mut serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    use serde_json::json;
+    match k {
+        Kind::Bool => json!({"type": "boolean"}),
+        Kind::Str(syntax) => {
+            let mut s = json!({"type": "string"});
+            let rule = match syntax {
+                Syntax::Any => None,
+                Syntax::NonEmpty => Some(("minLength", json!(1))),
+                Syntax::Token(_) => Some(("pattern", json!("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))),
+                Syntax::Scope => Some(("pattern", json!("^[^ ]+$"))),
+                Syntax::Quotable => Some(("pattern", json!(r"^[ !#-\[\]-~]+$"))),
+                Syntax::Method => Some(("pattern", json!("^[A-Za-z]+$"))),
+                Syntax::HostName => Some(("pattern", json!("^[!-~]+$"))),
+                Syntax::CookiePath => Some(("pattern", json!(r"^/[ !#-:<-\[\]-~]*$"))),
+                Syntax::Domain => Some(("pattern", json!("^[A-Za-z0-9.-]+$"))),
+                Syntax::AbsolutePath => Some(("pattern", json!("^/"))),
+                Syntax::Credential => Some(("pattern", json!(format!("^[!-~]{{{MIN_EDGE_CREDENTIAL_BYTES},}}$")))),
+            };
+            if let (Some((key, v)), serde_json::Value::Object(m)) = (rule, &mut s) {
+                m.insert(key.into(), v);
+            }
+            s
+        }
+        Kind::UInt { min, max, zero_off } => {
+            let bounds = json!({"minimum": min, "maximum": max});
+            if *zero_off {
+                json!({"type": "integer", "anyOf": [{"const": 0}, bounds]})
+            } else {
+                json!({"type": "integer", "minimum": min, "maximum": max})
+            }
+        }
+        Kind::Enum(names) => json!({"enum": names}),
+        Kind::Array { item, at_least_one } => {
+            let mut s = json!({"type": "array", "items": kind_schema(item, defs)});
+            if let (Some(_), serde_json::Value::Object(m)) = (at_least_one, &mut s) {
+                m.insert("minItems".into(), json!(1));
+            }
+            s
+        }
+        Kind::Object(t) => {
+            if !defs.contains_key(t.name) {
+                // Placeholder first: a table may (one day) refer to itself.
+                defs.insert(t.name.into(), json!({}));
+                let s = table_schema(t, defs);
+                defs.insert(t.name.into(), s);
+            }
+            json!({"$ref": format!("#/$defs/{}", t.name)})
+        }
+    }
 }

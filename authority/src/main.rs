@@ -1,5 +1,7 @@
 //! `tollgate-authority`: the auth cluster service and its admin CLI.
 
+mod check_config;
+
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
@@ -86,6 +88,8 @@ enum Command {
     },
     /// Read a password or client secret on stdin; print its argon2id hash.
     HashSecret,
+    /// Validate filter configuration documents as the filter does (for CI); exit 0 ok, 1 refused, 2 unreadable.
+    CheckFilterConfig(check_config::Args),
 }
 
 #[derive(Args)]
@@ -359,6 +363,7 @@ async fn run(cli: Cli) -> Fallible<()> {
             println!("[[keys]]\nkid = \"{kid}\"\nalg = \"{alg}\"\nsecret_file = \"/run/secrets/tollgate-{kid}\"\nactive = false");
             Ok(())
         }
+        Command::CheckFilterConfig(_) => Ok(()), // handled in main, before any config is loaded
         Command::HashSecret => {
             let mut s = String::new();
             std::io::stdin().take(4096).read_to_string(&mut s)?;
@@ -371,6 +376,9 @@ async fn run(cli: Cli) -> Fallible<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CheckFilterConfig(args) = &cli.command {
+        return check_config::run(args);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
