@@ -13,7 +13,8 @@
 //! | a `hosts` entry against a client address | [`host_allowed`] |
 //! | the token size cap | [`MAX_TOKEN_BYTES`] |
 
-use serde::{Deserialize, Serialize};
+use crate::token::json::{self, Members, Value};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -129,8 +130,7 @@ pub fn version_keys(sub: &str, sid: Option<&str>) -> Vec<String> {
 /// One feed entry: tokens with this key and `ver < min_ver` are revoked.
 /// `expires_at` (seconds) is when no such token can still be unexpired;
 /// `None` (JSON null) for keys of never-expiring API tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedEntry {
     pub key: String,
     pub min_ver: u64,
@@ -138,7 +138,7 @@ pub struct FeedEntry {
 }
 
 /// A feed answer (docs/authority-api.md, "Revocation feed").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FeedPage {
     /// True for the whole live set (no or a foreign cursor), false for the
     /// changes after the cursor.
@@ -147,13 +147,11 @@ pub struct FeedPage {
     /// Opaque; pass as `after=` next time.
     pub cursor: String,
     /// The id of the store that answered.
-    #[serde(default)]
     pub store: Option<String>,
     /// The minimum version of every key the store never bumped.
-    #[serde(default)]
     pub floor: u64,
     /// The authority's clock (seconds), for edges to notice skew.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub now: Option<u64>,
 }
 
@@ -175,11 +173,38 @@ impl FeedPage {
         if body.len() > MAX_FEED_BYTES {
             return Err(FeedError::TooLarge);
         }
-        let page: FeedPage = serde_json::from_slice(body).map_err(|_| FeedError::NotJson)?;
+        let page = json::parse(body).ok().as_ref().and_then(FeedPage::read).ok_or(FeedError::NotJson)?;
         if page.entries.iter().any(|e| !VersionKey::has_known_kind(&e.key)) {
             return Err(FeedError::BadKey);
         }
         Ok(page)
+    }
+
+    /// The page in a JSON value: `snapshot`, `entries` and `cursor`
+    /// required, `store` and `now` may be null, `floor` defaults to 0,
+    /// unknown members ignored; an entry has exactly its three members.
+    fn read(v: &Value) -> Option<FeedPage> {
+        let m = Members::of(v)?;
+        let entries = match m.get("entries")? {
+            Value::Array(items) => items.iter().map(FeedEntry::read).collect::<Option<Vec<_>>>()?,
+            _ => return None,
+        };
+        Some(FeedPage {
+            snapshot: m.bool("snapshot")?,
+            entries,
+            cursor: m.string("cursor")?,
+            store: m.opt_string("store")?,
+            floor: m.opt_u64("floor")?.unwrap_or(0),
+            now: m.opt_u64("now")?,
+        })
+    }
+}
+
+impl FeedEntry {
+    fn read(v: &Value) -> Option<FeedEntry> {
+        let m = Members::of(v)?;
+        m.only(&["key", "min_ver", "expires_at"])?;
+        Some(FeedEntry { key: m.string("key")?, min_ver: m.u64("min_ver")?, expires_at: m.opt_u64("expires_at")? })
     }
 }
 
@@ -199,35 +224,68 @@ pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
 
 /// A `GET /v1/versions` answer: `{"versions": {"sub:alice": 3}}`; a key the
 /// store never bumped answers the store's floor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VersionsAnswer {
     pub versions: BTreeMap<String, u64>,
 }
 
+impl VersionsAnswer {
+    /// The edge's reading of an answer: `versions` maps each key once to
+    /// an integer; other members are ignored.
+    pub fn parse(body: &[u8]) -> Option<VersionsAnswer> {
+        let v = json::parse(body).ok()?;
+        let Value::Object(members) = Members::of(&v)?.get("versions")? else { return None };
+        let versions: BTreeMap<String, u64> =
+            members.iter().map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect::<Option<_>>()?;
+        // A key listed twice is not an answer.
+        (versions.len() == members.len()).then_some(VersionsAnswer { versions })
+    }
+}
+
 /// A successful token-endpoint answer (RFC 6749 §5.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenAnswer {
     pub access_token: String,
-    #[serde(default = "bearer_type")]
+    /// `Bearer` when absent.
     pub token_type: String,
     /// Seconds the access token lives.
     pub expires_in: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
 
-fn bearer_type() -> String {
-    "Bearer".into()
+impl TokenAnswer {
+    /// The edge's reading of a token-endpoint answer; unknown members are
+    /// ignored (RFC 6749 §5.1).
+    pub fn parse(body: &[u8]) -> Option<TokenAnswer> {
+        let v = json::parse(body).ok()?;
+        let m = Members::of(&v)?;
+        Some(TokenAnswer {
+            access_token: m.string("access_token")?,
+            token_type: m.opt_string("token_type")?.unwrap_or_else(|| "Bearer".into()),
+            expires_in: m.u64("expires_in")?,
+            refresh_token: m.opt_string("refresh_token")?,
+            scope: m.opt_string("scope")?,
+        })
+    }
 }
 
 /// An error answer (RFC 6749 §5.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ErrorAnswer {
     pub error: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_description: Option<String>,
+}
+
+impl ErrorAnswer {
+    pub fn parse(body: &[u8]) -> Option<ErrorAnswer> {
+        let v = json::parse(body).ok()?;
+        let m = Members::of(&v)?;
+        Some(ErrorAnswer { error: m.string("error")?, error_description: m.opt_string("error_description")? })
+    }
 }
 
 /// The RFC 6749 error code of a refresh token that is dead (expired,

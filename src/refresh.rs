@@ -63,16 +63,16 @@ impl Outcome {
             return Outcome::Unavailable;
         }
         match status {
-            Some(200) => match serde_json::from_slice::<TokenAnswer>(body) {
-                Ok(TokenAnswer { access_token, refresh_token: Some(refresh_token), expires_in, .. })
+            Some(200) => match TokenAnswer::parse(body) {
+                Some(TokenAnswer { access_token, refresh_token: Some(refresh_token), expires_in, .. })
                     if !access_token.is_empty() && !refresh_token.is_empty() =>
                 {
                     Outcome::Refreshed(Tokens { access_token, refresh_token, expires_in })
                 }
                 _ => Outcome::Unavailable,
             },
-            Some(400) | Some(401) => match serde_json::from_slice::<ErrorAnswer>(body) {
-                Ok(e) if e.error == INVALID_GRANT => Outcome::Rejected,
+            Some(400) | Some(401) => match ErrorAnswer::parse(body) {
+                Some(e) if e.error == INVALID_GRANT => Outcome::Rejected,
                 _ => Outcome::Unavailable,
             },
             _ => Outcome::Unavailable,

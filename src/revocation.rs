@@ -16,7 +16,7 @@
 use crate::config::MAX_CLOCK_SKEW;
 use crate::protocol::merge_expiry;
 pub use crate::protocol::{version_keys, FeedEntry as Entry, FeedError, FeedPage, VersionsAnswer, MAX_FEED_BYTES};
-use serde::Deserialize;
+use crate::token::json::Value;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,26 +226,36 @@ impl RevocationSet {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<RevocationSet> {
-        #[derive(Deserialize)]
-        struct Shared {
-            g: u64,
-            c: Option<String>,
-            t: Option<u64>,
-            f: u64,
-            s: Option<String>,
-            e: Vec<(String, u64, Option<u64>)>,
+        let v = crate::token::json::parse(bytes).ok()?;
+        let m = crate::token::json::Members::of(&v)?;
+        let Value::Array(e) = m.get("e")? else { return None };
+        let mut entries = HashMap::with_capacity(e.len());
+        for entry in e {
+            let [Value::Str(k), min_ver, expires_at] = entry_array(entry)? else { return None };
+            let expires_at = match expires_at {
+                Value::Null => None,
+                v => Some(v.as_u64()?),
+            };
+            entries.insert(k.clone(), Min { min_ver: min_ver.as_u64()?, expires_at });
         }
-        let s: Shared = serde_json::from_slice(bytes).ok()?;
         Some(RevocationSet {
-            entries: s.e.into_iter().map(|(k, min_ver, expires_at)| (k, Min { min_ver, expires_at })).collect(),
-            cursor: s.c,
-            synced_at_ms: s.t,
-            generation: s.g,
-            floor: s.f,
-            store: s.s,
+            entries,
+            cursor: m.opt_string("c")?,
+            synced_at_ms: m.opt_u64("t")?,
+            generation: m.u64("g")?,
+            floor: m.u64("f")?,
+            store: m.opt_string("s")?,
             // Per worker: what a poller promised travels in the meta key.
             held_until_ms: None,
         })
+    }
+}
+
+/// `[key, min_ver, expires_at]` of an encoded set.
+fn entry_array(v: &Value) -> Option<&[Value; 3]> {
+    match v {
+        Value::Array(items) => items.as_slice().try_into().ok(),
+        _ => None,
     }
 }
 
@@ -267,7 +277,7 @@ impl LiveVersions {
     /// Records an answer received at `now_ms`; `false` when it does not
     /// parse or misses a key that was asked.
     pub fn record(&mut self, asked: &[String], body: &[u8], now_ms: u64) -> bool {
-        let Ok(answer) = serde_json::from_slice::<VersionsAnswer>(body) else { return false };
+        let Some(answer) = VersionsAnswer::parse(body) else { return false };
         if !asked.iter().all(|k| answer.versions.contains_key(k)) {
             return false;
         }

@@ -1,5 +1,7 @@
 //! `tollgate-authority`: the auth cluster service and its admin CLI.
 
+mod check_config;
+
 use clap::{Args, Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
@@ -100,6 +102,8 @@ enum Command {
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
     },
+    /// Validate filter configuration documents as the filter does (for CI); exit 0 ok, 1 refused, 2 unreadable.
+    CheckFilterConfig(check_config::Args),
 }
 
 #[derive(Args)]
@@ -395,6 +399,7 @@ async fn run(cli: Cli) -> Fallible<()> {
                 status => Err(format!("not ready: {url} answered {status}").into()),
             }
         }
+        Command::CheckFilterConfig(_) => Ok(()), // handled in main, before any config is loaded
         Command::HashSecret => {
             let mut s = String::new();
             std::io::stdin().take(4096).read_to_string(&mut s)?;
@@ -427,6 +432,9 @@ fn init_logging() -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CheckFilterConfig(args) = &cli.command {
+        return check_config::run(args);
+    }
     if let Err(e) = init_logging() {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;

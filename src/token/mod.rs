@@ -7,7 +7,7 @@
 
 pub mod b64;
 pub mod claims;
-mod json;
+pub(crate) mod json;
 pub mod jws;
 
 pub use claims::{ClaimRules, Claims, RawClaims, TimeCheck};
