@@ -9,7 +9,7 @@ use futures::future::join_all;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate::token::{TimeCheck, TokenError};
+use tollgate::token::TimeCheck;
 use tollgate_authority::feed::{CursorError, VersionKey};
 use tollgate_authority::refresh::hash_token;
 use tollgate_authority::service::{ApiTokenRequest, Authority, FeedError, OAuthError};
@@ -22,18 +22,11 @@ fn grant_err(r: Result<impl std::fmt::Debug, OAuthError>) -> (String, String) {
     (e.code().to_string(), e.description().to_string())
 }
 
-/// Whether the edge would accept `token` given the live minimums.
+/// Whether the edge would accept `token` now: the filter's own decision
+/// (verification, then revocation against this authority's feed and live
+/// versions), see [`common::edge`].
 async fn edge_accepts(auth: &Authority, token: &str) -> Result<(), String> {
-    let c = edge_verifier().verify(token, TimeCheck::At(now_secs())).map_err(|e| e.description().to_string())?;
-    let mut keys = vec![VersionKey::subject(&c.sub).expect("sub")];
-    if let Some(sid) = &c.sid {
-        keys.push(VersionKey::session(sid).expect("sid"));
-    }
-    let mins = auth.versions(&keys).await.expect("versions");
-    if mins.iter().any(|m| c.ver < *m) {
-        return Err(TokenError::Revoked.description().into());
-    }
-    Ok(())
+    common::edge::edge_decision(auth, token).await
 }
 
 /// The `ver` claim of a token of this authority.
