@@ -155,17 +155,25 @@ fn every_overlay_carries_the_document() {
     );
 }
 
+/// The comparison the manifests test makes: the overlay's document must be
+/// `base` (envoy/tollgate.json) with the overlay's override applied.
+fn overlay_in_sync(base: &Value, o: &Overlay) -> Result<(), String> {
+    let want = apply_override(base, &o.override_doc)
+        .map_err(|e| format!("{}: override refused: {e}", rel(&o.patch.with_file_name("plugin-config.override.json"))))?;
+    if o.doc != want {
+        return Err(format!(
+            "{} differs from envoy/tollgate.json + plugin-config.override.json: run scripts/deploy/sync-plugin-config.py",
+            rel(&o.patch)
+        ));
+    }
+    Ok(())
+}
+
 #[test]
 fn manifests_document_equals_envoy_tollgate_json_plus_override() {
     let base = tollgate_json();
     for o in overlays() {
-        let want = apply_override(&base, &o.override_doc)
-            .unwrap_or_else(|e| panic!("{}: override refused: {e}", rel(&o.patch.with_file_name("plugin-config.override.json"))));
-        assert!(
-            o.doc == want,
-            "{} differs from envoy/tollgate.json + plugin-config.override.json: run scripts/deploy/sync-plugin-config.py",
-            rel(&o.patch)
-        );
+        overlay_in_sync(&base, &o).unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -198,12 +206,11 @@ fn overrides_hold_only_the_authority_location() {
 
 #[test]
 fn a_drift_outside_the_overrides_fails_the_comparison() {
-    // The equality above has teeth: a change of any field but the per-door
-    // ones makes the overlay's document differ, and an override that tries
-    // to carry such a change is refused.
+    // The comparison the manifests test runs (`overlay_in_sync`) has teeth:
+    // a change of any field but the per-door ones, in an overlay's document
+    // or in envoy/tollgate.json, fails it; and an override that tries to
+    // carry such a change is refused.
     let base = tollgate_json();
-    let o = overlays().into_iter().next().unwrap();
-    let want = apply_override(&base, &o.override_doc).unwrap();
     let fresh_rule = base["rules"].as_array().unwrap().iter().position(|r| r.get("fresh").is_some()).unwrap();
     let drifts = [
         ("/revocation/on_stale".to_owned(), Value::from("allow")),
@@ -211,28 +218,40 @@ fn a_drift_outside_the_overrides_fails_the_comparison() {
         ("/authority/timeout_ms".to_owned(), Value::from(5000)),
         (format!("/rules/{fresh_rule}/fresh"), Value::from(false)),
     ];
-    for (pointer, value) in &drifts {
-        let mut drifted = o.doc.clone();
-        *drifted.pointer_mut(pointer).unwrap() = value.clone();
-        assert!(drifted != want, "a drift of {pointer} went unnoticed");
+    for o in overlays() {
+        overlay_in_sync(&base, &o).unwrap_or_else(|e| panic!("the checked-in overlay must pass first: {e}"));
+        for (pointer, value) in &drifts {
+            assert_ne!(base.pointer(pointer), Some(value), "{pointer}: the drift must change the value");
+            // The overlay drifted from envoy/tollgate.json...
+            let mut drifted = Overlay { patch: o.patch.clone(), target: o.target.clone(), doc: o.doc.clone(), override_doc: o.override_doc.clone() };
+            *drifted.doc.pointer_mut(pointer).unwrap() = value.clone();
+            let e = overlay_in_sync(&base, &drifted).expect_err(&format!("{}: a drift of {pointer} in the overlay went unnoticed", rel(&o.patch)));
+            assert!(e.contains("differs from envoy/tollgate.json"), "{e}");
+            // ...and envoy/tollgate.json changed without syncing the overlay.
+            let mut changed_base = base.clone();
+            *changed_base.pointer_mut(pointer).unwrap() = value.clone();
+            let e = overlay_in_sync(&changed_base, &o).expect_err(&format!("{}: a change of {pointer} in envoy/tollgate.json went unnoticed", rel(&o.patch)));
+            assert!(e.contains("differs from envoy/tollgate.json"), "{e}");
+        }
+        for (section, field, value) in [
+            ("revocation", "on_stale", Value::from("allow")),
+            ("refresh", "client_id", Value::from("other")),
+            ("authority", "timeout_ms", Value::from(5000)),
+        ] {
+            let mut sneaky = Overlay { patch: o.patch.clone(), target: o.target.clone(), doc: o.doc.clone(), override_doc: o.override_doc.clone() };
+            let obj = sneaky.override_doc.as_object_mut().unwrap();
+            let sec = obj.entry(section).or_insert_with(|| Value::Object(Default::default()));
+            sec.as_object_mut().unwrap().insert(field.to_owned(), value.clone());
+            *sneaky.doc.pointer_mut(&format!("/{section}/{field}")).unwrap() = value;
+            let e = overlay_in_sync(&base, &sneaky).unwrap_err();
+            assert!(e.contains("not a per-door field"), "{section}.{field}: {e}");
+        }
+        // An override cannot add a field envoy/tollgate.json lacks.
+        let mut no_authority = base.clone();
+        no_authority.as_object_mut().unwrap().remove("authority");
+        let e = overlay_in_sync(&no_authority, &o).unwrap_err();
+        assert!(e.contains("no such field"), "{e}");
     }
-    for (section, field, value) in [
-        ("revocation", "on_stale", Value::from("allow")),
-        ("refresh", "client_id", Value::from("other")),
-        ("authority", "timeout_ms", Value::from(5000)),
-    ] {
-        let mut sneaky = o.override_doc.clone();
-        let obj = sneaky.as_object_mut().unwrap();
-        let sec = obj.entry(section).or_insert_with(|| Value::Object(Default::default()));
-        sec.as_object_mut().unwrap().insert(field.to_owned(), value);
-        let e = apply_override(&base, &sneaky).unwrap_err();
-        assert!(e.contains("not a per-door field"), "{section}.{field}: {e}");
-    }
-    // An override cannot add a field envoy/tollgate.json lacks.
-    let mut no_authority = base.clone();
-    no_authority.as_object_mut().unwrap().remove("authority");
-    let e = apply_override(&no_authority, &o.override_doc).unwrap_err();
-    assert!(e.contains("no such field"), "{e}");
 }
 
 #[test]

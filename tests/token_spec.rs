@@ -1442,7 +1442,12 @@ mod properties {
         fn arbitrary_signed_json_never_panics(header in any::<String>(), payload in any::<String>()) {
             let v = verifier();
             let _ = v.verify(&hand(&header, &payload), TimeCheck::At(NOW));
-            let _ = v.verify(&tok(&payload), TimeCheck::At(NOW));
+            // Correctly signed under the default header: whatever the payload
+            // text, the JWS layer passes it and only the payload or the
+            // claims can refuse it.
+            if let Err(e) = v.verify(&tok(&payload), TimeCheck::At(NOW)) {
+                prop_assert!(!jws_layer(e), "{:?} for a correctly signed token", e);
+            }
         }
 
         #[test]
@@ -1494,6 +1499,350 @@ mod properties {
             let mut v = loose_verifier();
             v.keys = KeySet::new(vec![k]).unwrap();
             prop_assert_eq!(v.verify(&token, TimeCheck::At(NOW)), Ok(claims));
+        }
+    }
+    // ─────────── generated tokens: random claims, random corruptions ───────────
+    //
+    // Tokens are assembled by hand (`enc`, `mac` above: the `base64` and
+    // `hmac` crates, not the codec) from JSON built here, so the codec never
+    // helps build its own inputs. Each token is valid or breaks exactly one
+    // rule, so the expected refusal is exact.
+
+    /// Refusals decided before the claims are read: shape, encoding,
+    /// header, key selection, MAC.
+    fn jws_layer(e: TokenError) -> bool {
+        matches!(
+            e,
+            TooLarge | Malformed | BadEncoding(Segment::Header) | BadEncoding(Segment::Signature)
+                | NotJsonObject(Segment::Header) | DuplicateMember(Segment::Header) | AlgorithmMissing
+                | AlgorithmNone | AlgorithmNotAllowed | AlgorithmMismatch | KeyIdMissing | UnknownKeyId
+                | UnsupportedCritical | TypeNotAllowed | SignatureInvalid
+        )
+    }
+
+    /// The keys of [`gen_verifier`]: `(kid, alg, secret)`.
+    const GEN_KEYS: [(&str, Algorithm, &[u8]); 3] = [("k1", HS256, SECRET), ("k2", HS384, OTHER_SECRET), ("k3", HS512, SECRET)];
+
+    /// Three keys (so `kid` is required), skew 0, never-expiring tokens
+    /// with a `sid` allowed.
+    fn gen_verifier() -> Verifier {
+        let mut r = rules();
+        r.allow_never_expiring = true;
+        let keys = GEN_KEYS.iter().map(|(kid, alg, secret)| key(Some(kid), *alg, secret)).collect();
+        let mut v = verifier_with(keys, r);
+        v.max_token_bytes = 1 << 16;
+        v
+    }
+
+    /// Strings the codec accepts in `sub`, `sid`, `scope` (no control character).
+    const PRINTABLE: &str = "[^\\p{Cc}]{1,24}";
+
+    fn valid_claims() -> impl Strategy<Value = Claims> {
+        (
+            (PRINTABLE, proptest::option::of("[^\\p{Cc}]{0,24}"), proptest::option::of(any::<String>()), proptest::option::of(PRINTABLE)),
+            (0..=MAX_VERSION, proptest::option::of((NOW + 1)..=MAX_NUMERIC_DATE), proptest::option::of(0..=NOW), proptest::option::of(0..=NOW)),
+            (proptest::collection::vec(any::<String>(), 0..3), prop_oneof![Just("api"), Just("billing")], any::<prop::sample::Index>()),
+            proptest::option::of(proptest::collection::vec("[0-9a-f:./]{1,20}", 0..4)),
+        )
+            .prop_map(|((sub, scope, jti, sid), (ver, exp, nbf, iat), (mut aud, accepted, at), hosts)| {
+                aud.insert(at.index(aud.len() + 1), accepted.to_owned());
+                // A token without `exp` must carry a `sid` to be accepted.
+                let sid = if exp.is_none() { Some(sid.unwrap_or_else(|| "s-1".into())) } else { sid };
+                Claims { iss: ISS.into(), sub, aud, exp, nbf, iat, jti, ver, sid, scope, hosts }
+            })
+    }
+
+    /// The claims as a JSON object; `aud` as a plain string when it has one
+    /// member and `aud_string` says so.
+    fn claims_json(c: &Claims, aud_string: bool) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::{json, Map};
+        let mut m = Map::new();
+        m.insert("iss".into(), json!(c.iss));
+        m.insert("sub".into(), json!(c.sub));
+        m.insert("aud".into(), if aud_string && c.aud.len() == 1 { json!(c.aud[0]) } else { json!(c.aud) });
+        m.insert("ver".into(), json!(c.ver));
+        for (name, v) in [("exp", c.exp), ("nbf", c.nbf), ("iat", c.iat)] {
+            if let Some(v) = v {
+                m.insert(name.into(), json!(v));
+            }
+        }
+        for (name, v) in [("jti", &c.jti), ("sid", &c.sid), ("scope", &c.scope)] {
+            if let Some(v) = v {
+                m.insert(name.into(), json!(v));
+            }
+        }
+        if let Some(h) = &c.hosts {
+            m.insert("hosts".into(), json!(h));
+        }
+        m
+    }
+
+    /// One broken rule of the claims and the refusal the codec's rules
+    /// (src/token/claims.rs) say it gets.
+    #[derive(Debug, Clone)]
+    enum ClaimBreak {
+        /// An integer beyond the claim's limit, or no integer at all.
+        OutOfRange(&'static str, serde_json::Value),
+        ExpPassed(u64),
+        NbfAhead(u64),
+        IatAhead(u64),
+        Missing(&'static str),
+        SubEmpty,
+        ControlIn(&'static str, String),
+        OtherIssuer(String),
+        OtherAudiences(Vec<String>),
+        NoExpNoSid,
+    }
+
+    impl ClaimBreak {
+        fn apply(&self, m: &mut serde_json::Map<String, serde_json::Value>) {
+            use serde_json::json;
+            match self {
+                ClaimBreak::OutOfRange(name, v) => drop(m.insert((*name).into(), v.clone())),
+                ClaimBreak::ExpPassed(t) => drop(m.insert("exp".into(), json!(t))),
+                ClaimBreak::NbfAhead(t) => drop(m.insert("nbf".into(), json!(t))),
+                ClaimBreak::IatAhead(t) => drop(m.insert("iat".into(), json!(t))),
+                ClaimBreak::Missing(name) => drop(m.remove(*name)),
+                ClaimBreak::SubEmpty => drop(m.insert("sub".into(), json!(""))),
+                ClaimBreak::ControlIn(name, s) => drop(m.insert((*name).into(), json!(s))),
+                ClaimBreak::OtherIssuer(s) => drop(m.insert("iss".into(), json!(s))),
+                ClaimBreak::OtherAudiences(a) => drop(m.insert("aud".into(), json!(a))),
+                ClaimBreak::NoExpNoSid => {
+                    m.remove("exp");
+                    m.remove("sid");
+                }
+            }
+        }
+
+        fn expected(&self) -> TokenError {
+            match self {
+                ClaimBreak::OutOfRange(name, _) => ClaimType(match *name {
+                    "exp" => Claim::Exp,
+                    "nbf" => Claim::Nbf,
+                    "iat" => Claim::Iat,
+                    _ => Claim::Ver,
+                }),
+                ClaimBreak::ExpPassed(_) => Expired,
+                ClaimBreak::NbfAhead(_) => NotYetValid,
+                ClaimBreak::IatAhead(_) => IssuedInFuture,
+                ClaimBreak::Missing("ver") => VersionMissing,
+                ClaimBreak::Missing(_) | ClaimBreak::SubEmpty => SubjectMissing,
+                ClaimBreak::ControlIn("sub", _) => ControlCharacter(Claim::Sub),
+                ClaimBreak::ControlIn("sid", _) => ControlCharacter(Claim::Sid),
+                ClaimBreak::ControlIn(_, _) => ControlCharacter(Claim::Scope),
+                ClaimBreak::OtherIssuer(_) => IssuerMismatch,
+                ClaimBreak::OtherAudiences(_) => AudienceMismatch,
+                ClaimBreak::NoExpNoSid => ExpirationMissing,
+            }
+        }
+    }
+
+    fn claim_break() -> impl Strategy<Value = ClaimBreak> {
+        use serde_json::json;
+        let time_claim = prop_oneof![Just("exp"), Just("nbf"), Just("iat")];
+        let not_an_integer = prop_oneof![
+            (MAX_NUMERIC_DATE + 1..=u64::MAX).prop_map(|t| json!(t)),
+            (1i64..=i64::MAX).prop_map(|t| json!(-t)),
+            (0.5f64..1e12).prop_map(|t| json!(t)),
+            "[0-9]{1,12}".prop_map(|t| json!(t)),
+            Just(json!(null)),
+            Just(json!(true)),
+            Just(json!([NOW])),
+            Just(json!({"t": NOW})),
+        ];
+        let control = "[^\\p{Cc}]{0,8}\\p{Cc}[^\\p{Cc}]{0,8}";
+        prop_oneof![
+            (time_claim, not_an_integer).prop_map(|(n, v)| ClaimBreak::OutOfRange(n, v)),
+            (MAX_VERSION + 1..=u64::MAX).prop_map(|v| ClaimBreak::OutOfRange("ver", json!(v))),
+            "[0-9]{1,15}".prop_map(|v| ClaimBreak::OutOfRange("ver", json!(v))),
+            (0..=NOW).prop_map(ClaimBreak::ExpPassed),
+            ((NOW + 1)..=MAX_NUMERIC_DATE).prop_map(ClaimBreak::NbfAhead),
+            ((NOW + 1)..=MAX_NUMERIC_DATE).prop_map(ClaimBreak::IatAhead),
+            prop_oneof![Just("ver"), Just("sub")].prop_map(ClaimBreak::Missing),
+            Just(ClaimBreak::SubEmpty),
+            (prop_oneof![Just("sub"), Just("sid"), Just("scope")], control).prop_map(|(n, s)| ClaimBreak::ControlIn(n, s)),
+            any::<String>().prop_filter("another issuer", |s| s != ISS).prop_map(ClaimBreak::OtherIssuer),
+            proptest::collection::vec(any::<String>(), 0..3)
+                .prop_filter("no accepted audience", |a| !a.iter().any(|x| x == "api" || x == "billing"))
+                .prop_map(ClaimBreak::OtherAudiences),
+            Just(ClaimBreak::NoExpNoSid),
+        ]
+    }
+
+    /// One broken rule of the header and its refusal.
+    #[derive(Debug, Clone)]
+    enum HeaderBreak {
+        UnknownKid(String),
+        /// A configured kid with another key's algorithm.
+        WrongAlg(usize, usize),
+        AlgNone(String),
+        NoKid,
+        OtherTyp(String),
+    }
+
+    fn header_break() -> impl Strategy<Value = HeaderBreak> {
+        prop_oneof![
+            "[a-z0-9]{1,8}".prop_filter("not configured", |k| !GEN_KEYS.iter().any(|(kid, _, _)| kid == k)).prop_map(HeaderBreak::UnknownKid),
+            (0..3usize, 1..3usize).prop_map(|(k, d)| HeaderBreak::WrongAlg(k, (k + d) % 3)),
+            prop_oneof![Just("none"), Just("None"), Just("NONE"), Just("nOnE")].prop_map(|s| HeaderBreak::AlgNone(s.into())),
+            Just(HeaderBreak::NoKid),
+            prop_oneof![Just("JWT"), Just("jwt"), Just("at+jwe"), Just("application/jwt")].prop_map(|s| HeaderBreak::OtherTyp(s.into())),
+        ]
+    }
+
+    /// A generated token: which key signs, how its claims read, what (if
+    /// anything) breaks, and so what the verifier must answer.
+    #[derive(Debug, Clone)]
+    struct Generated {
+        token: String,
+        want: Result<Claims, TokenError>,
+    }
+
+    fn generate(claims: Claims, k: usize, aud_string: bool, claim: Option<ClaimBreak>, header: Option<HeaderBreak>) -> Generated {
+        use serde_json::json;
+        let (kid, alg, secret) = GEN_KEYS[k];
+        let mut h = serde_json::Map::new();
+        let mut sign_alg = alg;
+        h.insert("alg".into(), json!(alg.name()));
+        h.insert("kid".into(), json!(kid));
+        h.insert("typ".into(), json!("at+jwt"));
+        let mut payload = claims_json(&claims, aud_string);
+        let mut want = Ok(claims);
+        if let Some(b) = &claim {
+            b.apply(&mut payload);
+            want = Err(b.expected());
+        }
+        if let Some(b) = &header {
+            let err = match b {
+                HeaderBreak::UnknownKid(other) => {
+                    h.insert("kid".into(), json!(other));
+                    UnknownKeyId
+                }
+                HeaderBreak::WrongAlg(_, other) => {
+                    sign_alg = GEN_KEYS[*other].1;
+                    h.insert("alg".into(), json!(sign_alg.name()));
+                    AlgorithmMismatch
+                }
+                HeaderBreak::AlgNone(none) => {
+                    h.insert("alg".into(), json!(none));
+                    AlgorithmNone
+                }
+                HeaderBreak::NoKid => {
+                    h.remove("kid");
+                    KeyIdMissing
+                }
+                HeaderBreak::OtherTyp(t) => {
+                    h.insert("typ".into(), json!(t));
+                    TypeNotAllowed
+                }
+            };
+            // The header is read first: its refusal wins over any claim's.
+            want = Err(err);
+        }
+        let token = hand_with(
+            sign_alg,
+            secret,
+            &serde_json::Value::Object(h).to_string(),
+            &serde_json::Value::Object(payload).to_string(),
+        );
+        Generated { token, want }
+    }
+
+    fn valid_token() -> impl Strategy<Value = Generated> {
+        (valid_claims(), 0..3usize, any::<bool>()).prop_map(|(c, k, s)| generate(c, k, s, None, None))
+    }
+
+    /// The segment a corruption lands in, by its byte offset.
+    fn segment_of(token: &[u8], i: usize) -> Segment {
+        match token[..i].iter().filter(|&&b| b == b'.').count() {
+            0 => Segment::Header,
+            1 => Segment::Payload,
+            _ => Segment::Signature,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(384))]
+
+        /// A well-formed token of random claims verifies, and its claims
+        /// are exactly the generated ones.
+        #[test]
+        fn generated_valid_tokens_verify_to_their_claims(g in valid_token()) {
+            prop_assert_eq!(gen_verifier().verify(&g.token, TimeCheck::At(NOW)), g.want);
+        }
+
+        /// A token of random claims with one claim limit broken (out of
+        /// range, wrong type, missing, wrong time, control characters,
+        /// foreign issuer or audience) is refused with exactly that claim's
+        /// refusal.
+        #[test]
+        fn one_broken_claim_gets_its_own_refusal(c in valid_claims(), k in 0..3usize, s in any::<bool>(), b in claim_break()) {
+            let g = generate(c, k, s, Some(b), None);
+            let got = gen_verifier().verify(&g.token, TimeCheck::At(NOW));
+            prop_assert_eq!(got, g.want);
+        }
+
+        /// A broken header (unknown kid, another key's alg, `none`, no kid
+        /// with several keys, another typ) is refused for the header,
+        /// whatever the claims, even broken ones.
+        #[test]
+        fn one_broken_header_rule_gets_its_own_refusal(
+            c in valid_claims(), k in 0..3usize, s in any::<bool>(),
+            cb in proptest::option::of(claim_break()), hb in header_break(),
+        ) {
+            let k = match hb { HeaderBreak::WrongAlg(k, _) => k, _ => k };
+            let g = generate(c, k, s, cb, Some(hb));
+            prop_assert_eq!(gen_verifier().verify(&g.token, TimeCheck::At(NOW)), g.want);
+        }
+
+        /// Any single-byte corruption of a valid token is refused, for the
+        /// right reason: in the payload, the MAC no longer matches
+        /// (`signature invalid`); in the signature, either the text is no
+        /// longer canonical base64url (malformed) or it decodes to another
+        /// MAC (`signature invalid`); a `.` anywhere makes four segments
+        /// (malformed); in the header, a header or MAC refusal, never a
+        /// claim's.
+        #[test]
+        fn single_byte_corruptions_are_refused_for_the_right_reason(
+            g in valid_token(), at in any::<prop::sample::Index>(), byte in any::<u8>(),
+        ) {
+            let v = gen_verifier();
+            let mut bytes = g.token.clone().into_bytes();
+            let i = at.index(bytes.len());
+            prop_assume!(bytes[i] != byte && bytes[i] != b'.');
+            let segment = segment_of(&bytes, i);
+            bytes[i] = byte;
+            let got = v.keys.verify(&bytes, v.max_token_bytes).map(|_| ());
+            let want = if byte == b'.' {
+                Some(Malformed)
+            } else {
+                match segment {
+                    Segment::Payload => Some(SignatureInvalid),
+                    Segment::Signature => {
+                        let sig = &bytes[bytes.iter().rposition(|&b| b == b'.').unwrap() + 1..];
+                        Some(if URL_SAFE_NO_PAD.decode(sig).is_ok() { SignatureInvalid } else { BadEncoding(Segment::Signature) })
+                    }
+                    Segment::Header => None,
+                }
+            };
+            match want {
+                Some(e) => {
+                    prop_assert_eq!(got, Err(e));
+                    prop_assert_eq!(e.reason(), if e == SignatureInvalid { Reason::BadSignature } else { Reason::Malformed });
+                }
+                None => {
+                    let e = got.expect_err("a corrupted header is refused");
+                    prop_assert!(jws_layer(e), "{:?}: a header corruption refused as a claim", e);
+                }
+            }
+            // The whole verifier agrees wherever the bytes are still text.
+            if let Ok(s) = std::str::from_utf8(&bytes) {
+                let whole = v.verify(s, TimeCheck::At(NOW));
+                prop_assert!(whole.is_err());
+                if let Some(e) = want {
+                    prop_assert_eq!(whole, Err(e));
+                }
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use futures::future::join_all;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tollgate::token::{TimeCheck, TokenError};
+use tollgate::token::TimeCheck;
 use tollgate_authority::feed::{CursorError, VersionKey};
 use tollgate_authority::refresh::hash_token;
 use tollgate_authority::service::{ApiTokenRequest, Authority, FeedError, OAuthError};
@@ -22,18 +22,11 @@ fn grant_err(r: Result<impl std::fmt::Debug, OAuthError>) -> (String, String) {
     (e.code().to_string(), e.description().to_string())
 }
 
-/// Whether the edge would accept `token` given the live minimums.
+/// Whether the edge would accept `token` now: the filter's own decision
+/// (verification, then revocation against this authority's feed and live
+/// versions), see [`common::edge`].
 async fn edge_accepts(auth: &Authority, token: &str) -> Result<(), String> {
-    let c = edge_verifier().verify(token, TimeCheck::At(now_secs())).map_err(|e| e.description().to_string())?;
-    let mut keys = vec![VersionKey::subject(&c.sub).expect("sub")];
-    if let Some(sid) = &c.sid {
-        keys.push(VersionKey::session(sid).expect("sid"));
-    }
-    let mins = auth.versions(&keys).await.expect("versions");
-    if mins.iter().any(|m| c.ver < *m) {
-        return Err(TokenError::Revoked.description().into());
-    }
-    Ok(())
+    common::edge::edge_decision(auth, token).await
 }
 
 /// The `ver` claim of a token of this authority.
@@ -859,37 +852,63 @@ async fn overflowing_lifetimes_are_refused() {
     assert_eq!(login.expect_err("refused").code(), "temporarily_unavailable");
 }
 
+/// Clients blocked in `WAIT` right now, by Redis' own account (`CLIENT
+/// LIST`: last command `wait`, flag `b` for blocked).
+async fn clients_blocked_in_wait(url: &str) -> usize {
+    let list: String = common::redis_cmd(url, ::redis::cmd("CLIENT").arg("LIST")).await;
+    list.lines()
+        .filter(|l| {
+            let field = |name: &str| l.split(' ').find_map(|f| f.strip_prefix(name)).unwrap_or("");
+            field("cmd=") == "wait" && field("flags=").contains('b')
+        })
+        .count()
+}
+
 /// M2: with `redis_wait_replicas`, WAIT must not block the connection that
 /// reads and other writes share. No replica is attached here, so every
-/// write waits the full WAIT timeout (1 s) and then fails NotReplicated.
+/// write's `WAIT` blocks until its timeout (1 s) and then fails
+/// NotReplicated. Synchronised on Redis' own view, not on the clock: all
+/// four writes are seen blocked in `WAIT` at once (each on its own
+/// connection), and a read is answered while they still are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_wait_does_not_block_other_requests() {
     use tollgate_authority::store::redis::RedisStore;
     use tollgate_authority::store::StoreError;
+    const WRITES: usize = 4;
     let server = common::RedisServer::start();
+    let url = server.url();
     let store: Arc<dyn tollgate_authority::store::Store> =
-        Arc::new(RedisStore::connect(&server.url(), "{tollgate}:", 1).await.expect("store"));
+        Arc::new(RedisStore::connect(&url, "{tollgate}:", 1).await.expect("store"));
     let auth = authority(store, settings(30_000));
-    let started = std::time::Instant::now();
-    let writes: Vec<_> = (0..4)
-        .map(|i| {
-            let auth = auth.clone();
-            tokio::spawn(async move { auth.revoke_key(&VersionKey::subject(&format!("w{i}")).expect("key")).await })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let read_start = std::time::Instant::now();
-    auth.versions(&[VersionKey::subject("w0").expect("key")]).await.expect("read");
-    let read_took = read_start.elapsed();
-    for w in join_all(writes).await {
-        match w.expect("task") {
-            Err(StoreError::NotReplicated { wanted: 1, got: 0 }) => {}
-            other => panic!("expected NotReplicated, got {other:?}"),
+    // On a loaded machine the WAITs may time out before the read is
+    // answered: that round proves nothing either way and is run again.
+    for round in 0..5 {
+        let writes: Vec<_> = (0..WRITES)
+            .map(|i| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.revoke_key(&VersionKey::subject(&format!("w{round}-{i}")).expect("key")).await })
+            })
+            .collect();
+        let mut most = 0;
+        while most < WRITES && !writes.iter().all(|w| w.is_finished()) {
+            most = most.max(clients_blocked_in_wait(&url).await);
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        assert_eq!(most, WRITES, "the writes never waited at once: their WAITs share a connection, one after another");
+        auth.versions(&[VersionKey::subject("w0").expect("key")]).await.expect("read");
+        let read_while_blocked = writes.iter().all(|w| !w.is_finished()) && clients_blocked_in_wait(&url).await == WRITES;
+        for w in join_all(writes).await {
+            match w.expect("task") {
+                Err(StoreError::NotReplicated { wanted: 1, got: 0 }) => {}
+                other => panic!("expected NotReplicated, got {other:?}"),
+            }
+        }
+        if read_while_blocked {
+            return;
+        }
+        eprintln!("round {round}: the WAITs ended before the read's answer was seen; again");
     }
-    let writes_took = started.elapsed();
-    assert!(read_took < Duration::from_millis(400), "a read waited {read_took:?} behind WAIT");
-    assert!(writes_took < Duration::from_millis(1_900), "4 concurrent writes took {writes_took:?}: their WAITs ran one after another");
+    panic!("a read was never answered while the writes were blocked in WAIT: reads wait behind WAIT");
 }
 
 /// M1: an evicting Redis could drop version minimums (un-revoking tokens)

@@ -20,6 +20,10 @@ pub enum StoreError {
     Corrupt(String),
     /// Written, but not acknowledged by the configured number of replicas.
     NotReplicated { wanted: usize, got: usize },
+    /// The backend is configured to acknowledge writes before they are
+    /// durable (or its settings cannot be read): the store refuses to open.
+    /// The message names the setting and the value it needs.
+    Durability(String),
 }
 
 impl fmt::Display for StoreError {
@@ -30,6 +34,7 @@ impl fmt::Display for StoreError {
             StoreError::NotReplicated { wanted, got } => {
                 write!(f, "write acknowledged by {got} of {wanted} replicas")
             }
+            StoreError::Durability(e) => write!(f, "store not durable enough: {e}"),
         }
     }
 }

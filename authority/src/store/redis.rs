@@ -529,12 +529,65 @@ fn check_no_eviction(info: &str) -> StoreResult<()> {
     }
 }
 
+/// Refuses a Redis that acknowledges writes before they are on disk. An
+/// answered rotation or bump must survive a crash of Redis: a lost rotation
+/// makes the rotated refresh token the family head again, a lost bump
+/// un-revokes. That needs the append-only file (`appendonly yes`) fsynced
+/// before each write is answered (`appendfsync always`); with `everysec`
+/// (Redis' default) up to a second of answered writes is lost, with `no`
+/// the OS decides. `appendonly` and `appendfsync` are the values of
+/// `CONFIG GET`; `None` when they could not be read.
+fn check_persistence(appendonly: Option<&str>, appendfsync: Option<&str>) -> StoreResult<()> {
+    let refuse = |what: String| Err(StoreError::Durability(what));
+    match appendonly {
+        Some(v) if v.eq_ignore_ascii_case("yes") => {}
+        Some(v) => {
+            return refuse(format!(
+                "redis appendonly is {v}: acknowledged rotations and bumps would not survive a restart of Redis; \
+                 set appendonly yes and appendfsync always"
+            ))
+        }
+        None => {
+            return refuse(
+                "cannot read redis appendonly (CONFIG GET refused): the store needs appendonly yes and appendfsync \
+                 always, and must be able to check them"
+                    .into(),
+            )
+        }
+    }
+    match appendfsync {
+        Some(v) if v.eq_ignore_ascii_case("always") => Ok(()),
+        Some(v) => refuse(format!(
+            "redis appendfsync is {v}: a crash of Redis would lose writes already acknowledged (an un-revoked token, \
+             a rotated refresh token working again); set appendfsync always"
+        )),
+        None => refuse(
+            "cannot read redis appendfsync (CONFIG GET refused): the store needs appendfsync always, and must be able \
+             to check it"
+                .into(),
+        ),
+    }
+}
+
+/// One setting by `CONFIG GET`; `None` when the command is refused
+/// (renamed or disabled) or the setting unknown.
+async fn config_get(conn: &mut ConnectionManager, name: &str) -> Option<String> {
+    let pair: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(conn).await.ok()?;
+    match pair.as_slice() {
+        [n, v] if n.eq_ignore_ascii_case(name) => Some(v.clone()),
+        _ => None,
+    }
+}
+
 impl RedisStore {
     pub async fn connect(url: &str, prefix: &str, wait_replicas: usize) -> StoreResult<RedisStore> {
         let client = redis::Client::open(url).map_err(be)?;
         let mut conn = ConnectionManager::new(client.clone()).await.map_err(be)?;
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.map_err(be)?;
         check_no_eviction(&info)?;
+        let appendonly = config_get(&mut conn, "appendonly").await;
+        let appendfsync = config_get(&mut conn, "appendfsync").await;
+        check_persistence(appendonly.as_deref(), appendfsync.as_deref())?;
         let store = RedisStore {
             limiter: std::sync::Arc::new(RedisLimiter {
                 conn: conn.clone(),
@@ -1139,7 +1192,28 @@ async fn subscription(
 
 #[cfg(test)]
 mod tests {
-    use super::check_no_eviction;
+    use super::{check_no_eviction, check_persistence};
+
+    #[test]
+    fn persistence_table() {
+        let cases: [(Option<&str>, Option<&str>, Result<(), &str>); 8] = [
+            (Some("yes"), Some("always"), Ok(())),
+            (Some("YES"), Some("Always"), Ok(())),
+            (Some("yes"), Some("everysec"), Err("appendfsync is everysec")),
+            (Some("yes"), Some("no"), Err("appendfsync is no")),
+            (Some("no"), Some("always"), Err("appendonly is no")),
+            (None, Some("always"), Err("cannot read redis appendonly")),
+            (Some("yes"), None, Err("cannot read redis appendfsync")),
+            (None, None, Err("cannot read redis appendonly")),
+        ];
+        for (aof, fsync, want) in cases {
+            match (check_persistence(aof, fsync), want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(part)) => assert!(e.to_string().contains(part), "{aof:?} {fsync:?}: {e}"),
+                (got, want) => panic!("{aof:?} {fsync:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn eviction_policy_table() {

@@ -86,12 +86,11 @@ impl SqliteStore {
         let path = dir.join("authority.sqlite3");
         let mut conn = Connection::open(&path).map_err(be)?;
         conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(be)?;
-        let mode: String =
-            conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(be)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(be(format!("could not enable WAL mode (got {mode})")));
-        }
+        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(be)?;
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;").map_err(be)?;
+        // What the connection actually does, read back: an answered request
+        // must be on disk, and a SIGKILL test cannot show a missing fsync.
+        check_durability(&conn)?;
         conn.execute_batch(SCHEMA).map_err(be)?;
         let identity = identity(&mut conn, crate::util::random_id::<12>(""), crate::util::now_us()).map_err(be)?;
         Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)), identity, path })
@@ -99,6 +98,13 @@ impl SqliteStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The durability settings of the store's own connection, read back
+    /// (`PRAGMA journal_mode`, `PRAGMA synchronous`).
+    pub fn durability(&self) -> StoreResult<Durability> {
+        let conn = self.conn.lock().map_err(|_| be("connection mutex poisoned"))?;
+        Durability::read(&conn)
     }
 
     async fn run<T: Send + 'static>(
@@ -113,6 +119,52 @@ impl SqliteStore {
         .await
         .map_err(be)?
     }
+}
+
+/// `PRAGMA synchronous` levels (SQLite's numbering).
+const SYNCHRONOUS_LEVELS: [&str; 4] = ["OFF", "NORMAL", "FULL", "EXTRA"];
+/// The weakest `synchronous` level the store accepts: in WAL mode, `FULL`
+/// fsyncs the WAL at every commit; `NORMAL` only at checkpoints, so a
+/// committed (and answered) write can be lost on an OS crash or power loss.
+const MIN_SYNCHRONOUS: i64 = 2;
+
+/// The settings that make an acknowledged write durable, as SQLite reports
+/// them for one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `PRAGMA journal_mode`, lower case (`wal` is required).
+    pub journal_mode: String,
+    /// `PRAGMA synchronous`: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA (≥ 2 required).
+    pub synchronous: i64,
+}
+
+impl Durability {
+    pub fn read(conn: &Connection) -> StoreResult<Durability> {
+        let journal_mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).map_err(be)?;
+        let synchronous: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(be)?;
+        Ok(Durability { journal_mode: journal_mode.to_ascii_lowercase(), synchronous })
+    }
+}
+
+/// Refuses a connection whose settings would acknowledge a write before it
+/// is on disk: WAL journal mode and `synchronous=FULL` (or `EXTRA`) are
+/// required. The error names the setting, what it is and what it must be.
+pub fn check_durability(conn: &Connection) -> StoreResult<()> {
+    let d = Durability::read(conn)?;
+    if d.journal_mode != "wal" {
+        return Err(StoreError::Durability(format!(
+            "sqlite journal_mode is {} (WAL required: the store's transactions and concurrent CLI access rely on it)",
+            d.journal_mode
+        )));
+    }
+    if d.synchronous < MIN_SYNCHRONOUS {
+        let name = usize::try_from(d.synchronous).ok().and_then(|i| SYNCHRONOUS_LEVELS.get(i)).copied().unwrap_or("unknown");
+        return Err(StoreError::Durability(format!(
+            "sqlite synchronous is {name} ({}): an acknowledged rotation or bump could be lost on a crash; synchronous=FULL required",
+            d.synchronous
+        )));
+    }
+    Ok(())
 }
 
 /// Reads the store's identity, creating it (id and floor together, in one

@@ -1,6 +1,8 @@
 //! Test fixtures: both stores, a real `redis-server`, the real binary.
 #![allow(dead_code)]
 
+pub mod edge;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
