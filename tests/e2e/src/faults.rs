@@ -38,6 +38,8 @@ struct Shared {
     target: Mutex<SocketAddr>,
     /// Requests received, by path without the query.
     counts: Mutex<BTreeMap<String, u64>>,
+    /// Requests answered (the answer written back to Envoy), by path.
+    answered: Mutex<BTreeMap<String, u64>>,
     stop: AtomicBool,
 }
 
@@ -56,6 +58,7 @@ impl FaultProxy {
             fault: Mutex::new(Fault::PassThrough),
             target: Mutex::new(target),
             counts: Mutex::new(BTreeMap::new()),
+            answered: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -83,6 +86,13 @@ impl FaultProxy {
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.shared.counts.lock().unwrap().clone()
+    }
+
+    /// Requests for `path` whose answer has been written back to Envoy so
+    /// far: after it grows, the authority has answered (read its store for)
+    /// that request.
+    pub fn answered(&self, path: &str) -> u64 {
+        self.shared.answered.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 }
 
@@ -142,7 +152,7 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
     loop {
         let Some(req) = read_request(&mut reader)? else { return Ok(()) };
         let path = req.target.split('?').next().unwrap_or("").to_owned();
-        *s.counts.lock().unwrap().entry(path).or_default() += 1;
+        *s.counts.lock().unwrap().entry(path.clone()).or_default() += 1;
         let answer = match fault(s) {
             Fault::Refuse => return Ok(()),
             Fault::PassThrough => forward(s, &req),
@@ -164,6 +174,7 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
             Some(bytes) => {
                 writer.write_all(&bytes)?;
                 writer.flush()?;
+                *s.answered.lock().unwrap().entry(path).or_default() += 1;
             }
             // The authority is down: so is this connection.
             None => return Ok(()),

@@ -19,6 +19,7 @@
 
 use crate::callouts::{Timing, CLIENT_SLACK};
 use crate::envoy::{tail, Envoy, Options};
+use crate::faults::FaultProxy;
 use crate::http::{self, Request, Response};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -163,6 +164,24 @@ pub const FEED_ROUND_TRIP: Duration = Duration::from_millis(100);
 pub fn revocation_bound(t: &Timing) -> Duration {
     Duration::from_millis(t.sync_interval_ms + t.tick_ms) + FEED_ROUND_TRIP + CLIENT_SLACK
 }
+
+/// Returns right after the edge's next feed poll through `proxy` has been
+/// answered: a bump made now is the worst case for the bound (the poll that
+/// could have carried it has just read the store, so only the next one,
+/// a whole interval later, does). Without this, a test's own rhythm can
+/// lock onto the poll's phase and only ever sample the best case.
+pub fn right_after_a_poll(proxy: &FaultProxy, t: &Timing) {
+    let before = proxy.answered(FEED_PATH);
+    let within = Duration::from_millis(3 * t.sync_interval_ms) + Duration::from_secs(5);
+    let start = Instant::now();
+    while proxy.answered(FEED_PATH) == before {
+        assert!(start.elapsed() < within, "no feed poll was answered within {within:?}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The revocation feed's path (docs/authority-api.md).
+pub const FEED_PATH: &str = "/v1/revocations";
 
 /// What one worker did with a revoked token after the revocation returned.
 #[derive(Debug, Clone)]

@@ -9,12 +9,16 @@
 //! (`tollgate_e2e::workers`: exact balance, attribution by Envoy's
 //! per-worker listener stats) and presents the revoked token on every one
 //! of them until all refuse: the bound is met when the last worker refuses
-//! within it. Measured latencies are printed (`--nocapture`). A `fresh`
+//! within it. Each bump is made right after a feed poll was answered (the
+//! edge reaches the authority through the fault proxy, which sees when):
+//! the worst case the bound is stated for, so a poller slower than its
+//! interval fails here. Measured latencies are printed (`--nocapture`). A `fresh`
 //! route waits for a live answer instead (more in `tests/fresh.rs`).
 
 use std::time::Instant;
 use tollgate_e2e::authority::{claims_of, Authority, Settings, Store};
 use tollgate_e2e::callouts::{self, api, assert_no_crash, Timing, Watch};
+use tollgate_e2e::faults::FaultProxy;
 use tollgate_e2e::workers::{self, measure_on_every_worker, WorkerEnforcement};
 use tollgate_e2e::{Envoy, Options, Request};
 
@@ -31,8 +35,8 @@ fn describe(m: &[WorkerEnforcement]) -> String {
 
 /// Starts the edge with exact connection balancing and waits until `probe`
 /// passes (the first snapshot reached every worker).
-fn balanced_edge(doc: &serde_json::Value, authority: &Authority, probe: &Request, timing: &Timing) -> Envoy {
-    let options = workers::pinnable(Options::with_document(doc).authority(authority.port()));
+fn balanced_edge(doc: &serde_json::Value, authority_port: u16, probe: &Request, timing: &Timing) -> Envoy {
+    let options = workers::pinnable(Options::with_document(doc).authority(authority_port));
     let envoy = Envoy::start(&options);
     let within = workers::revocation_bound(timing) * 8;
     assert!(callouts::ready(&envoy, probe, within).is_some(), "the edge did not allow {probe} within {within:?}");
@@ -40,14 +44,20 @@ fn balanced_edge(doc: &serde_json::Value, authority: &Authority, probe: &Request
 }
 
 fn revoking_a_subject_a_session_and_an_api_token(store: Store) {
-    let doc = callouts::document(200, 2000, 1000);
+    // An interval well above what the client and the machine add
+    // (CLIENT_SLACK, FEED_ROUND_TRIP), so a poller late by a fraction of
+    // it misses the bound.
+    let doc = callouts::document(500, 5000, 1000);
     let timing = Timing::of(&doc);
     let bound = workers::revocation_bound(&timing);
     let authority = Authority::start(store, Settings::default());
+    let proxy = FaultProxy::start(authority.addr);
+    // Logged in now, so that no revocation call below waits for a login.
+    authority.admin_token();
 
     // An unrelated subject: its requests flow through the whole test.
     let bob = authority.mint("bob", "read");
-    let envoy = balanced_edge(&doc, &authority, &api(&bob), &timing);
+    let envoy = balanced_edge(&doc, proxy.port, &api(&bob), &timing);
     let mut pinned = workers::pin(&envoy, PER_WORKER);
     let watch = Watch::start(envoy.listener, api(&bob));
     let mut report = Vec::new();
@@ -62,6 +72,7 @@ fn revoking_a_subject_a_session_and_an_api_token(store: Store) {
             assert_eq!(r.status, 200, "worker {} before the revocation: {r}", conn.worker);
         }
     }
+    workers::right_after_a_poll(&proxy, &timing);
     authority.revoke_session(&sid);
     let since = Instant::now();
     let m = measure_on_every_worker(&mut pinned, &api(&first.access_token), since, bound);
@@ -79,6 +90,7 @@ fn revoking_a_subject_a_session_and_an_api_token(store: Store) {
     for conn in pinned.iter_mut() {
         assert_eq!(conn.send(&api(&api_token)).status, 200, "the API token passes before its revocation");
     }
+    workers::right_after_a_poll(&proxy, &timing);
     let bump = authority.revoke_api_token(&id);
     assert_eq!(bump.expires_at, None, "an API token without exp keeps its entry forever");
     let since = Instant::now();
@@ -90,6 +102,7 @@ fn revoking_a_subject_a_session_and_an_api_token(store: Store) {
     for conn in pinned.iter_mut() {
         assert_eq!(conn.send(&api(&carol)).status, 200);
     }
+    workers::right_after_a_poll(&proxy, &timing);
     let bump = authority.revoke_subject("carol");
     assert_eq!(bump.key, "sub:carol");
     let since = Instant::now();
