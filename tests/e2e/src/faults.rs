@@ -40,6 +40,8 @@ struct Shared {
     counts: Mutex<BTreeMap<String, u64>>,
     /// Requests answered (the answer written back to Envoy), by path.
     answered: Mutex<BTreeMap<String, u64>>,
+    /// The longest time from a request's arrival to its answer, by path.
+    slowest: Mutex<BTreeMap<String, Duration>>,
     stop: AtomicBool,
 }
 
@@ -59,6 +61,7 @@ impl FaultProxy {
             target: Mutex::new(target),
             counts: Mutex::new(BTreeMap::new()),
             answered: Mutex::new(BTreeMap::new()),
+            slowest: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -86,6 +89,12 @@ impl FaultProxy {
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.shared.counts.lock().unwrap().clone()
+    }
+
+    /// The longest round trip of a request for `path` seen here so far
+    /// (arrival to answer written, authority and proxy included).
+    pub fn slowest(&self, path: &str) -> Duration {
+        self.shared.slowest.lock().unwrap().get(path).copied().unwrap_or_default()
     }
 
     /// Requests for `path` whose answer has been written back to Envoy so
@@ -151,6 +160,7 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
     let mut writer = stream;
     loop {
         let Some(req) = read_request(&mut reader)? else { return Ok(()) };
+        let arrived = std::time::Instant::now();
         let path = req.target.split('?').next().unwrap_or("").to_owned();
         *s.counts.lock().unwrap().entry(path.clone()).or_default() += 1;
         let answer = match fault(s) {
@@ -174,6 +184,11 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
             Some(bytes) => {
                 writer.write_all(&bytes)?;
                 writer.flush()?;
+                let took = arrived.elapsed();
+                let mut slowest = s.slowest.lock().unwrap();
+                let longest = slowest.entry(path.clone()).or_default();
+                *longest = (*longest).max(took);
+                drop(slowest);
                 *s.answered.lock().unwrap().entry(path).or_default() += 1;
             }
             // The authority is down: so is this connection.

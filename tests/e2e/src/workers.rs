@@ -29,6 +29,20 @@ use std::time::{Duration, Instant};
 /// The listener line both shipped configurations share (`tests/config_files.rs`).
 const LISTENER_ANCHOR: &str = "  - name: ingress\n";
 
+/// Starts Envoy with `doc`, its `authority` cluster on `authority_port`
+/// and a [`pinnable`] listener, and waits (bounded by `within`) until
+/// `probe` passes on new connections ([`crate::callouts::ready`]: the first
+/// snapshot reached every worker).
+pub fn pinnable_edge(doc: &serde_json::Value, authority_port: u16, probe: &Request, within: Duration) -> Envoy {
+    let envoy = Envoy::start(&pinnable(Options::with_document(doc).authority(authority_port)));
+    assert!(
+        crate::callouts::ready(&envoy, probe, within).is_some(),
+        "the edge did not allow {probe} within {within:?} of starting; log tail:\n{}",
+        tail(&envoy.log(), 30)
+    );
+    envoy
+}
+
 /// The `ingress` listener's stats prefix [`pinnable`] sets (otherwise
 /// Envoy names listener stats by the configured address, `127.0.0.1_0`).
 pub const LISTENER_STATS: &str = "ingress";
@@ -182,6 +196,15 @@ pub fn right_after_a_poll(proxy: &FaultProxy, t: &Timing) {
 
 /// The revocation feed's path (docs/authority-api.md).
 pub const FEED_PATH: &str = "/v1/revocations";
+
+/// The documented bound with the round trip measured instead of assumed:
+/// the sync interval, the slowest feed poll the fault proxy in front of the
+/// authority answered (`proxy`), one tick, and [`CLIENT_SLACK`]. For tests
+/// that load the authority, where a poll's round trip is what the load
+/// makes it.
+pub fn revocation_bound_measured(t: &Timing, proxy: &FaultProxy) -> Duration {
+    Duration::from_millis(t.sync_interval_ms + t.tick_ms) + proxy.slowest(FEED_PATH) + CLIENT_SLACK
+}
 
 /// What one worker did with a revoked token after the revocation returned.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use tollgate_e2e::authority::{claims_of, Authority, Settings, Store};
 use tollgate_e2e::callouts::{self, api, assert_no_crash, Timing, Watch};
 use tollgate_e2e::faults::FaultProxy;
 use tollgate_e2e::workers::{self, measure_on_every_worker, WorkerEnforcement};
-use tollgate_e2e::{Envoy, Options, Request};
+use tollgate_e2e::Request;
 
 /// Connections pinned to each worker: more than one, so a worker that
 /// answered differently per connection would show.
@@ -31,16 +31,6 @@ fn describe(m: &[WorkerEnforcement]) -> String {
         .map(|w| format!("worker {}: all refused after {:?}, last allowed at {:?} ({} samples)", w.worker, w.all_denied, w.last_allowed, w.samples))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Starts the edge with exact connection balancing and waits until `probe`
-/// passes (the first snapshot reached every worker).
-fn balanced_edge(doc: &serde_json::Value, authority_port: u16, probe: &Request, timing: &Timing) -> Envoy {
-    let options = workers::pinnable(Options::with_document(doc).authority(authority_port));
-    let envoy = Envoy::start(&options);
-    let within = workers::revocation_bound(timing) * 8;
-    assert!(callouts::ready(&envoy, probe, within).is_some(), "the edge did not allow {probe} within {within:?}");
-    envoy
 }
 
 fn revoking_a_subject_a_session_and_an_api_token(store: Store) {
@@ -57,7 +47,7 @@ fn revoking_a_subject_a_session_and_an_api_token(store: Store) {
 
     // An unrelated subject: its requests flow through the whole test.
     let bob = authority.mint("bob", "read");
-    let envoy = balanced_edge(&doc, proxy.port, &api(&bob), &timing);
+    let envoy = workers::pinnable_edge(&doc, proxy.port, &api(&bob), bound * 8);
     let mut pinned = workers::pin(&envoy, PER_WORKER);
     let watch = Watch::start(envoy.listener, api(&bob));
     let mut report = Vec::new();
