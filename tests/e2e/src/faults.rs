@@ -35,6 +35,8 @@ pub enum Fault {
 
 struct Shared {
     fault: Mutex<Fault>,
+    /// Faults for one path each (query excluded), over `fault`.
+    by_path: Mutex<BTreeMap<String, Fault>>,
     target: Mutex<SocketAddr>,
     /// Requests received, by path without the query.
     counts: Mutex<BTreeMap<String, u64>>,
@@ -58,6 +60,7 @@ impl FaultProxy {
         let port = listener.local_addr().expect("address").port();
         let shared = Arc::new(Shared {
             fault: Mutex::new(Fault::PassThrough),
+            by_path: Mutex::new(BTreeMap::new()),
             target: Mutex::new(target),
             counts: Mutex::new(BTreeMap::new()),
             answered: Mutex::new(BTreeMap::new()),
@@ -76,6 +79,18 @@ impl FaultProxy {
         *self.shared.fault.lock().unwrap() = fault;
         // Let the accept loop close or reopen the listener.
         thread::sleep(Duration::from_millis(20));
+    }
+
+    /// Breaks requests for `path` only (query excluded) in one way, or,
+    /// with `None`, lets them follow [`FaultProxy::set`] again: e.g. stall
+    /// the revocation feed while live checks pass. `Fault::Refuse` here
+    /// closes the connection a request for `path` arrives on.
+    pub fn set_for(&self, path: &str, fault: Option<Fault>) {
+        let mut by_path = self.shared.by_path.lock().unwrap();
+        match fault {
+            Some(f) => by_path.insert(path.to_owned(), f),
+            None => by_path.remove(path),
+        };
     }
 
     pub fn fault(&self) -> Fault {
@@ -163,7 +178,8 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
         let arrived = std::time::Instant::now();
         let path = req.target.split('?').next().unwrap_or("").to_owned();
         *s.counts.lock().unwrap().entry(path.clone()).or_default() += 1;
-        let answer = match fault(s) {
+        let by_path = s.by_path.lock().unwrap().get(&path).copied();
+        let answer = match by_path.unwrap_or_else(|| fault(s)) {
             Fault::Refuse => return Ok(()),
             Fault::PassThrough => forward(s, &req),
             Fault::Delay(d) => {
