@@ -20,6 +20,8 @@
 //! - [`faults`]: a fault-injecting proxy between Envoy and the authority;
 //! - [`callouts`]: the demo document with test intervals and the bounds it
 //!   implies, bounded polling, `Set-Cookie` reading;
+//! - [`reload`]: the filter's configuration by ECDS from a watched file,
+//!   republished in a running Envoy (a plugin reload);
 //! - [`workers`]: connections pinned to each Envoy worker, the documented
 //!   revocation bound, enforcement measured on every worker.
 //!
@@ -41,6 +43,7 @@ pub mod envoy;
 pub mod h2;
 pub mod host;
 pub mod http;
+pub mod reload;
 pub mod render;
 pub mod tokens;
 pub mod workers;
