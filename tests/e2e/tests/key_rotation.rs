@@ -111,6 +111,7 @@ fn is_unknown_kid(r: &Response) -> bool {
 /// per worker), until `in_force` holds on every `probes` connection and a
 /// little longer. Returns (requests sent, how long the change took to be in
 /// force everywhere); panics on any failed request.
+#[allow(clippy::too_many_arguments)]
 fn reload_under_traffic(
     envoy: &Envoy,
     ecds: &Ecds,
