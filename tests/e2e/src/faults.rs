@@ -35,9 +35,15 @@ pub enum Fault {
 
 struct Shared {
     fault: Mutex<Fault>,
+    /// Faults for one path each (query excluded), over `fault`.
+    by_path: Mutex<BTreeMap<String, Fault>>,
     target: Mutex<SocketAddr>,
     /// Requests received, by path without the query.
     counts: Mutex<BTreeMap<String, u64>>,
+    /// Requests answered (the answer written back to Envoy), by path.
+    answered: Mutex<BTreeMap<String, u64>>,
+    /// The longest time from a request's arrival to its answer, by path.
+    slowest: Mutex<BTreeMap<String, Duration>>,
     stop: AtomicBool,
 }
 
@@ -54,8 +60,11 @@ impl FaultProxy {
         let port = listener.local_addr().expect("address").port();
         let shared = Arc::new(Shared {
             fault: Mutex::new(Fault::PassThrough),
+            by_path: Mutex::new(BTreeMap::new()),
             target: Mutex::new(target),
             counts: Mutex::new(BTreeMap::new()),
+            answered: Mutex::new(BTreeMap::new()),
+            slowest: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -72,6 +81,18 @@ impl FaultProxy {
         thread::sleep(Duration::from_millis(20));
     }
 
+    /// Breaks requests for `path` only (query excluded) in one way, or,
+    /// with `None`, lets them follow [`FaultProxy::set`] again: e.g. stall
+    /// the revocation feed while live checks pass. `Fault::Refuse` here
+    /// closes the connection a request for `path` arrives on.
+    pub fn set_for(&self, path: &str, fault: Option<Fault>) {
+        let mut by_path = self.shared.by_path.lock().unwrap();
+        match fault {
+            Some(f) => by_path.insert(path.to_owned(), f),
+            None => by_path.remove(path),
+        };
+    }
+
     pub fn fault(&self) -> Fault {
         *self.shared.fault.lock().unwrap()
     }
@@ -83,6 +104,19 @@ impl FaultProxy {
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
         self.shared.counts.lock().unwrap().clone()
+    }
+
+    /// The longest round trip of a request for `path` seen here so far
+    /// (arrival to answer written, authority and proxy included).
+    pub fn slowest(&self, path: &str) -> Duration {
+        self.shared.slowest.lock().unwrap().get(path).copied().unwrap_or_default()
+    }
+
+    /// Requests for `path` whose answer has been written back to Envoy so
+    /// far: after it grows, the authority has answered (read its store for)
+    /// that request.
+    pub fn answered(&self, path: &str) -> u64 {
+        self.shared.answered.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 }
 
@@ -141,9 +175,11 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
     let mut writer = stream;
     loop {
         let Some(req) = read_request(&mut reader)? else { return Ok(()) };
+        let arrived = std::time::Instant::now();
         let path = req.target.split('?').next().unwrap_or("").to_owned();
-        *s.counts.lock().unwrap().entry(path).or_default() += 1;
-        let answer = match fault(s) {
+        *s.counts.lock().unwrap().entry(path.clone()).or_default() += 1;
+        let by_path = s.by_path.lock().unwrap().get(&path).copied();
+        let answer = match by_path.unwrap_or_else(|| fault(s)) {
             Fault::Refuse => return Ok(()),
             Fault::PassThrough => forward(s, &req),
             Fault::Delay(d) => {
@@ -164,6 +200,12 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
             Some(bytes) => {
                 writer.write_all(&bytes)?;
                 writer.flush()?;
+                let took = arrived.elapsed();
+                let mut slowest = s.slowest.lock().unwrap();
+                let longest = slowest.entry(path.clone()).or_default();
+                *longest = (*longest).max(took);
+                drop(slowest);
+                *s.answered.lock().unwrap().entry(path).or_default() += 1;
             }
             // The authority is down: so is this connection.
             None => return Ok(()),

@@ -89,6 +89,11 @@ impl Request {
     }
 
     fn to_bytes(&self, host: &str) -> Vec<u8> {
+        self.to_bytes_with(host, true)
+    }
+
+    /// The request's bytes; `close`: it ends with `Connection: close`.
+    fn to_bytes_with(&self, host: &str, close: bool) -> Vec<u8> {
         let mut out = format!(
             "{} {} HTTP/1.1\r\nHost: {host}\r\n",
             self.method, self.target
@@ -106,7 +111,10 @@ impl Request {
             bytes.extend_from_slice(v);
             bytes.extend_from_slice(b"\r\n");
         }
-        bytes.extend_from_slice(b"Connection: close\r\n\r\n");
+        if close {
+            bytes.extend_from_slice(b"Connection: close\r\n");
+        }
+        bytes.extend_from_slice(b"\r\n");
         bytes.extend_from_slice(&self.body);
         bytes
     }
@@ -220,6 +228,18 @@ pub fn send(addr: SocketAddr, req: &Request) -> io::Result<Response> {
     stream.write_all(&req.to_bytes(&addr.to_string()))?;
     stream.flush()?;
     read_response(&mut stream, req.method == "HEAD")
+}
+
+/// Sends `req` on an open connection to `addr` without `Connection:
+/// close` and reads its response, leaving the connection open for the next
+/// request (a keep-alive connection stays on the Envoy worker that accepted
+/// it: see [`crate::workers`]).
+pub fn send_on(stream: &mut TcpStream, addr: SocketAddr, req: &Request) -> io::Result<Response> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.write_all(&req.to_bytes_with(&addr.to_string(), false))?;
+    stream.flush()?;
+    read_response(stream, req.method == "HEAD")
 }
 
 /// Reads one response: the head, then exactly the body its framing

@@ -19,7 +19,11 @@
 //!   restartable mid-test;
 //! - [`faults`]: a fault-injecting proxy between Envoy and the authority;
 //! - [`callouts`]: the demo document with test intervals and the bounds it
-//!   implies, bounded polling, `Set-Cookie` reading.
+//!   implies, bounded polling, `Set-Cookie` reading;
+//! - [`reload`]: the filter's configuration by ECDS from a watched file,
+//!   republished in a running Envoy (a plugin reload);
+//! - [`workers`]: connections pinned to each Envoy worker, the documented
+//!   revocation bound, enforcement measured on every worker.
 //!
 //! Prerequisites: `make build` (both modules,
 //! `target/wasm32-wasip1/release/tollgate.wasm` and
@@ -39,8 +43,10 @@ pub mod envoy;
 pub mod h2;
 pub mod host;
 pub mod http;
+pub mod reload;
 pub mod render;
 pub mod tokens;
+pub mod workers;
 
 pub use envoy::{local_document, shared, validate, Envoy, Options};
 pub use host::Host;
