@@ -38,6 +38,8 @@ struct Shared {
     target: Mutex<SocketAddr>,
     /// Requests received, by path without the query.
     counts: Mutex<BTreeMap<String, u64>>,
+    /// Paths held this long before being forwarded, in [`Fault::PassThrough`].
+    path_delays: Mutex<BTreeMap<String, Duration>>,
     stop: AtomicBool,
 }
 
@@ -56,6 +58,7 @@ impl FaultProxy {
             fault: Mutex::new(Fault::PassThrough),
             target: Mutex::new(target),
             counts: Mutex::new(BTreeMap::new()),
+            path_delays: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -79,6 +82,19 @@ impl FaultProxy {
     /// Requests received so far for `path` (query excluded).
     pub fn count(&self, path: &str) -> u64 {
         self.shared.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// While passing through, holds every request for `path` (query
+    /// excluded) `delay` before forwarding it (`None`: no longer): one
+    /// endpoint stalls, the others (the revocation feed) answer at once.
+    /// A held request is forwarded even if Envoy gave up on it meanwhile,
+    /// as a slow authority would still act on it.
+    pub fn delay_path(&self, path: &str, delay: Option<Duration>) {
+        let mut delays = self.shared.path_delays.lock().unwrap();
+        match delay {
+            Some(d) => delays.insert(path.to_owned(), d),
+            None => delays.remove(path),
+        };
     }
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
@@ -142,10 +158,16 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
     loop {
         let Some(req) = read_request(&mut reader)? else { return Ok(()) };
         let path = req.target.split('?').next().unwrap_or("").to_owned();
-        *s.counts.lock().unwrap().entry(path).or_default() += 1;
+        *s.counts.lock().unwrap().entry(path.clone()).or_default() += 1;
         let answer = match fault(s) {
             Fault::Refuse => return Ok(()),
-            Fault::PassThrough => forward(s, &req),
+            Fault::PassThrough => {
+                let hold = s.path_delays.lock().unwrap().get(&path).copied();
+                if let Some(d) = hold {
+                    thread::sleep(d);
+                }
+                forward(s, &req)
+            }
             Fault::Delay(d) => {
                 thread::sleep(d);
                 forward(s, &req)

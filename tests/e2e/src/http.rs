@@ -222,6 +222,21 @@ pub fn send(addr: SocketAddr, req: &Request) -> io::Result<Response> {
     read_response(&mut stream, req.method == "HEAD")
 }
 
+/// Writes `req` on an open connection to `addr` (one whose Envoy worker a
+/// test knows, see [`crate::workers`]); read the answer with
+/// [`read_answer`].
+pub fn write_request(stream: &mut TcpStream, addr: SocketAddr, req: &Request) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.write_all(&req.to_bytes(&addr.to_string()))?;
+    stream.flush()
+}
+
+/// Reads the answer to a request written with [`write_request`].
+pub fn read_answer(stream: &mut TcpStream, req: &Request) -> io::Result<Response> {
+    read_response(stream, req.method == "HEAD")
+}
+
 /// Reads one response: the head, then exactly the body its framing
 /// announces (content-length or chunked), else up to the end of stream.
 /// Not waiting for EOF matters: after a local reply Envoy waits for the

@@ -18,6 +18,8 @@
 //!   ([`redis`]: a `redis-server` of the test's own), killable and
 //!   restartable mid-test;
 //! - [`faults`]: a fault-injecting proxy between Envoy and the authority;
+//! - [`workers`]: connections on a known Envoy worker (cross-worker
+//!   refresh tests), cut off by the client on demand;
 //! - [`callouts`]: the demo document with test intervals and the bounds it
 //!   implies, bounded polling, `Set-Cookie` reading.
 //!
@@ -41,6 +43,7 @@ pub mod host;
 pub mod http;
 pub mod render;
 pub mod tokens;
+pub mod workers;
 
 pub use envoy::{local_document, shared, validate, Envoy, Options};
 pub use host::Host;
