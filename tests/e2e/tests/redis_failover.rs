@@ -186,6 +186,24 @@ impl Traffic {
         Traffic { stop, log, handles }
     }
 
+    /// Waits (bounded) until every stream has succeeded `n` times: the
+    /// traffic is really flowing before anything breaks.
+    fn flowing(&self, n: usize) {
+        let streams = self.handles.len();
+        let ok = poll(Duration::from_secs(30), Duration::from_millis(20), || {
+            let log = self.log.lock().unwrap();
+            let counts: std::collections::BTreeMap<&str, usize> = log.iter().filter(|e| matches!(e.outcome, Outcome::Ok)).fold(
+                std::collections::BTreeMap::new(),
+                |mut m, e| {
+                    *m.entry(e.stream).or_default() += 1;
+                    m
+                },
+            );
+            (counts.len() == streams && counts.values().all(|c| *c >= n)).then_some(())
+        });
+        assert!(ok.is_some(), "the traffic never flowed: {:?}", self.log.lock().unwrap().last());
+    }
+
     fn stop(self) -> Vec<Event> {
         self.stop.store(true, Ordering::SeqCst);
         for h in self.handles {
@@ -262,7 +280,7 @@ fn a_restarted_redis_is_the_same_store_and_the_authority_recovers_under_traffic(
     assert_eq!(envoy.send(&api(&held.access_token)).status, 200);
 
     let traffic = Traffic::start(&envoy, &authority, timing, true);
-    thread::sleep(Duration::from_secs(2));
+    traffic.flowing(5);
     let broken = Instant::now();
     redis.restart();
     let back = Instant::now();
@@ -308,6 +326,7 @@ fn fail_over(target: Target) {
     let early = try_login(&authority).expect("a session on the old primary");
     assert_eq!(envoy.send(&api(&early.access_token)).status, 200);
     let traffic = Traffic::start(&envoy, &authority, timing, false);
+    traffic.flowing(5);
 
     if target == Target::PromotedReplica {
         // The replica has everything so far, then is promoted: it stops
