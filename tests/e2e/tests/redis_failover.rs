@@ -370,7 +370,7 @@ fn fail_over(target: Target) {
     match (target, resynced) {
         (_, Some((_, took))) => eprintln!("REPORT failover [{name}]: the edge re-snapshotted {took:?} after the switch"),
         (Target::PromotedReplica, None) => wrong.push(format!(
-            "the edge's cursor, ahead of the promoted replica, was not refused and re-snapshotted within {resync_bound:?} (410s {} → {}, snapshots {} → {})",
+            "the edge's cursor, ahead of the promoted replica, was not re-snapshotted (after a 410) within {resync_bound:?} (410s {} → {}, snapshots {} → {})",
             metric(&before, CURSOR_REJECTED),
             metric(&authority.metrics(), CURSOR_REJECTED),
             metric(&before, SNAPSHOTS),
