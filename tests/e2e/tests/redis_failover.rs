@@ -16,6 +16,7 @@
 //!     lost stays enforced (a cached minimum never goes backwards);
 //!   - an empty server (a different store): the edge counts
 //!     `tollgate.revocation.store_changed` and every older token is refused.
+//!
 //!   In both, a token revoked after the failover is refused within the
 //!   revocation bound, and refreshes succeed again within [`RECOVERY`] and
 //!   do not fail after.
