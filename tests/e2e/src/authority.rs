@@ -141,6 +141,26 @@ impl Authority {
         auth
     }
 
+    /// An authority on the Redis at `url`, which the test owns (to restart
+    /// it, fail it over, or put a proxy in front of it).
+    pub fn start_on_redis_url(url: &str, settings: Settings) -> Authority {
+        let dir = tempfile::Builder::new().prefix("tollgate-e2e-authority-").tempdir().expect("temp dir");
+        let mut auth = Authority {
+            store: Store::Redis,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            settings,
+            child: Mutex::new(None),
+            dir,
+            redis: None,
+            shared_redis_url: Some(url.to_owned()),
+            admin: Mutex::new(None),
+        };
+        let (child, addr) = auth.spawn(0);
+        auth.addr = addr;
+        *auth.child.lock().unwrap() = Some(child);
+        auth
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

@@ -44,6 +44,8 @@ struct Shared {
     answered: Mutex<BTreeMap<String, u64>>,
     /// The longest time from a request's arrival to its answer, by path.
     slowest: Mutex<BTreeMap<String, Duration>>,
+    /// Paths held this long before being forwarded, in [`Fault::PassThrough`].
+    path_delays: Mutex<BTreeMap<String, Duration>>,
     stop: AtomicBool,
 }
 
@@ -65,6 +67,7 @@ impl FaultProxy {
             counts: Mutex::new(BTreeMap::new()),
             answered: Mutex::new(BTreeMap::new()),
             slowest: Mutex::new(BTreeMap::new()),
+            path_delays: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -100,6 +103,19 @@ impl FaultProxy {
     /// Requests received so far for `path` (query excluded).
     pub fn count(&self, path: &str) -> u64 {
         self.shared.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// While passing through, holds every request for `path` (query
+    /// excluded) `delay` before forwarding it (`None`: no longer): one
+    /// endpoint stalls, the others (the revocation feed) answer at once.
+    /// A held request is forwarded even if Envoy gave up on it meanwhile,
+    /// as a slow authority would still act on it.
+    pub fn delay_path(&self, path: &str, delay: Option<Duration>) {
+        let mut delays = self.shared.path_delays.lock().unwrap();
+        match delay {
+            Some(d) => delays.insert(path.to_owned(), d),
+            None => delays.remove(path),
+        };
     }
 
     pub fn counts(&self) -> BTreeMap<String, u64> {
@@ -181,7 +197,13 @@ fn serve(stream: TcpStream, s: &Shared) -> io::Result<()> {
         let by_path = s.by_path.lock().unwrap().get(&path).copied();
         let answer = match by_path.unwrap_or_else(|| fault(s)) {
             Fault::Refuse => return Ok(()),
-            Fault::PassThrough => forward(s, &req),
+            Fault::PassThrough => {
+                let hold = s.path_delays.lock().unwrap().get(&path).copied();
+                if let Some(d) = hold {
+                    thread::sleep(d);
+                }
+                forward(s, &req)
+            }
             Fault::Delay(d) => {
                 thread::sleep(d);
                 forward(s, &req)

@@ -239,6 +239,21 @@ pub fn send_on(stream: &mut TcpStream, addr: SocketAddr, req: &Request) -> io::R
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
     stream.write_all(&req.to_bytes_with(&addr.to_string(), false))?;
     stream.flush()?;
+    read_answer(stream, req)
+}
+
+/// Writes `req` on an open connection to `addr` (one whose Envoy worker a
+/// test knows, see [`crate::workers`]); read the answer with
+/// [`read_answer`].
+pub fn write_request(stream: &mut TcpStream, addr: SocketAddr, req: &Request) -> io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    stream.write_all(&req.to_bytes(&addr.to_string()))?;
+    stream.flush()
+}
+
+/// Reads the answer to a request written with [`write_request`] or [`send_on`].
+pub fn read_answer(stream: &mut TcpStream, req: &Request) -> io::Result<Response> {
     read_response(stream, req.method == "HEAD")
 }
 

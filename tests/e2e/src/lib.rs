@@ -18,6 +18,9 @@
 //!   ([`redis`]: a `redis-server` of the test's own), killable and
 //!   restartable mid-test;
 //! - [`faults`]: a fault-injecting proxy between Envoy and the authority;
+//! - [`failover`]: a switchable TCP proxy in front of Redis, RESP commands;
+//! - [`workers`]: connections on a known Envoy worker (cross-worker
+//!   refresh tests), cut off by the client on demand;
 //! - [`callouts`]: the demo document with test intervals and the bounds it
 //!   implies, bounded polling, `Set-Cookie` reading;
 //! - [`reload`]: the filter's configuration by ECDS from a watched file,
@@ -38,6 +41,7 @@ pub mod authority;
 pub mod callouts;
 pub mod echo;
 pub mod faults;
+pub mod failover;
 
 pub mod envoy;
 pub mod h2;

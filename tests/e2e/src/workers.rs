@@ -12,6 +12,12 @@
 //! (`listener.ingress.worker_<n>.downstream_cx_total`) after each to learn
 //! which worker accepted it, until every worker holds the number asked for.
 //! A request sent on a [`Pinned`] connection is answered by that worker.
+//! Tests that need a given number of connections per worker without the
+//! exact balancer (the kernel's `SO_REUSEPORT` hash chooses) use [`pinned`];
+//! a [`Pinned`] connection can also carry one request written now and
+//! answered later ([`Pinned::write`], [`Pinned::answer`]), or be cut off by
+//! the client ([`Pinned::reset`]: an RST, the way a client that goes away
+//! mid-request looks to Envoy).
 //!
 //! Also here: the documented revocation bound ([`revocation_bound`]) and
 //! [`measure_on_every_worker`], which presents a revoked token on pinned
@@ -22,6 +28,7 @@ use crate::envoy::{tail, Envoy, Options};
 use crate::faults::FaultProxy;
 use crate::http::{self, Request, Response};
 use std::collections::BTreeMap;
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -59,27 +66,29 @@ pub fn pinnable(options: Options) -> Options {
     )
 }
 
-/// Envoy's per-worker count of connections the `ingress` listener accepted
-/// (an Envoy started with [`pinnable`] options):
-/// worker index → `downstream_cx_total`. Every worker has the stat from the
-/// start (0 until it accepts one).
+/// Envoy's per-worker count of connections the ingress listener accepted:
+/// worker index → `downstream_cx_total`. The listener's stats are named by
+/// [`LISTENER_STATS`] under [`pinnable`] options, by its configured address
+/// otherwise; either way it is the one listener with workers (the admin's
+/// has none). Every worker has the stat from the start (0 until it accepts
+/// one).
 pub fn accepted_per_worker(envoy: &Envoy) -> BTreeMap<usize, u64> {
-    let prefix = format!("listener.{LISTENER_STATS}.worker_");
-    let r = http::send(envoy.admin, &Request::get(&format!("/stats?filter=^listener\\.{LISTENER_STATS}\\.worker_")))
+    let r = http::send(envoy.admin, &Request::get("/stats?filter=downstream_cx_total"))
         .unwrap_or_else(|e| panic!("admin /stats: {e}"));
     assert_eq!(r.status, 200, "admin /stats: {r}");
     let counts: BTreeMap<usize, u64> = r
         .text()
         .lines()
         .filter_map(|l| l.split_once(": "))
-        .filter_map(|(name, v)| {
-            let (worker, stat) = name.strip_prefix(&prefix)?.split_once('.')?;
-            (stat == "downstream_cx_total").then_some((worker.parse().ok()?, v.trim().parse().ok()?))
+        .filter(|(n, _)| n.starts_with("listener.") && n.contains(".worker_") && n.ends_with(".downstream_cx_total"))
+        .filter_map(|(n, v)| {
+            let worker = n.split(".worker_").nth(1)?.split('.').next()?.parse().ok()?;
+            Some((worker, v.trim().parse().ok()?))
         })
         .collect();
     assert!(
         !counts.is_empty(),
-        "no per-worker listener stats `{prefix}<n>.downstream_cx_total` in admin /stats:\n{}",
+        "no per-worker listener stats `listener.<name>.worker_<n>.downstream_cx_total` in admin /stats:\n{}",
         r.text()
     );
     counts
@@ -100,7 +109,36 @@ impl Pinned {
         http::send_on(&mut self.stream, self.addr, req)
             .unwrap_or_else(|e| panic!("{req} on a connection pinned to worker {}: {e}", self.worker))
     }
+
+    /// Writes `req` (with `Connection: close`) without waiting for the
+    /// answer; read it with [`Pinned::answer`].
+    pub fn write(&mut self, req: &Request) {
+        http::write_request(&mut self.stream, self.addr, req).unwrap_or_else(|e| panic!("write {req}: {e}"));
+    }
+
+    /// Reads the answer to the request [`Pinned::write`] wrote.
+    pub fn answer(mut self, req: &Request) -> io::Result<Response> {
+        http::read_answer(&mut self.stream, req)
+    }
+    /// Closes the connection with an RST (`SO_LINGER` 0): the client is gone.
+    pub fn reset(self) {
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        // SAFETY: setsockopt(2) on a socket this value owns, with a
+        // correctly sized `linger`; the fd stays valid until `self` drops.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
+        drop(self.stream);
+    }
 }
+
 
 /// How long [`pin`] waits for Envoy to count one accepted connection.
 const ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -162,6 +200,57 @@ pub fn pin(envoy: &Envoy, per_worker: usize) -> Vec<Pinned> {
     );
     pinned.sort_by_key(|p| p.worker);
     pinned
+}
+
+/// Envoy's requests in progress on the ingress listener (decoded, not yet
+/// answered): `http.ingress.downstream_rq_active`.
+pub fn active_requests(envoy: &Envoy) -> u64 {
+    let r = http::send(envoy.admin, &Request::get("/stats?filter=^http.ingress.downstream_rq_active$"))
+        .unwrap_or_else(|e| panic!("admin /stats: {e}"));
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix("http.ingress.downstream_rq_active: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no http.ingress.downstream_rq_active in {}", r.text()))
+}
+
+/// Opens one connection and waits (bounded) until a worker has counted it.
+/// Nothing else may connect meanwhile.
+pub fn connect(envoy: &Envoy) -> Pinned {
+    let before = accepted_per_worker(envoy);
+    let stream = TcpStream::connect_timeout(&envoy.listener, http::IO_TIMEOUT).expect("connect to Envoy");
+    let start = Instant::now();
+    loop {
+        let now = accepted_per_worker(envoy);
+        let grew: Vec<usize> = now.iter().filter(|(w, n)| before.get(w).copied().unwrap_or(0) < **n).map(|(w, _)| *w).collect();
+        match grew[..] {
+            [worker] => return Pinned { worker, addr: envoy.listener, stream },
+            [] if start.elapsed() < ACCEPT_TIMEOUT => thread::sleep(Duration::from_millis(5)),
+            _ => panic!("cannot tell which worker accepted the connection: before {before:?}, now {now:?}"),
+        }
+    }
+}
+
+/// `per_worker[w]` connections on each worker `w` (connections landing on
+/// a worker that has enough are closed). Panics when the kernel keeps
+/// choosing one worker (bounded attempts).
+pub fn pinned(envoy: &Envoy, per_worker: &[usize]) -> Vec<Vec<Pinned>> {
+    let mut out: Vec<Vec<Pinned>> = per_worker.iter().map(|_| Vec::new()).collect();
+    for _ in 0..400 {
+        if out.iter().zip(per_worker).all(|(have, want)| have.len() >= *want) {
+            return out;
+        }
+        let c = connect(envoy);
+        if let Some(have) = out.get_mut(c.worker) {
+            if have.len() < per_worker[c.worker] {
+                have.push(c);
+            }
+        }
+    }
+    panic!(
+        "could not open {per_worker:?} connections per worker in 400 attempts (got {:?})",
+        out.iter().map(Vec::len).collect::<Vec<_>>()
+    );
 }
 
 /// What a round trip of a feed poll may take on this loaded 2-core machine
