@@ -14,13 +14,15 @@ export TOLLGATE_DEMO_KEY ?= ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rp
 # live-check callouts, the authority answers those endpoints only with it.
 export TOLLGATE_EDGE_CREDENTIAL ?= demo-edge-credential-not-for-production-0001
 
-.PHONY: help deps build bins run token test test-deploy fuzz oci compose-up compose-down bench clean
+.PHONY: help deps build bins run token test test-deploy fuzz sanitize oci compose-up compose-down bench clean
 
 help:
 	@echo "make run          the demo: authority :8080, echo upstream :8081, Envoy+Tollgate :10000 (admin :9901)"
 	@echo "make test         every test: core natively and on wasm32, the simulation, authority on both stores,"
-	@echo "                  Envoy end to end on both hosts (Wasm, native), short fuzz runs, deploy files"
+	@echo "                  Envoy end to end on both hosts (Wasm, native), short fuzz runs,"
+	@echo "                  schemathesis against the authority's OpenAPI document on both stores, deploy files"
 	@echo "make fuzz         every fuzz target for FUZZ_SECONDS each (default 600)"
+	@echo "make sanitize     AddressSanitizer (authority, SQLite path) and Miri (the pure core); slow, not in make test"
 	@echo "make build        the filter module ($(WASM)) and the native Envoy module ($(NATIVE))"
 	@echo "                  TOLLGATE_HOST=native make run: the demo on the native module"
 	@echo "make token        a demo access token for alice"
@@ -52,10 +54,14 @@ test: build bins
 	TOLLGATE_E2E_HOST=native cargo test -p tollgate-e2e
 	scripts/test-wasm-core.sh
 	scripts/fuzz.sh
+	scripts/api/schemathesis.sh
 	scripts/deploy/test.sh
 
 fuzz:
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh
+
+sanitize:
+	scripts/sanitize.sh
 
 test-deploy: build
 	scripts/deploy/tools.sh

@@ -29,3 +29,6 @@ fi
 
 # The real upstream frameworks of the differential suite (pinned).
 scripts/deps-upstreams.sh
+
+# schemathesis for scripts/api/schemathesis.sh, in a venv of its own (pinned).
+scripts/api/deps.sh

@@ -13,7 +13,9 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use base64::Engine;
 use serde_json::json;
@@ -105,24 +107,63 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
+/// One route: a path template (the same syntax as OpenAPI's) and a method.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    endpoint: MethodRouter<AppState>,
+}
+
+impl Route {
+    fn get<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Route {
+        Route { method: Method::GET, path, endpoint: get(handler) }
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(path: &'static str, handler: H) -> Route {
+        Route { method: Method::POST, path, endpoint: post(handler) }
+    }
+}
+
+/// Every route the authority serves, in one place: [`router`] is built from
+/// it, and authority/tests/openapi.rs checks it against the published
+/// document ([`OPENAPI`]) in both directions.
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::post("/v1/token", token),
+        Route::post("/v1/revoke", revoke),
+        Route::post("/v1/subjects/{sub}/revoke", revoke_subject),
+        Route::post("/v1/sessions/{sid}/revoke", revoke_session),
+        Route::get("/v1/revocations", revocations),
+        Route::get("/v1/versions", versions),
+        Route::post("/v1/api-tokens", create_api_token),
+        Route::get("/v1/api-tokens", list_api_tokens),
+        Route::post("/v1/api-tokens/{id}/revoke", revoke_api_token),
+        Route::get("/healthz", readyz),
+        Route::get("/livez", livez),
+        Route::get("/readyz", readyz),
+        Route::get("/metrics", metrics),
+        Route::get("/openapi.json", openapi),
+    ]
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/token", post(token))
-        .route("/v1/revoke", post(revoke))
-        .route("/v1/subjects/{sub}/revoke", post(revoke_subject))
-        .route("/v1/sessions/{sid}/revoke", post(revoke_session))
-        .route("/v1/revocations", get(revocations))
-        .route("/v1/versions", get(versions))
-        .route("/v1/api-tokens", post(create_api_token).get(list_api_tokens))
-        .route("/v1/api-tokens/{id}/revoke", post(revoke_api_token))
-        .route("/livez", get(livez))
-        .route("/readyz", get(readyz))
-        .route("/healthz", get(readyz))
-        .route("/metrics", get(metrics))
-        .fallback(not_found)
+    let mut r = Router::new();
+    for route in routes() {
+        // Routes of one path with different methods merge.
+        r = r.route(route.path, route.endpoint);
+    }
+    r.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// The API as an OpenAPI 3.1 document (authority/openapi.json), served at
+/// `GET /openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], OPENAPI).into_response()
 }
 
 /// Who a token request was for, as the request log shows it: the grant

@@ -582,7 +582,16 @@ async fn config_get(conn: &mut ConnectionManager, name: &str) -> Option<String> 
 impl RedisStore {
     pub async fn connect(url: &str, prefix: &str, wait_replicas: usize) -> StoreResult<RedisStore> {
         let client = redis::Client::open(url).map_err(be)?;
-        let mut conn = ConnectionManager::new(client.clone()).await.map_err(be)?;
+        // Bounded: with the defaults (no timeouts, 6 reconnect attempts
+        // backing off) a request made while Redis is down waited minutes
+        // instead of answering 503 (authority/tests/openapi.rs,
+        // store_down_answers_conform_to_the_document).
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(std::time::Duration::from_secs(2))
+            .set_response_timeout(std::time::Duration::from_secs(10))
+            .set_number_of_retries(2)
+            .set_max_delay(500);
+        let mut conn = ConnectionManager::new_with_config(client.clone(), config).await.map_err(be)?;
         let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.map_err(be)?;
         check_no_eviction(&info)?;
         let appendonly = config_get(&mut conn, "appendonly").await;
