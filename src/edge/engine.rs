@@ -18,6 +18,7 @@ use crate::refresh::{self, Coordinator, Join, Outcome, Shared, Slot, SlotDecisio
 use crate::request::RequestView;
 use crate::response;
 use crate::revocation::{self, FeedPage, Freshness, LiveVersions, RevocationSet, MAX_FEED_BYTES};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -209,18 +210,11 @@ impl Engine {
 
     // ---- requests -------------------------------------------------------
 
-    /// A new request `id` with its headers as Envoy hands them over. `peer`
-    /// is asked only when a `hosts` check needs it (a host call). A request
-    /// no command names stays paused until a later event answers it.
-    pub fn on_request(
-        &mut self,
-        host: &mut dyn Host,
-        now: u64,
-        id: u32,
-        raw: Vec<(String, Vec<u8>)>,
-        peer: &dyn Fn() -> Option<IpAddr>,
-        out: &mut Vec<Command>,
-    ) {
+    /// A new request `id` with its headers as Envoy hands them over. The
+    /// peer ([`Host::peer`], a host call) is asked only when a `hosts` check
+    /// needs it. A request no command names stays paused until a later
+    /// event answers it.
+    pub fn on_request(&mut self, host: &mut dyn Host, now: u64, id: u32, raw: Vec<(String, Vec<u8>)>, out: &mut Vec<Command>) {
         let view = match RequestView::build(&self.config, raw) {
             Ok(v) => v,
             Err(e) => return self.deny(id, &e.into(), None, out),
@@ -229,10 +223,20 @@ impl Engine {
             // Before this worker's first tick: use what another worker learned.
             self.reload_revocations(host, out);
         }
-        let decision = self.decide_with(&view, Peer::Lazy(peer), None, now);
+        // The peer is asked at most once per request, and only if needed.
+        let asked: Cell<Option<Option<IpAddr>>> = Cell::new(None);
+        let peer = |host: &dyn Host| {
+            let ip = asked.get().unwrap_or_else(|| host.peer());
+            asked.set(Some(ip));
+            ip
+        };
+        let decision = {
+            let host: &dyn Host = host;
+            self.decide_with(&view, Peer::Lazy(&|| peer(host)), None, now)
+        };
         // A request that pauses keeps its peer for later decisions.
         let pauses = matches!(decision, Decision::CheckVersions(_) | Decision::Refresh(_));
-        let peer = if pauses { peer() } else { None };
+        let peer = if pauses { peer(host) } else { None };
         let p = Paused { view, peer, refresh: None, replacement: None, rounds: 0 };
         self.carry_out(host, id, p, decision, now, false, out);
     }
@@ -916,6 +920,9 @@ mod tests {
             self.next += 1;
             self.sent.push((self.next, call.clone()));
             Ok(self.next)
+        }
+        fn peer(&self) -> Option<IpAddr> {
+            None
         }
     }
 
