@@ -297,7 +297,7 @@ fn decide_with_refresh(
                 return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: false });
             }
             if rule.anonymous {
-                let mut header_ops = scrub(config, req, None);
+                let mut header_ops = scrub(config, req, None, &[]);
                 header_ops.extend(token_ops(config, req, None, None));
                 return Decision::Allow(Allow { subject: None, session: None, header_ops });
             }
@@ -326,9 +326,10 @@ fn decide_with_refresh(
     if let Err(reason) = authorize(config, rule, req, &credential, &claims) {
         return deny(reason);
     }
-    let mut header_ops = scrub(config, req, Some(credential.source));
+    let identity = identity(config, &claims);
+    let mut header_ops = scrub(config, req, Some(credential.source), &identity);
     header_ops.extend(token_ops(config, req, Some(&credential), replacement));
-    header_ops.extend(identity(config, &claims));
+    header_ops.extend(identity);
     Decision::Allow(Allow { subject: Some(claims.sub.clone()), session: claims.sid.clone(), header_ops })
 }
 
@@ -523,7 +524,13 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
 /// them. The user header of a header pair is an identity too: it goes
 /// upstream only when the token came from the pair, where it was checked
 /// to equal `sub`.
-fn scrub(config: &Config, req: &Request<'_>, source: Option<Source>) -> Vec<HeaderOp> {
+///
+/// A spoofed header sent once, under the very name the filter then sets
+/// (`identity`), is not removed first: the set replaces it (proxy-wasm's
+/// `replace_header_map_value` and the dynamic-module `set_header` are
+/// Envoy's `setCopy`, which replaces the first value of a name and keeps any
+/// others, so a name sent twice is removed first).
+fn scrub(config: &Config, req: &Request<'_>, source: Option<Source>, identity: &[HeaderOp]) -> Vec<HeaderOp> {
     let ids = config.identity_headers.all();
     let unchecked_user = config
         .sources
@@ -533,8 +540,13 @@ fn scrub(config: &Config, req: &Request<'_>, source: Option<Source>) -> Vec<Head
         .filter(|_| source != Some(Source::HeaderPair));
     let mut ops = Vec::new();
     for (name, _) in req.headers() {
-        let identity = ids.iter().chain(unchecked_user.iter()).any(|id| same_header(id, name));
-        if identity && !ops.iter().any(|o| matches!(o, HeaderOp::Remove(n) if n == name)) {
+        let spoofed = ids.iter().chain(unchecked_user.iter()).any(|id| same_header(id, name));
+        if !spoofed || ops.iter().any(|o| matches!(o, HeaderOp::Remove(n) if n == name)) {
+            continue;
+        }
+        let replaced = identity.iter().any(|o| matches!(o, HeaderOp::Set(n, _) if n == name))
+            && req.headers().iter().filter(|(n, _)| n == name).count() == 1;
+        if !replaced {
             ops.push(HeaderOp::Remove(name.clone()));
         }
     }

@@ -31,8 +31,10 @@ const SHARE_FAILURE_MS: u64 = 2 * MAX_TICK_MS;
 pub const MAX_TICK_MS: u64 = 100;
 /// The tick while long polling.
 const LONG_POLL_TICK_MS: u64 = 50;
-/// The tick when only counters need it.
-const STATS_TICK_MS: u64 = 1000;
+/// The tick when only counters need it: per-request counters lag by at
+/// most this much (they are added up between ticks, so a request costs no
+/// metric host call).
+pub const STATS_TICK_MS: u64 = 250;
 /// A request pauses at most this often (a refresh, then a live check).
 const MAX_ROUNDS: u8 = 3;
 
@@ -117,6 +119,9 @@ pub struct Engine {
     /// The last feed answer was a success: only then may a feed request be
     /// held (a long poll), and its window count as freshness.
     feed_healthy: bool,
+    /// Per-request counts since the last tick (a handful of counters, kept
+    /// and zeroed: counting never allocates once each was seen).
+    pending: Vec<(Counter, u64)>,
 }
 
 fn unavailable(why: Unavailable) -> Decision {
@@ -149,6 +154,7 @@ impl Engine {
             feed_healthy: false,
             abandoned: Vec::new(),
             feed_was_held: false,
+            pending: Vec::new(),
             config,
         }
     }
@@ -171,8 +177,8 @@ impl Engine {
         self.paused.len()
     }
 
-    /// The tick period, when anything needs one: callouts, or the cache's
-    /// counters (added up between ticks, so a hit costs no host call).
+    /// The tick period: callouts, or else the counters (added up between
+    /// ticks, so a request costs no metric host call) need one.
     pub fn tick_ms(&self) -> Option<u64> {
         let c = &self.config;
         let callouts = c.revocation.is_some() || c.refresh.is_some() || c.policy.has_fresh_rules();
@@ -185,7 +191,15 @@ impl Engine {
             let sync = c.revocation.as_ref().map_or(1000, |r| r.sync_interval_ms);
             return Some((sync / 4).clamp(20, MAX_TICK_MS));
         }
-        (c.token_cache_entries > 0).then_some(STATS_TICK_MS)
+        Some(STATS_TICK_MS)
+    }
+
+    /// Counts one for a request's counter, added to Envoy's on the next tick.
+    fn count(&mut self, counter: Counter) {
+        match self.pending.iter_mut().find(|(c, _)| *c == counter) {
+            Some((_, n)) => *n += 1,
+            None => self.pending.push((counter, 1)),
+        }
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -283,9 +297,9 @@ impl Engine {
     fn carry_out(&mut self, host: &mut dyn Host, id: u32, p: Paused, decision: Decision, now: u64, resume: bool, out: &mut Vec<Command>) {
         match decision {
             Decision::Allow(allow) => {
-                out.push(Command::Count(if allow.subject.is_some() { Counter::Allowed } else { Counter::Anonymous }));
+                self.count(if allow.subject.is_some() { Counter::Allowed } else { Counter::Anonymous });
                 if self.stale(now) {
-                    out.push(Command::Count(Counter::StaleAllowed));
+                    self.count(Counter::StaleAllowed);
                 }
                 let record = super::Record { subject: allow.subject, session: allow.session };
                 out.push(Command::Continue { id, ops: allow.header_ops, resume, record });
@@ -302,8 +316,8 @@ impl Engine {
         }
     }
 
-    fn deny(&self, id: u32, reason: &DenyReason, refresh: Option<&RefreshNeed>, out: &mut Vec<Command>) {
-        out.push(Command::Count(Counter::Denied(reason.reason())));
+    fn deny(&mut self, id: u32, reason: &DenyReason, refresh: Option<&RefreshNeed>, out: &mut Vec<Command>) {
+        self.count(Counter::Denied(reason.reason()));
         let answer = response::render(&self.config.realm, reason);
         let mut headers: Vec<(String, String)> = answer.headers.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
         if let (DenyReason::RefreshRejected, Some(need)) = (reason, refresh) {
@@ -592,6 +606,11 @@ impl Engine {
         for (counter, n) in [(Counter::CacheHit, stats.hits), (Counter::CacheMiss, stats.misses), (Counter::CacheEvict, stats.evictions)] {
             if n > 0 {
                 out.push(Command::Add(counter, n));
+            }
+        }
+        for (counter, n) in &mut self.pending {
+            if *n > 0 {
+                out.push(Command::Add(*counter, std::mem::take(n)));
             }
         }
         if self.config.revocation.is_some() {

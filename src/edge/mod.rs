@@ -25,7 +25,7 @@ mod engine;
 pub mod script;
 mod shared;
 
-pub use engine::{Engine, MAX_TICK_MS};
+pub use engine::{Engine, MAX_TICK_MS, STATS_TICK_MS};
 pub use script::{Flow, Proxy};
 pub use shared::{claim_worker_id, Keys, WORKERS_KEY};
 
