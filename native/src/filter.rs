@@ -295,6 +295,7 @@ pub fn config_new(envoy: EnvoyConfig, name: &[u8], document: &[u8]) -> Option<Ar
     if let (Some(ms), false) = (tick, validating) {
         state.start_ticker(envoy, ms);
     }
+    abi::log(LogLevel::Info, &tollgate::edge::load_line(&config, document, "native"));
     abi::log(
         LogLevel::Info,
         &format!(

@@ -22,10 +22,12 @@
 //!   a function of its inputs and a failing seed replays.
 
 mod engine;
+mod fingerprint;
 pub mod script;
 mod shared;
 
 pub use engine::{Engine, MAX_TICK_MS, STATS_TICK_MS};
+pub use fingerprint::{fingerprint, first_load, load_line, VERSION};
 pub use script::{Flow, Proxy};
 pub use shared::{claim_worker_id, Keys, WORKERS_KEY};
 

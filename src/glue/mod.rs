@@ -97,8 +97,10 @@ impl RootContext for Root {
         if let Some(ms) = engine.tick_ms() {
             self.set_tick_period(std::time::Duration::from_millis(ms));
         }
+        if crate::edge::first_load(&mut host, &bytes) {
+            log::info!("{}", crate::edge::load_line(engine.config(), &bytes, "wasm"));
+        }
         self.worker = Some(Rc::new(Worker { engine: RefCell::new(engine), metrics }));
-        log::info!("configuration accepted");
         true
     }
 
