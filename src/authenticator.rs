@@ -297,8 +297,9 @@ fn decide_with_refresh(
                 return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: false });
             }
             if rule.anonymous {
-                let mut header_ops = scrub(config, req, None);
-                header_ops.extend(token_ops(config, req, None, None));
+                let mut header_ops = Vec::new();
+                scrub(config, req, None, None, &mut header_ops);
+                token_ops(config, req, None, None, &mut header_ops);
                 return Decision::Allow(Allow { subject: None, session: None, header_ops });
             }
             return deny(DenyReason::NoToken);
@@ -326,9 +327,12 @@ fn decide_with_refresh(
     if let Err(reason) = authorize(config, rule, req, &credential, &claims) {
         return deny(reason);
     }
-    let mut header_ops = scrub(config, req, Some(credential.source));
-    header_ops.extend(token_ops(config, req, Some(&credential), replacement));
-    header_ops.extend(identity(config, &claims));
+    // One vector, one allocation: removals, the token's own headers, then
+    // the identity.
+    let mut header_ops = Vec::with_capacity(6);
+    scrub(config, req, Some(credential.source), Some(&claims), &mut header_ops);
+    token_ops(config, req, Some(&credential), replacement, &mut header_ops);
+    identity(config, &claims, &mut header_ops);
     Decision::Allow(Allow { subject: Some(claims.sub.clone()), session: claims.sid.clone(), header_ops })
 }
 
@@ -406,8 +410,7 @@ fn check_versions(config: &Config, rule: &Rule, claims: &Claims, k: &Knowledge<'
 /// What the upstream gets of the credentials: the access token where it
 /// was (the new one after a refresh), or nothing with `forward_token: false`;
 /// never a refresh token.
-fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<'_>>, replacement: Option<&str>) -> Vec<HeaderOp> {
-    let mut ops = Vec::new();
+fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<'_>>, replacement: Option<&str>, ops: &mut Vec<HeaderOp>) {
     let refresh = config.refresh.as_ref();
     if let Some(h) = refresh.and_then(|r| r.header.as_ref()) {
         if req.headers().iter().any(|(n, _)| *n == h.request) {
@@ -433,9 +436,13 @@ fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<
     }
     // The Cookie header, rebuilt once: without the refresh cookie, and with
     // the access cookie dropped or replaced as above.
-    let cookies: Vec<&str> = req.headers().iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect();
     let access = config.sources.cookie.as_deref();
     let replace_cookie = replacement.filter(|_| config.forward_token && matches!(source, Some(Source::Cookie)));
+    let rewrites = refresh.is_some_and(|r| r.cookie.is_some()) || (access.is_some() && (!config.forward_token || replace_cookie.is_some()));
+    if !rewrites {
+        return; // the cookies go upstream as they came
+    }
+    let cookies: Vec<&str> = req.headers().iter().filter(|(n, _)| n == "cookie").map(|(_, v)| v.as_str()).collect();
     let mut rest = Some(cookies.join("; "));
     if let Some(rc) = refresh.and_then(|r| r.cookie.as_deref()) {
         rest = rest.and_then(|c| extract::cookie_header_without(&c, rc));
@@ -458,7 +465,6 @@ fn token_ops(config: &Config, req: &Request<'_>, credential: Option<&Credential<
             _ => HeaderOp::Remove("cookie".into()),
         });
     }
-    ops
 }
 
 fn deny(reason: DenyReason) -> Decision {
@@ -523,7 +529,13 @@ pub fn parse_ip(s: &str) -> Option<IpAddr> {
 /// them. The user header of a header pair is an identity too: it goes
 /// upstream only when the token came from the pair, where it was checked
 /// to equal `sub`.
-fn scrub(config: &Config, req: &Request<'_>, source: Option<Source>) -> Vec<HeaderOp> {
+///
+/// A spoofed header sent once, under the very name the filter then sets
+/// (`identity`), is not removed first: the set replaces it (proxy-wasm's
+/// `replace_header_map_value` and the dynamic-module `set_header` are
+/// Envoy's `setCopy`, which replaces the first value of a name and keeps any
+/// others, so a name sent twice is removed first).
+fn scrub(config: &Config, req: &Request<'_>, source: Option<Source>, claims: Option<&Claims>, ops: &mut Vec<HeaderOp>) {
     let ids = config.identity_headers.all();
     let unchecked_user = config
         .sources
@@ -531,19 +543,29 @@ fn scrub(config: &Config, req: &Request<'_>, source: Option<Source>) -> Vec<Head
         .as_ref()
         .map(|(_, user)| user.as_str())
         .filter(|_| source != Some(Source::HeaderPair));
-    let mut ops = Vec::new();
+    let set = |name: &str| claims.is_some_and(|c| identity_names(config, c).any(|n| n == name));
     for (name, _) in req.headers() {
-        let identity = ids.iter().chain(unchecked_user.iter()).any(|id| same_header(id, name));
-        if identity && !ops.iter().any(|o| matches!(o, HeaderOp::Remove(n) if n == name)) {
+        let spoofed = ids.iter().chain(unchecked_user.iter()).any(|id| same_header(id, name));
+        if !spoofed || ops.iter().any(|o| matches!(o, HeaderOp::Remove(n) if n == name)) {
+            continue;
+        }
+        let replaced = set(name) && req.headers().iter().filter(|(n, _)| n == name).count() == 1;
+        if !replaced {
             ops.push(HeaderOp::Remove(name.clone()));
         }
     }
-    ops
 }
 
-fn identity(config: &Config, claims: &Claims) -> Vec<HeaderOp> {
+/// The identity headers the filter sets for `claims` (see [`identity`]).
+fn identity_names<'c>(config: &'c Config, claims: &Claims) -> impl Iterator<Item = &'c str> {
     let h = &config.identity_headers;
-    let mut ops = vec![HeaderOp::Set(h.subject.clone(), claims.sub.clone())];
+    let optional = [(claims.scope.is_some(), h.scope.as_str()), (claims.sid.is_some(), h.session.as_str())];
+    [h.subject.as_str()].into_iter().chain(optional.into_iter().filter(|(on, _)| *on).map(|(_, n)| n)).chain([h.version.as_str()])
+}
+
+fn identity(config: &Config, claims: &Claims, ops: &mut Vec<HeaderOp>) {
+    let h = &config.identity_headers;
+    ops.push(HeaderOp::Set(h.subject.clone(), claims.sub.clone()));
     if let Some(scope) = &claims.scope {
         ops.push(HeaderOp::Set(h.scope.clone(), scope.clone()));
     }
@@ -551,6 +573,5 @@ fn identity(config: &Config, claims: &Claims) -> Vec<HeaderOp> {
         ops.push(HeaderOp::Set(h.session.clone(), sid.clone()));
     }
     ops.push(HeaderOp::Set(h.version.clone(), claims.ver.to_string()));
-    ops
 }
 

@@ -138,6 +138,11 @@ impl Policy {
 
     /// The rule for `method` and `route` (the path without its query
     /// string, as [`crate::request::RequestView`] gives it).
+    /// The configured rules (the fallback not counted).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
     pub fn rule_for(&self, method: &str, route: &str) -> &Rule {
         self.rules.iter().find(|r| r.matches(method, route)).unwrap_or(&self.fallback)
     }

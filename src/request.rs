@@ -267,13 +267,12 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
     if path.contains(['\u{130}', '\u{131}', '\u{17f}', '\u{212a}']) {
         return Err(PathError::CaseFolding);
     }
-    let segments: Vec<&str> = path[1..].split('/').collect();
-    let last = segments.len() - 1;
-    for (j, s) in segments.iter().enumerate() {
-        match *s {
+    let mut segments = path[1..].split('/').peekable();
+    while let Some(s) = segments.next() {
+        match s {
             "." | ".." => return Err(PathError::DotSegment),
             // A trailing slash is one empty segment at the end: allowed.
-            "" if j != last => return Err(PathError::EmptySegment),
+            "" if segments.peek().is_some() => return Err(PathError::EmptySegment),
             _ => {}
         }
     }
@@ -286,37 +285,26 @@ pub fn canonical_path(raw: &str) -> Result<String, PathError> {
 fn overrides_method(query: &str) -> bool {
     query.split('&').any(|pair| {
         let name = pair.split_once('=').map_or(pair, |(n, _)| n);
-        let decoded = percent_decode_lossy(name);
-        decoded.eq_ignore_ascii_case("_method")
+        percent_decoded(name).map(|b| b.to_ascii_lowercase()).eq(b"_method".iter().copied())
     })
 }
 
-fn percent_decode_lossy(s: &str) -> String {
+/// The bytes of a query-string component, percent- and `+`-decoded as
+/// form decoders do (a malformed `%` stays as is), without allocating.
+fn percent_decoded(s: &str) -> impl Iterator<Item = u8> + '_ {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        let decoded = match (b[i], b.get(i + 1).copied().and_then(hex_digit), b.get(i + 2).copied().and_then(hex_digit)) {
-            (b'%', Some(h), Some(l)) => Some((h << 4) | l),
-            (b'+', _, _) => Some(b' '),
-            _ => None,
+    std::iter::from_fn(move || {
+        let c = *b.get(i)?;
+        let hex = |j: usize| b.get(j).copied().and_then(hex_digit);
+        let (v, step) = match (c, hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => ((h << 4) | l, 3),
+            (b'+', _, _) => (b' ', 1),
+            _ => (c, 1),
         };
-        match decoded {
-            Some(v) if b[i] == b'%' => {
-                out.push(v);
-                i += 3;
-            }
-            Some(v) => {
-                out.push(v);
-                i += 1;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+        i += step;
+        Some(v)
+    })
 }
 
 fn hex_digit(b: u8) -> Option<u8> {

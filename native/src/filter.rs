@@ -168,6 +168,10 @@ impl Host for FilterHost<'_> {
         self.callouts.insert((self.request, envoy_id), token);
         Ok(token)
     }
+
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        self.filter.source_address().and_then(|s| authenticator::parse_ip(&s))
+    }
 }
 
 /// The host on the main thread (tick, configuration callouts).
@@ -194,6 +198,11 @@ impl Host for ConfigHost<'_> {
         lock(self.callouts).insert(envoy_id, (self.worker, token));
         Ok(token)
     }
+
+    /// No current request on the main thread (paused requests keep theirs).
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
 /// The host while an engine is created: shared data only.
@@ -210,6 +219,10 @@ impl Host for SharedOnly<'_> {
 
     fn dispatch(&mut self, _call: &Callout) -> Result<u32, DispatchFailed> {
         Err(DispatchFailed)
+    }
+
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        None
     }
 }
 
@@ -282,6 +295,7 @@ pub fn config_new(envoy: EnvoyConfig, name: &[u8], document: &[u8]) -> Option<Ar
     if let (Some(ms), false) = (tick, validating) {
         state.start_ticker(envoy, ms);
     }
+    abi::log(LogLevel::Info, &tollgate::edge::load_line(&config, document, "native"));
     abi::log(
         LogLevel::Info,
         &format!(
@@ -489,8 +503,6 @@ impl FilterState {
         // Bytes: HTTP allows non-UTF-8 values; the request view decides.
         let raw = f.request_headers();
         let now = wire::now_ms();
-        // A host call: made only when a `hosts` check needs the address.
-        let peer = || f.source_address().and_then(|s| authenticator::parse_ip(&s));
         let mine = {
             let mut held = config.lock_worker(slot);
             let worker = &mut *held.worker;
@@ -501,7 +513,7 @@ impl FilterState {
             {
                 let Worker { engine, next_token, filter_callouts, .. } = worker;
                 let mut host = FilterHost { shared: &config.shared, filter: f, request: id, next_token, callouts: filter_callouts };
-                engine.on_request(&mut host, now, id, raw, &peer, &mut out);
+                engine.on_request(&mut host, now, id, raw, &mut out);
             }
             let mine = config.deliver(worker, Sink::Filter(f), Some(id), out);
             if mine.is_empty() {

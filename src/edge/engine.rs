@@ -18,6 +18,7 @@ use crate::refresh::{self, Coordinator, Join, Outcome, Shared, Slot, SlotDecisio
 use crate::request::RequestView;
 use crate::response;
 use crate::revocation::{self, FeedPage, Freshness, LiveVersions, RevocationSet, MAX_FEED_BYTES};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
@@ -30,8 +31,10 @@ const SHARE_FAILURE_MS: u64 = 2 * MAX_TICK_MS;
 pub const MAX_TICK_MS: u64 = 100;
 /// The tick while long polling.
 const LONG_POLL_TICK_MS: u64 = 50;
-/// The tick when only counters need it.
-const STATS_TICK_MS: u64 = 1000;
+/// The tick when only counters need it: per-request counters lag by at
+/// most this much (they are added up between ticks, so a request costs no
+/// metric host call).
+pub const STATS_TICK_MS: u64 = 250;
 /// A request pauses at most this often (a refresh, then a live check).
 const MAX_ROUNDS: u8 = 3;
 
@@ -116,6 +119,9 @@ pub struct Engine {
     /// The last feed answer was a success: only then may a feed request be
     /// held (a long poll), and its window count as freshness.
     feed_healthy: bool,
+    /// Per-request counts since the last tick (a handful of counters, kept
+    /// and zeroed: counting never allocates once each was seen).
+    pending: Vec<(Counter, u64)>,
 }
 
 fn unavailable(why: Unavailable) -> Decision {
@@ -148,6 +154,7 @@ impl Engine {
             feed_healthy: false,
             abandoned: Vec::new(),
             feed_was_held: false,
+            pending: Vec::new(),
             config,
         }
     }
@@ -170,8 +177,8 @@ impl Engine {
         self.paused.len()
     }
 
-    /// The tick period, when anything needs one: callouts, or the cache's
-    /// counters (added up between ticks, so a hit costs no host call).
+    /// The tick period: callouts, or else the counters (added up between
+    /// ticks, so a request costs no metric host call) need one.
     pub fn tick_ms(&self) -> Option<u64> {
         let c = &self.config;
         let callouts = c.revocation.is_some() || c.refresh.is_some() || c.policy.has_fresh_rules();
@@ -184,7 +191,15 @@ impl Engine {
             let sync = c.revocation.as_ref().map_or(1000, |r| r.sync_interval_ms);
             return Some((sync / 4).clamp(20, MAX_TICK_MS));
         }
-        (c.token_cache_entries > 0).then_some(STATS_TICK_MS)
+        Some(STATS_TICK_MS)
+    }
+
+    /// Counts one for a request's counter, added to Envoy's on the next tick.
+    fn count(&mut self, counter: Counter) {
+        match self.pending.iter_mut().find(|(c, _)| *c == counter) {
+            Some((_, n)) => *n += 1,
+            None => self.pending.push((counter, 1)),
+        }
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -209,18 +224,11 @@ impl Engine {
 
     // ---- requests -------------------------------------------------------
 
-    /// A new request `id` with its headers as Envoy hands them over. `peer`
-    /// is asked only when a `hosts` check needs it (a host call). A request
-    /// no command names stays paused until a later event answers it.
-    pub fn on_request(
-        &mut self,
-        host: &mut dyn Host,
-        now: u64,
-        id: u32,
-        raw: Vec<(String, Vec<u8>)>,
-        peer: &dyn Fn() -> Option<IpAddr>,
-        out: &mut Vec<Command>,
-    ) {
+    /// A new request `id` with its headers as Envoy hands them over. The
+    /// peer ([`Host::peer`], a host call) is asked only when a `hosts` check
+    /// needs it. A request no command names stays paused until a later
+    /// event answers it.
+    pub fn on_request(&mut self, host: &mut dyn Host, now: u64, id: u32, raw: Vec<(String, Vec<u8>)>, out: &mut Vec<Command>) {
         let view = match RequestView::build(&self.config, raw) {
             Ok(v) => v,
             Err(e) => return self.deny(id, &e.into(), None, out),
@@ -229,10 +237,20 @@ impl Engine {
             // Before this worker's first tick: use what another worker learned.
             self.reload_revocations(host, out);
         }
-        let decision = self.decide_with(&view, Peer::Lazy(peer), None, now);
+        // The peer is asked at most once per request, and only if needed.
+        let asked: Cell<Option<Option<IpAddr>>> = Cell::new(None);
+        let peer = |host: &dyn Host| {
+            let ip = asked.get().unwrap_or_else(|| host.peer());
+            asked.set(Some(ip));
+            ip
+        };
+        let decision = {
+            let host: &dyn Host = host;
+            self.decide_with(&view, Peer::Lazy(&|| peer(host)), None, now)
+        };
         // A request that pauses keeps its peer for later decisions.
         let pauses = matches!(decision, Decision::CheckVersions(_) | Decision::Refresh(_));
-        let peer = if pauses { peer() } else { None };
+        let peer = if pauses { peer(host) } else { None };
         let p = Paused { view, peer, refresh: None, replacement: None, rounds: 0 };
         self.carry_out(host, id, p, decision, now, false, out);
     }
@@ -279,9 +297,9 @@ impl Engine {
     fn carry_out(&mut self, host: &mut dyn Host, id: u32, p: Paused, decision: Decision, now: u64, resume: bool, out: &mut Vec<Command>) {
         match decision {
             Decision::Allow(allow) => {
-                out.push(Command::Count(if allow.subject.is_some() { Counter::Allowed } else { Counter::Anonymous }));
+                self.count(if allow.subject.is_some() { Counter::Allowed } else { Counter::Anonymous });
                 if self.stale(now) {
-                    out.push(Command::Count(Counter::StaleAllowed));
+                    self.count(Counter::StaleAllowed);
                 }
                 let record = super::Record { subject: allow.subject, session: allow.session };
                 out.push(Command::Continue { id, ops: allow.header_ops, resume, record });
@@ -298,8 +316,8 @@ impl Engine {
         }
     }
 
-    fn deny(&self, id: u32, reason: &DenyReason, refresh: Option<&RefreshNeed>, out: &mut Vec<Command>) {
-        out.push(Command::Count(Counter::Denied(reason.reason())));
+    fn deny(&mut self, id: u32, reason: &DenyReason, refresh: Option<&RefreshNeed>, out: &mut Vec<Command>) {
+        self.count(Counter::Denied(reason.reason()));
         let answer = response::render(&self.config.realm, reason);
         let mut headers: Vec<(String, String)> = answer.headers.into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
         if let (DenyReason::RefreshRejected, Some(need)) = (reason, refresh) {
@@ -588,6 +606,11 @@ impl Engine {
         for (counter, n) in [(Counter::CacheHit, stats.hits), (Counter::CacheMiss, stats.misses), (Counter::CacheEvict, stats.evictions)] {
             if n > 0 {
                 out.push(Command::Add(counter, n));
+            }
+        }
+        for (counter, n) in &mut self.pending {
+            if *n > 0 {
+                out.push(Command::Add(*counter, std::mem::take(n)));
             }
         }
         if self.config.revocation.is_some() {
@@ -916,6 +939,9 @@ mod tests {
             self.next += 1;
             self.sent.push((self.next, call.clone()));
             Ok(self.next)
+        }
+        fn peer(&self) -> Option<IpAddr> {
+            None
         }
     }
 

@@ -22,13 +22,18 @@
 //!   a function of its inputs and a failing seed replays.
 
 mod engine;
+mod fingerprint;
+pub mod script;
 mod shared;
 
-pub use engine::{Engine, MAX_TICK_MS};
+pub use engine::{Engine, MAX_TICK_MS, STATS_TICK_MS};
+pub use fingerprint::{fingerprint, first_load, load_line, VERSION};
+pub use script::{Flow, Proxy};
 pub use shared::{claim_worker_id, Keys, WORKERS_KEY};
 
 use crate::authenticator::HeaderOp;
 use crate::reason::Reason;
+use std::net::IpAddr;
 
 /// A shared-data write lost its compare-and-set (another worker wrote first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,10 @@ pub trait Host {
     /// [`Engine::on_callout`] with the returned token, from the context that
     /// is current now (the request's, or the root's on a tick).
     fn dispatch(&mut self, call: &Callout) -> Result<u32, DispatchFailed>;
+    /// The current request's downstream peer (Envoy's `source.address`).
+    /// Asked only when a `hosts` check needs it, once per request; a host
+    /// with no current request answers `None`.
+    fn peer(&self) -> Option<IpAddr>;
 }
 
 /// What the host does on the engine's behalf.

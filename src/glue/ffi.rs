@@ -21,6 +21,7 @@ mod abi {
             grpc_status: i32,
         ) -> u32;
         pub fn proxy_replace_header_map_value(map_type: u32, key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize) -> u32;
+        pub fn proxy_add_header_map_value(map_type: u32, key_data: *const u8, key_size: usize, value_data: *const u8, value_size: usize) -> u32;
         pub fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
         pub fn proxy_continue_stream(stream_type: u32) -> u32;
         pub fn proxy_set_effective_context(context_id: u32) -> u32;
@@ -92,6 +93,12 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Failed>
 /// Sets (replaces) a response header of the current request.
 pub fn set_response_header(name: &str, value: &str) -> Result<(), Failed> {
     set_header(RESPONSE_HEADERS, name, Some(value))
+}
+
+/// Adds a response header of the current request (beside any of that name).
+pub fn add_response_header(name: &str, value: &str) -> Result<(), Failed> {
+    // SAFETY: name and value are live string slices for the whole call.
+    status(unsafe { abi::proxy_add_header_map_value(RESPONSE_HEADERS, name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
 
 fn set_header(map: u32, name: &str, value: Option<&str>) -> Result<(), Failed> {

@@ -39,6 +39,9 @@ use std::time::{Duration, Instant};
 /// took more than 20 s.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(25);
+/// Longer than the filter's tick without callouts (250 ms), which adds the
+/// per-request counts to Envoy's counters.
+const STATS_SETTLE: Duration = Duration::from_millis(400);
 
 /// The repository root (`tests/e2e/../..`).
 pub fn repo_root() -> PathBuf {
@@ -389,10 +392,30 @@ impl Envoy {
     /// The filter's own counters and gauges, named without the host's
     /// namespace ([`Host::stats_namespace`]): `tollgate.allowed`, whatever
     /// the host. Every stat the filter declared is there, moved or not.
+    ///
+    /// The filter adds its per-request counts to Envoy's counters on its
+    /// tick (`tollgate::edge::STATS_TICK_MS` at most), so this polls: it
+    /// returns once two reads `STATS_SETTLE` apart agree on every
+    /// counter (the counts of the requests sent so far have reached Envoy),
+    /// or, under traffic that never stops, after 10 s.
     pub fn stats(&self) -> BTreeMap<String, u64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = self.read_stats("Counters");
+        loop {
+            thread::sleep(STATS_SETTLE);
+            let now = self.read_stats("Counters");
+            if now == last || Instant::now() > deadline {
+                break;
+            }
+            last = now;
+        }
+        self.read_stats("All")
+    }
+
+    fn read_stats(&self, kind: &str) -> BTreeMap<String, u64> {
         let namespace = self.host.stats_namespace();
         let filter = namespace.trim_end_matches('.');
-        let r = http::send(self.admin, &Request::get(&format!("/stats?filter={filter}")))
+        let r = http::send(self.admin, &Request::get(&format!("/stats?filter={filter}&type={kind}")))
             .unwrap_or_else(|e| panic!("admin /stats: {e}"));
         assert_eq!(r.status, 200, "admin /stats: {r}");
         r.text()

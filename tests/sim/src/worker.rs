@@ -78,6 +78,8 @@ struct Killed;
 struct ChannelHost<'a> {
     tx: &'a Sender<FromWorker>,
     rx: &'a Receiver<ToWorker>,
+    /// The current request's peer (none outside a request).
+    peer: Option<IpAddr>,
 }
 
 impl ChannelHost<'_> {
@@ -115,6 +117,10 @@ impl Host for ChannelHost<'_> {
             r => panic!("dispatch answered with {r:?}"),
         }
     }
+
+    fn peer(&self) -> Option<IpAddr> {
+        self.peer
+    }
 }
 
 fn view(engine: Option<&Engine>, watched: &[String]) -> View {
@@ -132,7 +138,6 @@ fn view(engine: Option<&Engine>, watched: &[String]) -> View {
 }
 
 fn run(engine: &mut Option<Engine>, call: Call, host: &mut ChannelHost<'_>, out: &mut Vec<Command>) -> Vec<(String, String)> {
-    let peer = |ip: Option<IpAddr>| move || ip;
     match call {
         Call::Configure { config, now } => {
             *engine = None;
@@ -140,7 +145,8 @@ fn run(engine: &mut Option<Engine>, call: Call, host: &mut ChannelHost<'_>, out:
         }
         Call::Request { now, id, headers, peer: ip } => {
             if let Some(e) = engine {
-                e.on_request(host, now, id, headers, &peer(ip), out);
+                host.peer = ip;
+                e.on_request(host, now, id, headers, out);
             }
         }
         Call::Callout { now, token, status, body, body_size } => {
@@ -188,7 +194,7 @@ impl Worker {
                         ToWorker::Call(call) => {
                             let mut out = Vec::new();
                             let result = catch_unwind(AssertUnwindSafe(|| {
-                                let mut host = ChannelHost { tx: &from_tx, rx: &to_rx };
+                                let mut host = ChannelHost { tx: &from_tx, rx: &to_rx, peer: None };
                                 run(&mut engine, call, &mut host, &mut out)
                             }));
                             let reply = match result {
