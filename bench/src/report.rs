@@ -37,6 +37,10 @@ struct Run {
     non2xx: f64,
     errors: f64,
     lag_us: f64,
+    /// Envoy's threads: ms ready to run but waiting for a core, over the run.
+    envoy_wait_ms: f64,
+    /// The open-loop generator's thread: the same.
+    gen_wait_ms: f64,
     hits: f64,
     misses: f64,
     /// Core 0 busy time not spent in the contender's processes, per wall second.
@@ -74,6 +78,7 @@ fn load_runs(lines: &[Value], clk_tck: f64) -> Result<Vec<Run>, String> {
             workload: s("workload"),
             contender: s("contender"),
             hits: num(v, "cache_hit"),
+            envoy_wait_ms: num(v, "envoy_runq_wait_ns") / 1e6,
             misses: num(v, "cache_miss"),
             ..Default::default()
         };
@@ -99,6 +104,7 @@ fn load_runs(lines: &[Value], clk_tck: f64) -> Result<Vec<Run>, String> {
             r.non2xx = num(o, "non2xx");
             r.errors = num(o, "errors");
             r.lag_us = num(o, "max_schedule_lag_us");
+            r.gen_wait_ms = num(o, "gen_runq_wait_us") / 1e3;
         }
         // The window the CPU counters were read over (generator start and exit included).
         let wall = num(v, "wall_ns") / 1e9;
@@ -522,16 +528,18 @@ pub fn run(a: Args) -> Result<(), String> {
          keep-alive connections opened before the clock; tokens rotate per request). The contender is the only Envoy \
          alive, started fresh, its warm-up and closed-loop runs done before. Latencies: the median over rounds of each \
          round's percentile, p99 also with its min–max; ratios paired by round. Lag: how late the generator itself \
-         dispatched (worst round); core 0 other / core 1 busy: the worst round's share of Envoy's core used by anything \
-         else, and of the generator's core used by anything (the generator included). A tail that comes with a large \
-         lag or a busy core 0 is the machine's, not the filter's.\n",
+         dispatched (worst round); run-queue wait: how long Envoy's threads, and the generator's, were ready to run but \
+         waited for their core because another task held it (/proc/<pid>/task/*/schedstat; worst round); core 0 other \
+         / core 1 busy: the worst round's share of Envoy's core used by anything else, and of the generator's core used \
+         by anything (the generator included). A tail that comes with run-queue wait or lag of the same order is the \
+         machine's, not the filter's (docs/bench/profile.md, the tail).\n",
         m("open_rate"),
         m("open_seconds"),
         m("rounds"),
         m("open_fraction")
     );
-    let _ = writeln!(w, "| contender | p50 ms | p90 ms | p99 ms [min–max] | p99.9 ms | max ms | p99 / empty filter | p99 / bare | achieved req/s | CPU µs/req | max lag µs | core 0 other | core 1 busy |");
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "| contender | p50 ms | p90 ms | p99 ms [min–max] | p99.9 ms | max ms | p99 / empty filter | p99 / bare | achieved req/s | CPU µs/req | max lag µs | run-queue wait ms, Envoy / generator | core 0 other | core 1 busy |");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for c in CONTENDERS {
         let p50 = data.stat("open", "fit", c.id, |r| r.p50);
         if p50.n == 0 {
@@ -546,7 +554,7 @@ pub fn run(a: Args) -> Result<(), String> {
         let p99 = st(|r| r.p99);
         let _ = writeln!(
             w,
-            "| {} | {} | {} | {} [{}–{}] | {} | {} | {:.2} | {:.2} | {} | {} | {:.0} | {:.0}% | {:.0}% |",
+            "| {} | {} | {} | {} [{}–{}] | {} | {} | {:.2} | {:.2} | {} | {} | {:.0} | {:.1} / {:.1} | {:.0}% | {:.0}% |",
             c.label,
             ms(p50.med),
             ms(st(|r| r.p90).med),
@@ -560,6 +568,8 @@ pub fn run(a: Args) -> Result<(), String> {
             fmt_int(st(|r| r.rps).med),
             cpu_s,
             st(|r| r.lag_us).max,
+            st(|r| r.envoy_wait_ms).max,
+            st(|r| r.gen_wait_ms).max,
             100.0 * st(|r| r.other0).max,
             100.0 * st(|r| r.busy1).max
         );

@@ -102,8 +102,9 @@ command -v taskset >/dev/null || die "taskset (util-linux) is required"
 [ "$(nproc)" -ge 2 ] || die "needs 2 cores: Envoy on core 0, the load generator on core 1"
 log "building the filter and the bench helpers (release)"
 cargo build --release --target wasm32-wasip1 -p tollgate
-cargo build --release -p tollgate-bench
-if phase authority || phase feed; then cargo build --release -p tollgate-authority; fi
+# One cargo invocation for both: built separately, their shared dependencies
+# resolve different features and each build would undo the other's.
+cargo build --release -p tollgate-bench -p tollgate-authority
 cargo build --profile native -p tollgate-native
 (cd bench/wasm-floor && cargo build --release --target wasm32-wasip1 --target-dir ../../target/wasm-floor)
 if phase micro; then cargo bench --bench verify --no-run; fi
@@ -199,6 +200,10 @@ preflight() { # contender (running)
 # this machine, interrupts.
 core_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Nanoseconds on CPU and waiting on a run queue, all threads of a process
+# (/proc/<pid>/task/*/schedstat): the wait is time Envoy was ready to run but
+# something else held its core, the direct measure of a disturbed tail.
+sched() { [ -n "$1" ] && cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%d %d\n", r, w}' || echo "0 0"; }
 rss_kb() { [ -n "$1" ] && awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 alive() {
   kill -0 "$EPID" 2>/dev/null || die "Envoy died; see $DIR/envoy-*.log"
@@ -242,10 +247,11 @@ cache_counts() { # contender
 }
 
 measure() { # round mode workload contender
-  local round=$1 mode=$2 wl=$3 c=$4 e0 e1 a0 a1 b0 b1 l0 l1 out key h0 m0 h1 m1 t0 t1
+  local round=$1 mode=$2 wl=$3 c=$4 e0 e1 a0 a1 b0 b1 l0 l1 out key h0 m0 h1 m1 t0 t1 s0 q0 s1 q1
   alive
   read -r h0 m0 < <(cache_counts "$c")
   wait_quiet
+  read -r s0 q0 < <(sched "$EPID")
   e0=$(ticks "$EPID"); a0=$(ticks "$APID"); b0=$(core_busy 0); l0=$(core_busy 1); t0=$(date +%s%N)
   if [ "$mode" = closed ]; then
     out=$(wrk_run "${PORT[$c]}" "$SECONDS_RUN" "$DIR/tokens-$wl.txt"); key=wrk
@@ -254,11 +260,12 @@ measure() { # round mode workload contender
       --tokens "$DIR/tokens-$wl.txt" --rate "$OPEN_RATE" --seconds "$OPEN_SECONDS" --connections "$CONNS"); key=open
   fi
   e1=$(ticks "$EPID"); a1=$(ticks "$APID"); b1=$(core_busy 0); l1=$(core_busy 1); t1=$(date +%s%N)
+  read -r s1 q1 < <(sched "$EPID")
   [ -n "$out" ] || die "no result from the $mode run ($wl, $c)"
   read -r h1 m1 < <(cache_counts "$c")
-  printf '{"round":%d,"mode":"%s","workload":"%s","contender":"%s","envoy_ticks":%d,"authz_ticks":%d,"core0_ticks":%d,"core1_ticks":%d,"wall_ns":%d,"waited_half_s":%d,"pre_busy_pct":%d,"rss_kb":%d,"authz_rss_kb":%d,"cache_hit":%d,"cache_miss":%d,"%s":%s}\n' \
+  printf '{"round":%d,"mode":"%s","workload":"%s","contender":"%s","envoy_ticks":%d,"authz_ticks":%d,"core0_ticks":%d,"core1_ticks":%d,"wall_ns":%d,"waited_half_s":%d,"pre_busy_pct":%d,"rss_kb":%d,"authz_rss_kb":%d,"cache_hit":%d,"cache_miss":%d,"envoy_runq_wait_ns":%d,"%s":%s}\n' \
     "$round" "$mode" "$wl" "$c" $((e1 - e0)) $((a1 - a0)) $((b1 - b0)) $((l1 - l0)) $((t1 - t0)) "$WAITED" "$PRE_BUSY" "$(rss_kb "$EPID")" \
-    "$(rss_kb "$APID")" $((h1 - h0)) $((m1 - m0)) "$key" "$out" >>"$RESULTS"
+    "$(rss_kb "$APID")" $((h1 - h0)) $((m1 - m0)) $((q1 - q0)) "$key" "$out" >>"$RESULTS"
   log "round $round $mode $wl $c: $(printf '%s' "$out" | grep -oE '"(requests|achieved_rps|p99_us)":[0-9.]+' | tr '\n' ' ')hits $((h1 - h0)) misses $((m1 - m0))"
 }
 

@@ -12,11 +12,14 @@
 #   TAIL_REPEAT=N    runs per contender and arrangement (default 3)
 #   TAIL_CONTENDERS  default "tollgate wasm_noop bare"
 #
-# Arrangements (each one prints one line per run with p50/p99/p99.9, the
-# generator's worst schedule lag, and both cores' busy share during the run):
+# Arrangements (each prints one line per run: p50/p99/p99.9, the generator's
+# worst schedule lag, how long the measured Envoy's threads and the
+# generator's thread waited on a run queue for their core (schedstat), the CPU
+# the other bench processes used, and core 0's busy share outside them):
 #   crowd       every contender of make bench (8 Envoys) and the ext_authz
 #               authorizer alive and idle on core 0, as the old harness had them
 #   crowd-stop  the same processes, all but the measured one SIGSTOPped
+#   crowd-sat   crowd, measured right after a 3 s saturating wrk run
 #   alone       only the measured Envoy alive (started fresh), core 0
 #   alone-sat   alone, measured right after a 3 s saturating wrk run
 #   alone-nopin alone, neither Envoy nor the generator pinned
@@ -58,16 +61,22 @@ start() { # contender pin(0/1)
 }
 stop() { kill -TERM -- "-${EPID[$1]}" 2>/dev/null || true; wait "${EPID[$1]}" 2>/dev/null || true; unset "EPID[$1]"; }
 core_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# ns on CPU / ns waiting on a run queue, all threads of the given processes.
+sched() { local p; for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{r += $1; w += $2} END {printf "%d %d\n", r, w}'; }
+others() { local o; for o in "${!EPID[@]}"; do [ "$o" = "$1" ] || echo "${EPID[$o]}"; done; [ -z "${AUTHZ:-}" ] || echo "$AUTHZ"; }
 run() { # arrangement contender pin
-  local i c0 c1 d0 d1 t0 t1 out gen=(taskset -c 1); i=$(idx "$2"); [ "$3" = 1 ] || gen=()
-  t0=$(date +%s%N); c0=$(core_busy 0); c1=$(core_busy 1)
+  local i out gen=(taskset -c 1) r0 w0 r1 w1 o0 o1 x c0 c1 t0 t1; i=$(idx "$2"); [ "$3" = 1 ] || gen=()
+  read -r r0 w0 < <(sched "${EPID[$2]}"); read -r o0 x < <(sched $(others "$2")); c0=$(core_busy 0); t0=$(date +%s%N)
   out=$("${gen[@]}" "$BIN" open --url "http://127.0.0.1:$((BASE + i))/api/items" --tokens "$DIR/tokens-pool.txt" \
     --rate "$RATE" --seconds "$SECS" --connections 32)
-  t1=$(date +%s%N); d0=$(core_busy 0); d1=$(core_busy 1)
-  local wall_ticks; wall_ticks=$(( (t1 - t0) * $(getconf CLK_TCK) / 1000000000 ))
-  printf '%s\t%s\t%s\tcore0 %d%%\tcore1 %d%%\n' "$1" "$2" \
-    "$(printf '%s' "$out" | grep -oE '"(p50_us|p99_us|p999_us|max_schedule_lag_us)":[0-9.]+' | sed 's/_us"//;s/"//' | tr '\n' ' ')" \
-    $(( (d0 - c0) * 100 / wall_ticks )) $(( (d1 - c1) * 100 / wall_ticks )) | tee -a "$DIR/tail.tsv"
+  read -r r1 w1 < <(sched "${EPID[$2]}"); read -r o1 x < <(sched $(others "$2")); c1=$(core_busy 0); t1=$(date +%s%N)
+  local j; j() { printf '%s' "$out" | grep -oE "\"$1\":[0-9.]+" | cut -d: -f2; }
+  # core 0 busy outside the measured Envoy and the other bench processes, in % of the wall time
+  local other=$(( ( (c1 - c0) * 10000000 - (r1 - r0) - (o1 - o0) ) * 100 / (t1 - t0) ))
+  printf '%-12s %-10s p50 %6.0f  p99 %7.0f  p99.9 %7.0f us | lag %6.0f us | runq wait: envoy %6.1f ms, gen %6.1f ms | other bench procs %5.1f ms CPU | core0 other %3d%%\n' \
+    "$1" "$2" "$(j p50_us)" "$(j p99_us)" "$(j p999_us)" "$(j max_schedule_lag_us)" \
+    "$(echo "($w1 - $w0) / 1000000" | bc -l)" "$(echo "$(j gen_runq_wait_us) / 1000" | bc -l)" \
+    "$(echo "($o1 - $o0) / 1000000" | bc -l)" "$other" | tee -a "$DIR/tail.tsv"
 }
 warm() { local i; i=$(idx "$1"); taskset -c 1 wrk -t1 -c32 -d"${2:-1}"s -s scripts/bench/rotate.lua \
   "http://127.0.0.1:$((BASE + i))/api/items" -- "$DIR/tokens-pool.txt" >/dev/null; }
@@ -78,16 +87,18 @@ setsid taskset -c 0 "$BIN" authz --listen "127.0.0.1:$((BASE + 99))" --config "$
 AUTHZ=$!; PIDS+=("$AUTHZ")
 for c in "${ALL[@]}"; do start "$c" 1; done
 for c in "${ALL[@]}"; do warm "$c"; done
-for r in $(seq 1 "$REPEAT"); do for c in "${WANT[@]}"; do run crowd "$c" 1; done; done
+# Interleaved, so both arrangements see the same background load.
 for r in $(seq 1 "$REPEAT"); do
   for c in "${WANT[@]}"; do
+    run crowd "$c" 1
     for o in "${ALL[@]}"; do [ "$o" = "$c" ] || kill -STOP -- "-${EPID[$o]}"; done; kill -STOP -- "-$AUTHZ" || true
     run crowd-stop "$c" 1
     for o in "${ALL[@]}"; do kill -CONT -- "-${EPID[$o]}"; done; kill -CONT -- "-$AUTHZ" || true
+    warm "$c" 3; run crowd-sat "$c" 1
   done
 done
 for c in "${ALL[@]}"; do stop "$c"; done
-kill -TERM -- "-$AUTHZ" 2>/dev/null || true; wait "$AUTHZ" 2>/dev/null || true
+kill -TERM -- "-$AUTHZ" 2>/dev/null || true; wait "$AUTHZ" 2>/dev/null || true; AUTHZ=""
 
 # alone, alone after saturation, alone unpinned
 for r in $(seq 1 "$REPEAT"); do
