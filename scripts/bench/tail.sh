@@ -7,7 +7,8 @@
 #
 #   scripts/bench/tail.sh [DIR]      (default .run/tail; ~4 min)
 #
-#   TAIL_RATE=R      req/s (default 4400, the issue's rate)
+#   TAIL_RATE=R      req/s (default 4400, the issue's rate); the pool that fits
+#                    the token cache (tokens-fit.txt)
 #   TAIL_SECONDS=S   seconds per run (default 4)
 #   TAIL_REPEAT=N    runs per contender and arrangement (default 3)
 #   TAIL_CONTENDERS  default "tollgate wasm_noop bare"
@@ -67,7 +68,7 @@ others() { local o; for o in "${!EPID[@]}"; do [ "$o" = "$1" ] || echo "${EPID[$
 run() { # arrangement contender pin
   local i out gen=(taskset -c 1) r0 w0 r1 w1 o0 o1 x c0 c1 t0 t1; i=$(idx "$2"); [ "$3" = 1 ] || gen=()
   read -r r0 w0 < <(sched "${EPID[$2]}"); read -r o0 x < <(sched $(others "$2")); c0=$(core_busy 0); t0=$(date +%s%N)
-  out=$("${gen[@]}" "$BIN" open --url "http://127.0.0.1:$((BASE + i))/api/items" --tokens "$DIR/tokens-pool.txt" \
+  out=$("${gen[@]}" "$BIN" open --url "http://127.0.0.1:$((BASE + i))/api/items" --tokens "$DIR/tokens-fit.txt" \
     --rate "$RATE" --seconds "$SECS" --connections 32)
   read -r r1 w1 < <(sched "${EPID[$2]}"); read -r o1 x < <(sched $(others "$2")); c1=$(core_busy 0); t1=$(date +%s%N)
   local j; j() { printf '%s' "$out" | grep -oE "\"$1\":[0-9.]+" | cut -d: -f2; }
@@ -79,7 +80,7 @@ run() { # arrangement contender pin
     "$(echo "($o1 - $o0) / 1000000" | bc -l)" "$other" | tee -a "$DIR/tail.tsv"
 }
 warm() { local i; i=$(idx "$1"); taskset -c 1 wrk -t1 -c32 -d"${2:-1}"s -s scripts/bench/rotate.lua \
-  "http://127.0.0.1:$((BASE + i))/api/items" -- "$DIR/tokens-pool.txt" >/dev/null; }
+  "http://127.0.0.1:$((BASE + i))/api/items" -- "$DIR/tokens-fit.txt" >/dev/null; }
 : >"$DIR/tail.tsv"
 
 # crowd and crowd-stop
