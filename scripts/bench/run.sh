@@ -203,7 +203,7 @@ ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || 
 # Nanoseconds on CPU and waiting on a run queue, all threads of a process
 # (/proc/<pid>/task/*/schedstat): the wait is time Envoy was ready to run but
 # something else held its core, the direct measure of a disturbed tail.
-sched() { [ -n "$1" ] && cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%d %d\n", r, w}' || echo "0 0"; }
+sched() { [ -n "$1" ] && cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%.0f %.0f\n", r, w}' || echo "0 0"; }
 rss_kb() { [ -n "$1" ] && awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 alive() {
   kill -0 "$EPID" 2>/dev/null || die "Envoy died; see $DIR/envoy-*.log"
@@ -243,7 +243,7 @@ cache_counts() { # contender
     *) echo "0 0"; return ;;
   esac
   curl -s --max-time 2 "http://127.0.0.1:${ADMIN[$c]}/stats" | grep -E "$pat" \
-    | awk '/hit:/{h+=$2} /miss:/{m+=$2} END{printf "%d %d\n", h, m}'
+    | awk '/hit:/{h+=$2} /miss:/{m+=$2} END{printf "%.0f %.0f\n", h, m}'
 }
 
 measure() { # round mode workload contender

@@ -34,6 +34,7 @@ BASE=${BENCH_PORT_BASE:-19000}
 BIN=target/release/tollgate-bench
 ENVOY=.venv/bin/envoy
 export TOLLGATE_DEMO_KEY=${TOLLGATE_DEMO_KEY:-ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24}
+export TOLLGATE_EDGE_CREDENTIAL=${TOLLGATE_EDGE_CREDENTIAL:-demo-edge-credential-not-for-production-0001}
 mkdir -p "$DIR"
 "$BIN" gen --dir "$DIR" --config envoy/tollgate.json --wasm target/wasm32-wasip1/release/tollgate.wasm \
   --floor-wasm target/wasm-floor/wasm32-wasip1/release/tollgate_wasm_floor.wasm \
@@ -63,7 +64,7 @@ start() { # contender pin(0/1)
 stop() { kill -TERM -- "-${EPID[$1]}" 2>/dev/null || true; wait "${EPID[$1]}" 2>/dev/null || true; unset "EPID[$1]"; }
 core_busy() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 # ns on CPU / ns waiting on a run queue, all threads of the given processes.
-sched() { local p; for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{r += $1; w += $2} END {printf "%d %d\n", r, w}'; }
+sched() { local p; for p in "$@"; do cat /proc/"$p"/task/*/schedstat 2>/dev/null; done | awk '{r += $1; w += $2} END {printf "%.0f %.0f\n", r, w}'; }
 others() { local o; for o in "${!EPID[@]}"; do [ "$o" = "$1" ] || echo "${EPID[$o]}"; done; [ -z "${AUTHZ:-}" ] || echo "$AUTHZ"; }
 run() { # arrangement contender pin
   local i out gen=(taskset -c 1) r0 w0 r1 w1 o0 o1 x c0 c1 t0 t1; i=$(idx "$2"); [ "$3" = 1 ] || gen=()
