@@ -906,3 +906,51 @@ fn nice_step(raw: f64) -> f64 {
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(med: f64, min: f64, max: f64) -> Spread {
+        Spread { med, min, max, n: 7 }
+    }
+
+    /// The verdict is on the median; the note says when the round-to-round
+    /// spread is at least the effect claimed, or straddles the target.
+    #[test]
+    fn judge_flags_spreads_larger_than_the_effect() {
+        // (spread, kind, target, higher, verdict, note contains, note lacks)
+        let rows: &[(Spread, Kind, f64, bool, &str, &[&str], &[&str])] = &[
+            // 1.60× [1.55–1.65]: width 0.10 < effect 0.60, clear of 1.5.
+            (s(1.60, 1.55, 1.65), Kind::Ratio, 1.5, true, "**met**", &[], &["not resolved", "straddles"]),
+            // 1.10× [0.90–1.40]: width 0.50 ≥ effect 0.10, and the range straddles 1.1.
+            (s(1.10, 0.90, 1.40), Kind::Ratio, 1.1, true, "**met**", &["not resolved", "straddles"], &[]),
+            // 0.70× [0.60–0.75] against ≥ 0.85: missed, effect 0.30 > width 0.15.
+            (s(0.70, 0.60, 0.75), Kind::Ratio, 0.85, true, "**missed**", &[], &["not resolved", "straddles"]),
+            // 2.0 µs [−1.0–4.0] against ≤ 3 µs: met on the median, width 5 ≥ effect 2, straddles 3.
+            (s(2.0, -1.0, 4.0), Kind::Diff, 3.0, false, "**met**", &["not resolved", "straddles"], &[]),
+            // 10 µs [9–11] against ≤ 3 µs: missed, resolved.
+            (s(10.0, 9.0, 11.0), Kind::Diff, 3.0, false, "**missed**", &[], &["not resolved", "straddles"]),
+        ];
+        for (i, (sp, kind, target, higher, verdict, has, lacks)) in rows.iter().enumerate() {
+            let t = Target { measure: "m", s: *sp, kind: *kind, target: *target, higher: *higher, unit: "×", decimals: 2 };
+            let (v, note) = judge(&t);
+            assert_eq!(v, *verdict, "row {i}");
+            for h in *has {
+                assert!(note.contains(h), "row {i}: {note:?} should say {h:?}");
+            }
+            for l in *lacks {
+                assert!(!note.contains(l), "row {i}: {note:?} should not say {l:?}");
+            }
+        }
+    }
+
+    /// A single measurement claims no spread; nothing measured is said so.
+    #[test]
+    fn judge_single_and_missing_measurements() {
+        let one = Target { measure: "m", s: Spread { med: 4.0, min: 4.0, max: 4.0, n: 1 }, kind: Kind::Diff, target: 5.0, higher: false, unit: " MiB", decimals: 1 };
+        assert_eq!(judge(&one), ("**met**".to_owned(), String::new()));
+        let none = Target { s: Spread::default(), ..one };
+        assert_eq!(judge(&none).1, "not measured");
+    }
+}
