@@ -414,7 +414,7 @@ pub fn run(a: Args) -> Result<(), String> {
         ("throughput, Tollgate / bare Envoy, pool that fits".into(), data.paired("closed", "fit", "tollgate", "bare", |r| r.rps, ratio), 2, "×"),
         ("throughput, empty filter / bare Envoy".into(), data.paired("closed", "fit", "wasm_noop", "bare", |r| r.rps, ratio), 2, "×"),
         ("added Envoy CPU, empty filter − bare".into(), data.paired("closed", "fit", "wasm_noop", "bare", |r| r.envoy_us, diff), 2, " µs"),
-        ("added Envoy CPU, Tollgate − empty filter, pool 4× the cache".into(), data.paired("closed", "over", "tollgate", "wasm_noop", |r| r.envoy_us, diff), 2, " µs"),
+        ("added Envoy CPU, Tollgate − bare, pool 4× the cache".into(), data.paired("closed", "over", "tollgate", "bare", |r| r.envoy_us, diff), 2, " µs"),
         ("throughput, Tollgate / jwt_authn cache off, pool 4× the cache".into(), data.paired("closed", "over", "tollgate", "jwt_authn_nocache", |r| r.rps, ratio), 2, "×"),
         ("throughput, Tollgate / ext_authz, pool that fits".into(), data.paired("closed", "fit", "tollgate", "ext_authz", |r| r.rps, ratio), 2, "×"),
         ("throughput, Tollgate / jwt_authn, denied mix".into(), data.paired("closed", "denied", "tollgate", "jwt_authn_cache", |r| r.rps, ratio), 2, "×"),
