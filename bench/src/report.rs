@@ -452,7 +452,7 @@ pub fn run(a: Args) -> Result<(), String> {
             pct(data.hit_rate("closed", "denied", c))
         );
     }
-    let _ = writeln!(w, "\n\"–\": the contender counted neither hits nor misses. A denied-mix token is looked up and counted like any other; its hit rate shows whether a refusal is ever answered from the cache.\n");
+    let _ = writeln!(w, "\n\"–\": the contender counted neither hits nor misses. A denied-mix token is looked up and counted like any other; its hit rate shows whether a refusal is ever answered from the cache. wrk walks each pool in order, so the 4× pool cycles through the cache and, under eviction that keeps recent entries (Tollgate's CLOCK, jwt_authn's LRU), nearly every lookup misses: the two pools bound what real traffic, which repeats some tokens more than others, sees.\n");
 
     // ---- closed loop ------------------------------------------------------
     let _ = writeln!(w, "## Throughput at saturation (closed loop, `--concurrency 1`)\n");
