@@ -335,8 +335,11 @@ async fn a_login_flood_leaves_everyone_else_working(f: Fixture) {
     let bound = PRINCIPAL_BURST + elapsed.as_millis() as u64 / PRINCIPAL_INTERVAL.as_millis() as u64 + 2;
     assert!(total_guesses <= bound, "{total_guesses} guesses in {elapsed:?}; the budget allows {bound}");
     assert_eq!(metric(&http, &base, WRONG_GUESSES).await, total_guesses, "hashes spent on wrong passwords");
-    // A new address waits at most one slot per attacking address, plus its own.
-    let queue = PRINCIPAL_INTERVAL * (ATTACKERS as u32 + 2) + Duration::from_secs(1);
+    // A new address waits at most one slot per attacking address, plus its
+    // own; plus the time its two sign-ins take to be checked (argon2, which
+    // queues behind the attackers' hashes on a loaded 2-core machine: 8.9 s
+    // against 8 s was seen) and the rounding of Retry-After to seconds.
+    let queue = PRINCIPAL_INTERVAL * (ATTACKERS as u32 + 2) + Duration::from_secs(3);
     assert!(waited <= queue, "alice on a new address waited {waited:?} (bound {queue:?})");
     assert!(total_throttled > 0);
     eprintln!(

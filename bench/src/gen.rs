@@ -9,6 +9,7 @@ use crate::{b64url, bench_document, load_config, now, Contender, CONTENDERS};
 use serde_json::{json, Value};
 use std::fs;
 use std::path::{Path, PathBuf};
+use tollgate::config::Config;
 use tollgate::token::{self, Algorithm, Claims, Key, TimeCheck};
 
 pub struct Args {
@@ -19,10 +20,12 @@ pub struct Args {
     /// The native Envoy module (`cargo build --profile native -p tollgate-native`).
     pub native: PathBuf,
     pub port_base: u16,
-    pub pool: usize,
+    /// `revocation.wait_ms` of the long-polling feed Envoy.
+    pub feed_wait_ms: u64,
 }
 
 pub const KEY_ENV: &str = "TOLLGATE_DEMO_KEY";
+pub const CREDENTIAL_ENV: &str = "TOLLGATE_EDGE_CREDENTIAL";
 
 pub fn listen_port(base: u16, i: usize) -> u16 {
     base + i as u16
@@ -32,6 +35,18 @@ pub fn admin_port(base: u16, i: usize) -> u16 {
 }
 pub fn authz_port(base: u16) -> u16 {
     base + 99
+}
+/// The authority of the feed phase (scripts/bench/run.sh starts it there).
+pub fn authority_port(base: u16) -> u16 {
+    base + 98
+}
+/// The feed phase's Envoys: polling, then long polling.
+pub const FEED_MODES: &[&str] = &["feed_poll", "feed_long"];
+pub fn feed_listen_port(base: u16, mode: usize) -> u16 {
+    base + 50 + mode as u16
+}
+pub fn feed_admin_port(base: u16, mode: usize) -> u16 {
+    base + 150 + mode as u16
 }
 
 pub fn run(a: Args) -> Result<(), String> {
@@ -70,9 +85,19 @@ pub fn run(a: Args) -> Result<(), String> {
         hosts: None,
     };
 
-    // 10,000 distinct valid tokens: different subjects, sessions and ids.
-    let pool: Vec<String> = (0..a.pool).map(|i| token::mint(&key, &claims(format!("user-{i:05}"), i))).collect();
-    let hot = vec![token::mint(&key, &claims("user-hot".into(), 999_999))];
+    // Two pools sized from the filter's own cache capacity (the bench
+    // document's `token_cache.entries`, or its default): one that fits in
+    // each worker's cache and one four times larger. Distinct subjects,
+    // sessions and ids, and no token in both: the large pool's run gets no
+    // hits from what the small pool's runs left in the caches.
+    let capacity = config.token_cache_entries;
+    let fit_n = capacity.max(1);
+    let over_n = 4 * fit_n;
+    let mint_range = |r: std::ops::Range<usize>| -> Vec<String> {
+        r.map(|i| token::mint(&key, &claims(format!("user-{i:07}"), i))).collect()
+    };
+    let fit = mint_range(0..fit_n);
+    let over = mint_range(fit_n..fit_n + over_n);
     // The denied mix, in equal parts: a MAC made with another key, expired,
     // another audience, and a token that is not a JWS at all.
     let mut denied = Vec::new();
@@ -95,31 +120,48 @@ pub fn run(a: Args) -> Result<(), String> {
     }
 
     // The tokens mean what the workloads say, to Tollgate's own verifier.
-    for tok in pool.iter().chain(&hot) {
+    for tok in fit.iter().chain(&over) {
         config.verifier.verify(tok, TimeCheck::At(t)).map_err(|e| format!("a pool token fails: {e}"))?;
     }
     if let Some(tok) = denied.iter().find(|tok| config.verifier.verify(tok, TimeCheck::At(t)).is_ok()) {
         return Err(format!("a denied-mix token verifies: {tok}"));
     }
-    write_lines(&a.dir.join("tokens-pool.txt"), &pool)?;
-    write_lines(&a.dir.join("tokens-hot.txt"), &hot)?;
+    write_lines(&a.dir.join("tokens-fit.txt"), &fit)?;
+    write_lines(&a.dir.join("tokens-over.txt"), &over)?;
     write_lines(&a.dir.join("tokens-denied.txt"), &denied)?;
+    // For run.sh (sourced) and the report.
+    let sizes = format!("CACHE_ENTRIES={capacity}\nPOOL_FIT={fit_n}\nPOOL_OVER={over_n}\n");
+    fs::write(a.dir.join("pools.env"), sizes).map_err(|e| format!("{}/pools.env: {e}", a.dir.display()))?;
 
     let jwks = json!({"keys": [{"kty": "oct", "kid": kid, "alg": "HS256", "k": b64url(&secret)}]}).to_string();
     let wasm = fs::canonicalize(&a.wasm).map_err(|e| format!("{}: {e}", a.wasm.display()))?;
     let floor_wasm = fs::canonicalize(&a.floor_wasm).map_err(|e| format!("{}: {e}", a.floor_wasm.display()))?;
     let native = fs::canonicalize(&a.native).map_err(|e| format!("{}: {e}", a.native.display()))?;
-    let ctx = Ctx { issuer, audiences: doc["audiences"].clone(), jwks, tollgate_json, wasm, floor_wasm, native, base: a.port_base };
+    let ctx = Ctx {
+        issuer,
+        audiences: doc["audiences"].clone(),
+        jwks,
+        tollgate_json,
+        wasm,
+        floor_wasm,
+        native,
+        base: a.port_base,
+        jwt_cache_size: capacity,
+    };
     for (i, c) in CONTENDERS.iter().enumerate() {
         let cfg = envoy_config(&ctx, c, i);
         let path = a.dir.join(format!("envoy-{}.json", c.id));
         fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).map_err(|e| format!("{}: {e}", path.display()))?;
     }
+    for (m, mode) in FEED_MODES.iter().enumerate() {
+        let cfg = feed_config(&ctx, &a.config, m, *mode == "feed_long", a.feed_wait_ms)?;
+        let path = a.dir.join(format!("envoy-{mode}.json"));
+        fs::write(&path, serde_json::to_string_pretty(&cfg).unwrap()).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     println!(
-        "gen: {} pool tokens, 1 hot token, {} denied, {} Envoy configs in {}",
-        pool.len(),
+        "gen: token cache {capacity} entries per worker; pools of {fit_n} and {over_n} tokens, {} denied, {} Envoy configs in {}",
         denied.len(),
-        CONTENDERS.len(),
+        CONTENDERS.len() + FEED_MODES.len(),
         a.dir.display()
     );
     Ok(())
@@ -140,10 +182,12 @@ struct Ctx {
     floor_wasm: PathBuf,
     native: PathBuf,
     base: u16,
+    /// jwt_authn's `jwt_cache_size`: Tollgate's per-worker cache capacity.
+    jwt_cache_size: usize,
 }
 
 fn envoy_config(ctx: &Ctx, c: &Contender, i: usize) -> Value {
-    let mut filters = match c.id {
+    let filters = match c.id {
         "bare" => vec![],
         "jwt_authn_cache" => vec![jwt_authn(ctx, true)],
         "jwt_authn_nocache" => vec![jwt_authn(ctx, false)],
@@ -154,26 +198,62 @@ fn envoy_config(ctx: &Ctx, c: &Contender, i: usize) -> Value {
         "wasm_hostcalls" => vec![floor(ctx, "hostcalls")],
         other => unreachable!("contender {other}"),
     };
+    let clusters = if c.id == "ext_authz" { vec![static_cluster("authz", authz_port(ctx.base))] } else { vec![] };
+    listener_config(admin_port(ctx.base, i), listen_port(ctx.base, i), filters, clusters)
+}
+
+fn static_cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
+            {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}
+    })
+}
+
+/// The feed phase: Tollgate with the authority and revocation sections of
+/// envoy/tollgate.json, polling every `sync_interval_ms` or long polling
+/// (`revocation.wait_ms`), against the bench's authority.
+fn feed_config(ctx: &Ctx, shipped: &Path, m: usize, long: bool, wait_ms: u64) -> Result<Value, String> {
+    let bytes = fs::read(shipped).map_err(|e| format!("{}: {e}", shipped.display()))?;
+    let full: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", shipped.display()))?;
+    let mut doc: Value = serde_json::from_str(&ctx.tollgate_json).map_err(|e| e.to_string())?;
+    let mut authority = full.get("authority").cloned().ok_or("envoy/tollgate.json has no `authority`")?;
+    authority["cluster"] = json!("authority");
+    let mut revocation = full.get("revocation").cloned().ok_or("envoy/tollgate.json has no `revocation`")?;
+    if long {
+        revocation["wait_ms"] = json!(wait_ms);
+    } else if let Some(r) = revocation.as_object_mut() {
+        r.remove("wait_ms");
+    }
+    doc["authority"] = authority;
+    doc["revocation"] = revocation;
+    let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+    Config::parse(text.as_bytes(), &|name| std::env::var(name).ok()).map_err(|e| format!("the feed document: {e}"))?;
+    let mut f = tollgate(ctx);
+    f["typed_config"]["config"]["configuration"]["value"] = json!(text);
+    f["typed_config"]["config"]["vm_config"]["environment_variables"]["host_env_keys"] = json!([KEY_ENV, CREDENTIAL_ENV]);
+    let clusters = vec![static_cluster("authority", authority_port(ctx.base))];
+    Ok(listener_config(feed_admin_port(ctx.base, m), feed_listen_port(ctx.base, m), vec![f], clusters))
+}
+
+fn listener_config(admin: u16, listen: u16, mut filters: Vec<Value>, clusters: Vec<Value>) -> Value {
     filters.push(json!({
         "name": "envoy.filters.http.router",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
     }));
-    let mut clusters = vec![];
-    if c.id == "ext_authz" {
-        clusters.push(json!({
-            "name": "authz",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "load_assignment": {"cluster_name": "authz", "endpoints": [{"lb_endpoints": [{"endpoint": {"address":
-                {"socket_address": {"address": "127.0.0.1", "port_value": authz_port(ctx.base)}}}}]}]}
-        }));
-    }
     json!({
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port(ctx.base, i)}}},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "static_resources": {
             "listeners": [{
                 "name": "bench",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port(ctx.base, i)}},
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen}},
+                // Connections spread evenly over the workers (at --concurrency 2
+                // the kernel may hand all of them to one), so every worker's
+                // caches fill before RSS is read. Keep-alive: accepts happen
+                // before the measurement only.
+                "connection_balance_config": {"exact_balance": {}},
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
                     "typed_config": {
@@ -199,8 +279,9 @@ fn envoy_config(ctx: &Ctx, c: &Contender, i: usize) -> Value {
 
 /// jwt_authn with the same key as a local `oct` JWKS, the same issuer,
 /// audiences and skew, the token kept (`forward`), and `sub`/`scope` copied
-/// to the same headers Tollgate sets. Cache on: `jwt_cache_config` present
-/// with its default size (100 tokens); off: absent.
+/// to the same headers Tollgate sets. Cache on: `jwt_cache_config` with
+/// `jwt_cache_size` equal to Tollgate's per-worker token cache (both caches
+/// are per worker); off: absent.
 fn jwt_authn(ctx: &Ctx, cache: bool) -> Value {
     let mut provider = json!({
         "issuer": ctx.issuer,
@@ -214,7 +295,7 @@ fn jwt_authn(ctx: &Ctx, cache: bool) -> Value {
         ]
     });
     if cache {
-        provider["jwt_cache_config"] = json!({});
+        provider["jwt_cache_config"] = json!({"jwt_cache_size": ctx.jwt_cache_size});
     }
     json!({
         "name": "envoy.filters.http.jwt_authn",

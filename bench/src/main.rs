@@ -1,15 +1,17 @@
 //! `tollgate-bench`: the helpers behind `make bench` (scripts/bench/run.sh).
 //!
 //! ```text
-//! tollgate-bench gen    --dir D --config envoy/tollgate.json --wasm W --floor-wasm F --native N [--port-base P]
+//! tollgate-bench gen    --dir D --config envoy/tollgate.json --wasm W --floor-wasm F --native N [--port-base P] [--feed-wait-ms W]
 //! tollgate-bench authz  --listen 127.0.0.1:P --config D/tollgate-bench.json
 //! tollgate-bench open   --url U --tokens FILE --rate R --seconds S [--connections N]
+//! tollgate-bench authority --url U --mode feed|refresh|bump [--seconds S] [--connections N] [--rate R]
 //! tollgate-bench rate   --results FILE [--fraction F]
 //! tollgate-bench report --dir D --md BENCHMARKS.md --svg docs/bench/throughput.svg [--criterion target/criterion]
 //! ```
 //!
 //! The HMAC secret comes from `TOLLGATE_DEMO_KEY`, as it does for the filter.
 
+mod authority;
 mod authz;
 mod gen;
 mod open;
@@ -45,9 +47,10 @@ pub fn is_floor(id: &str) -> bool {
     id.starts_with("wasm_")
 }
 
+/// The pools are sized from Tollgate's token cache capacity (`gen`).
 pub const WORKLOADS: &[(&str, &str)] = &[
-    ("pool", "10,000-token pool"),
-    ("hot", "one hot token"),
+    ("fit", "pool that fits in the cache"),
+    ("over", "pool 4× the cache"),
     ("denied", "denied mix"),
 ];
 
@@ -118,7 +121,7 @@ fn main() -> ExitCode {
                 floor_wasm: f.need("--floor-wasm")?.into(),
                 native: f.need("--native")?.into(),
                 port_base: f.num("--port-base", 18000)?,
-                pool: f.num("--pool", 10_000)?,
+                feed_wait_ms: f.num("--feed-wait-ms", 10_000)?,
             })
         })(),
         "authz" => (|| authz::run(f.need("--listen")?, f.need("--config")?.into()))(),
@@ -141,6 +144,15 @@ fn main() -> ExitCode {
                 connections: f.num("--connections", 32)?,
             })
         })(),
+        "authority" => (|| {
+            authority::run(authority::Args {
+                url: f.need("--url")?,
+                mode: f.need("--mode")?,
+                seconds: f.num("--seconds", 5.0)?,
+                connections: f.num("--connections", 16)?,
+                rate: f.num("--rate", 10)?,
+            })
+        })(),
         "rate" => (|| {
             let rate = report::open_rate(&PathBuf::from(f.need("--results")?), f.num("--fraction", 0.5)?)?;
             println!("{rate}");
@@ -154,7 +166,7 @@ fn main() -> ExitCode {
                 criterion: f.get("--criterion").map(PathBuf::from),
             })
         })(),
-        _ => Err("usage: tollgate-bench gen|authz|open|rate|report (see src/main.rs)".into()),
+        _ => Err("usage: tollgate-bench gen|authz|open|authority|rate|report (see src/main.rs)".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

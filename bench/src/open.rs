@@ -107,6 +107,7 @@ async fn drive(a: Args) -> Result<String, String> {
     }
 
     let mut max_lag = Duration::ZERO;
+    let sched0 = schedstat();
     let start = Instant::now() + Duration::from_millis(20);
     for i in 0..n {
         let due = start + interval * i as u32;
@@ -139,6 +140,7 @@ async fn drive(a: Args) -> Result<String, String> {
         let _ = w.await;
     }
     let elapsed = Instant::now() - start;
+    let sched1 = schedstat();
     let mut t = tally.borrow_mut();
     t.latencies_ns.sort_unstable();
     let pct = |p: f64| -> f64 {
@@ -160,6 +162,10 @@ async fn drive(a: Args) -> Result<String, String> {
         "elapsed_s": elapsed.as_secs_f64(),
         "achieved_rps": (t.ok + t.non2xx) as f64 / elapsed.as_secs_f64(),
         "max_schedule_lag_us": max_lag.as_secs_f64() * 1e6,
+        // The generator's own thread over the run: CPU time, and time it was
+        // ready to run but waited for its core (another task held it).
+        "gen_cpu_us": (sched1.0.saturating_sub(sched0.0)) as f64 / 1e3,
+        "gen_runq_wait_us": (sched1.1.saturating_sub(sched0.1)) as f64 / 1e3,
         "p50_us": pct(50.0),
         "p90_us": pct(90.0),
         "p99_us": pct(99.0),
@@ -167,4 +173,12 @@ async fn drive(a: Args) -> Result<String, String> {
         "max_us": pct(100.0),
     })
     .to_string())
+}
+
+/// This thread's (ns on CPU, ns waiting on a run queue) from
+/// /proc/thread-self/schedstat; zeros where the kernel has no schedstats.
+fn schedstat() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let mut it = text.split_whitespace().map(|x| x.parse::<u64>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
 }
