@@ -282,19 +282,32 @@ fn decide_with_refresh(
         Ok(c) => c,
         Err(e) => return deny(e.into()),
     };
-    let refresh_token = if may_refresh { refresh_token(config, req) } else { None };
+    let refresh = if may_refresh { refresh_token(config, req) } else { None };
     let credential = match (replacement, extracted) {
         (Some(token), found) => Credential {
             token,
-            source: found.as_ref().map_or(Source::Cookie, |c| c.source),
+            // Where the new token goes upstream: where the old one was; with
+            // no old one, where a client of that refresh mode sends it (a
+            // header-mode client in `Authorization`, a browser in the cookie).
+            source: match found.as_ref() {
+                Some(c) => c.source,
+                None if refresh_token(config, req).is_some_and(|(_, header_mode)| header_mode) => Source::AuthorizationHeader,
+                None => Source::Cookie,
+            },
             claimed_user: found.and_then(|c| c.claimed_user),
         },
         (None, Some(c)) => c,
         (None, None) => {
-            if let Some((refresh_token, header_mode)) = refresh_token {
+            if let Some((refresh_token, header_mode)) = refresh {
                 // The browser dropped the expired access cookie; the refresh
-                // cookie is still there.
-                return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: false });
+                // cookie is still there. On an anonymous route the refresh is
+                // optional: with the authority unavailable the request goes on
+                // anonymously instead of failing a page anyone may see.
+                return Decision::Refresh(RefreshNeed {
+                    refresh_token: refresh_token.into(),
+                    header_mode,
+                    optional: rule.anonymous,
+                });
             }
             if rule.anonymous {
                 let mut header_ops = Vec::new();
@@ -307,8 +320,8 @@ fn decide_with_refresh(
     };
     let claims = match verify(config, k, credential.token, now) {
         Ok(c) => c,
-        Err(TokenError::Expired) if refresh_token.is_some() => {
-            let (refresh_token, header_mode) = refresh_token.unwrap_or_default();
+        Err(TokenError::Expired) if refresh.is_some() => {
+            let (refresh_token, header_mode) = refresh.unwrap_or_default();
             return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: false });
         }
         Err(e) => return deny(DenyReason::InvalidToken(e)),
@@ -319,7 +332,7 @@ fn decide_with_refresh(
             Versions::Ask(keys) => Decision::CheckVersions(keys),
         };
     }
-    if let (Some(policy), Some((refresh_token, header_mode)), Some(exp)) = (&config.refresh, refresh_token, claims.exp) {
+    if let (Some(policy), Some((refresh_token, header_mode)), Some(exp)) = (&config.refresh, refresh, claims.exp) {
         if exp.saturating_sub(now) <= policy.refresh_before_seconds {
             return Decision::Refresh(RefreshNeed { refresh_token: refresh_token.into(), header_mode, optional: true });
         }

@@ -202,3 +202,74 @@ fn unavailable_answers_have_no_challenge() {
     assert!(r.headers.iter().all(|(n, _)| *n != "www-authenticate"));
     assert_eq!(r.body, r#"{"error":"temporarily_unavailable","error_description":"revocation state stale"}"#);
 }
+
+/// A refresh with no access token at all (a header-mode client that only
+/// sends its refresh token; a browser whose access cookie expired away):
+/// the new token goes upstream where that kind of client sends it, and on
+/// an anonymous route an unavailable authority does not fail the page.
+#[test]
+fn refresh_without_an_access_token() {
+    let doc = format!(
+        r#"{{
+        "issuer": "https://auth.test", "audiences": ["api"],
+        "keys": [{{"kid": "k1", "alg": "HS256", "secret": "{SECRET_B64}"}}],
+        "clock_skew_seconds": 0,
+        "sources": {{"cookie": "tg_access"}},
+        "authority": {{"cluster": "authority"}},
+        "revocation": {{"sync_interval_ms": 1000, "max_staleness_ms": 3000, "on_stale": "deny"}},
+        "refresh": {{"cookie": "tg_refresh", "header": {{"request": "x-refresh"}}, "refresh_before_seconds": 60}},
+        "rules": [{{"name": "public", "path": {{"prefix": "/public"}}, "anonymous": true}}]
+    }}"#
+    );
+    let c = Config::parse(doc.as_bytes(), &|_| None).expect("valid");
+    let set = synced(NOW_MS, &[]);
+    let live = LiveVersions::default();
+    let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live, cache: None };
+    let fresh_token = token(|t| t.ver = 5);
+    let need = |optional, header_mode| Decision::Refresh(RefreshNeed { refresh_token: "R1".into(), header_mode, optional });
+
+    // (case, path, headers, first decision, where the new token goes upstream)
+    type Headers = Vec<(String, String)>;
+    let cases: Vec<(&str, &str, Headers, Decision, HeaderOp)> = vec![
+        (
+            "header mode, refresh header only",
+            "/x",
+            headers(&[("x-refresh", "R1")]),
+            need(false, true),
+            HeaderOp::Set("authorization".into(), format!("Bearer {fresh_token}")),
+        ),
+        (
+            "cookie mode, refresh cookie only",
+            "/x",
+            headers(&[("cookie", "tg_refresh=R1; theme=dark")]),
+            need(false, false),
+            HeaderOp::Set("cookie".into(), format!("theme=dark; tg_access={fresh_token}")),
+        ),
+        (
+            "anonymous route, refresh cookie only: optional",
+            "/public/x",
+            headers(&[("cookie", "tg_refresh=R1; theme=dark")]),
+            need(true, false),
+            HeaderOp::Set("cookie".into(), format!("theme=dark; tg_access={fresh_token}")),
+        ),
+    ];
+    for (case, path, h, want, upstream) in cases {
+        let view = RequestView::from_parts(&c, "GET", path, &h).unwrap();
+        let req = Request { view: &view, peer: Peer::Known(None) };
+        let got = decide(&c, &req, &k);
+        assert_eq!(got, want, "{case}");
+        let Decision::Allow(allow) = decide_refreshed(&c, &req, &k, &fresh_token) else { panic!("{case}: allowed after the refresh") };
+        assert!(allow.header_ops.contains(&upstream), "{case}: {:?}", allow.header_ops);
+        if matches!(upstream, HeaderOp::Set(ref n, _) if n == "authorization") {
+            assert!(!allow.header_ops.iter().any(|op| matches!(op, HeaderOp::Set(n, _) if n == "cookie")), "{case}: {:?}", allow.header_ops);
+        }
+        let Decision::Refresh(need) = got else { unreachable!() };
+        let failed = refresh_failed(&c, &req, &k, &need, false);
+        if need.optional {
+            let Decision::Allow(anon) = failed else { panic!("{case}: an unavailable authority fails an anonymous page: {failed:?}") };
+            assert_eq!(anon.subject, None, "{case}");
+        } else {
+            assert_eq!(reason(&failed), Some(DenyReason::Unavailable(Unavailable::Refresh)), "{case}");
+        }
+    }
+}
