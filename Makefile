@@ -28,7 +28,7 @@ help:
 	@echo "make token        a demo access token for alice"
 	@echo "make oci          the filter as an OCI image (target/oci/tollgate-filter)"
 	@echo "make compose-up   the docker-compose demo (needs a Docker engine)"
-	@echo "make bench        Tollgate vs bare Envoy, jwt_authn, ext_authz -> BENCHMARKS.md (~8 min; BENCH_QUICK=1 smoke run)"
+	@echo "make bench        Tollgate vs bare Envoy, jwt_authn, ext_authz -> BENCHMARKS.md (~20 min; BENCH_QUICK=1 smoke run)"
 
 deps:
 	@scripts/deps.sh
