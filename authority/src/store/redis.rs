@@ -46,8 +46,9 @@ const LISTEN_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1
 /// plus up to as much again of jitter; after the last attempt the waiting
 /// commands fail and the next command starts another round. So a replica is
 /// ready again within about 2 s of Redis coming back however long the
-/// outage, and a command during one fails within about 5 s instead of
-/// hanging. (redis 0.27 read its default "factor 100" as the growth factor
+/// outage, and a command during one fails within about 5 s while Redis
+/// refuses connections (each attempt is bounded by [`CONNECT_TIMEOUT`] when
+/// it does not answer at all) instead of hanging. (redis 0.27 read its default "factor 100" as the growth factor
 /// over a 1 s base: its third attempt came 60-120 s after the second, and
 /// every command waited for it.)
 const RECONNECT_MIN_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
