@@ -9,7 +9,7 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     // getrandom only fails when the OS has no entropy source at all; there is
     // no safe fallback, so the process must not continue.
-    if let Err(e) = getrandom::getrandom(&mut out) {
+    if let Err(e) = getrandom::fill(&mut out) {
         panic!("operating system random source failed: {e}");
     }
     out

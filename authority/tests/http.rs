@@ -66,7 +66,7 @@ fn jwt_crate_verify(token: &str) -> Value {
     v.set_issuer(&["https://auth.tollgate.local"]);
     v.set_audience(&["tollgate-demo"]);
     v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    decode::<Value>(token, &DecodingKey::from_secret(&secret), &v).expect("jsonwebtoken accepts the token").claims
+    decode::<Value>(token, &DecodingKey::from_secret(&secret).expect("HMAC key"), &v).expect("jsonwebtoken accepts the token").claims
 }
 
 #[tokio::test]

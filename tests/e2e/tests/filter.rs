@@ -753,7 +753,7 @@ fn token_minted_by_jsonwebtoken_passes_through_envoy() {
         "sid": "sess-interop",
         "scope": "read",
     });
-    let token = encode(&header, &claims, &EncodingKey::from_secret(&demo_secret()))
+    let token = encode(&header, &claims, &EncodingKey::from_secret(&demo_secret()).expect("HMAC key"))
         .expect("jsonwebtoken encodes");
     let r = shared().send(&Request::get("/api/items").bearer(&token));
     assert_eq!(r.status, 200, "{r}");
@@ -762,7 +762,7 @@ fn token_minted_by_jsonwebtoken_passes_through_envoy() {
     assert_eq!(r.upstream_header("x-tollgate-sid"), ["sess-interop"], "{r}");
 
     // And jsonwebtoken with another secret is refused for the right reason.
-    let forged = encode(&header, &claims, &EncodingKey::from_secret(&other_secret())).unwrap();
+    let forged = encode(&header, &claims, &EncodingKey::from_secret(&other_secret()).expect("HMAC key")).unwrap();
     let r = shared().send(&Request::get("/api/items").bearer(&forged));
     assert_eq!(r.status, 401, "{r}");
     assert_eq!(r.json()["error_description"], "signature invalid", "{r}");
@@ -774,7 +774,7 @@ fn token_minted_by_jsonwebtoken_passes_through_envoy() {
     validation.set_audience(&[AUDIENCE]);
     let decoded = jsonwebtoken::decode::<serde_json::Value>(
         &ours,
-        &jsonwebtoken::DecodingKey::from_secret(&demo_secret()),
+        &jsonwebtoken::DecodingKey::from_secret(&demo_secret()).expect("HMAC key"),
         &validation,
     )
     .expect("jsonwebtoken verifies a Tollgate token");
