@@ -236,10 +236,13 @@ impl<'a> Reader<'a> {
                 let hi = self.hex4()?;
                 let code = match hi {
                     0xD800..=0xDBFF => {
-                        if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
-                            return Err(Error::Syntax("lone leading surrogate in hex escape"));
+                        for want in [b'\\', b'u'] {
+                            match self.b.get(self.i) {
+                                Some(&c) if c == want => self.i += 1,
+                                Some(_) => return Err(Error::Syntax("unexpected end of hex escape")),
+                                None => return Err(Error::Syntax("EOF while parsing a string")),
+                            }
                         }
-                        self.i += 2;
                         let lo = self.hex4()?;
                         if !(0xDC00..=0xDFFF).contains(&lo) {
                             return Err(Error::Syntax("lone leading surrogate in hex escape"));
@@ -258,9 +261,12 @@ impl<'a> Reader<'a> {
     }
 
     fn hex4(&mut self) -> Result<u16, Error> {
+        if self.b.len() - self.i < 4 {
+            return Err(Error::Syntax("EOF while parsing a string"));
+        }
         let mut n: u16 = 0;
         for _ in 0..4 {
-            let Some(&c) = self.b.get(self.i) else { return Err(Error::Syntax("EOF while parsing a string")) };
+            let c = self.b[self.i];
             let d = match c {
                 b'0'..=b'9' => c - b'0',
                 b'a'..=b'f' => c - b'a' + 10,
@@ -692,5 +698,115 @@ impl<'o> ObjectWriter<'o> {
 
     pub fn end(self) {
         self.out.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    /// Documents at the edges of the grammar: the reader accepts exactly
+    /// what serde_json (the authority's parser, the fuzz targets' oracle)
+    /// accepts, and reads numbers into the same kinds.
+    #[test]
+    fn reader_accepts_what_serde_json_accepts() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let rows: Vec<Vec<u8>> = [
+            "", " ", "{}", " {} ", "[]", "[1,]", "{\"a\":1,}", "[,1]", "{,}", "{\"a\" 1}", "{\"a\":}", "{1:2}", "{\"a\":1 \"b\":2}",
+            "true", "tru", "truex", "nul", "null", "false", "True", "1", "-", "-0", "-0.0", "01", "-01", "1.", "1.e3", ".5",
+            "1e", "1e+", "1e-3", "1E400", "0e99999999999999999999", "1e-99999999999", "1.7976931348623157e308",
+            "1.7976931348623159e308", "1.8e308", "17976931348623157e292", "0.00000000000000000000000000001e330",
+            "18446744073709551615", "18446744073709551616", "-9223372036854775808", "-9223372036854775809",
+            "\"\"", "\"a", "\"\\\"", "\"\\u00e9\"", "\"\\ud83d\\ude00\"", "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"",
+            "\"\\ud800\\\\\"", "\"\\x\"", "\"\\u12\"", "\"\\u12G4\"", "\"\\/\"", "\"tab\there\"", "\"\u{7f}\"", "\"é\"",
+            "[1] x", "[1] [2]", "{\"a\":1}{}", "\u{feff}{}", "\t\n\r {}\t\n\r", "\u{a0}{}", "[1 2]", "[\"a\":1]",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .chain([deep(127).into_bytes(), deep(128).into_bytes(), b"\"\xff\"".to_vec(), b"\"\xc3\"".to_vec(), b"[\"a\x01\"]".to_vec()])
+        .collect();
+        let mut wording = Vec::new();
+        for doc in rows {
+            let ours = parse(&doc);
+            let theirs = serde_json::from_slice::<serde_json::Value>(&doc);
+            let shown = String::from_utf8_lossy(&doc);
+            assert_eq!(ours.is_ok(), theirs.is_ok(), "{shown:?}: ours {ours:?}, serde_json {theirs:?}");
+            if let (Ok(v), Ok(t)) = (&ours, &theirs) {
+                let kind = match t {
+                    serde_json::Value::Number(n) if n.is_u64() => Value::UInt(n.as_u64().unwrap()),
+                    serde_json::Value::Number(n) if n.is_i64() => Value::Int(n.as_i64().unwrap()),
+                    serde_json::Value::Number(_) => Value::Float,
+                    _ => v.clone(),
+                };
+                assert_eq!(v, &kind, "{shown:?}");
+            }
+            if let (Err(e), Err(t)) = (&ours, &theirs) {
+                if !t.to_string().starts_with(e.as_str()) {
+                    wording.push(format!("{shown:?}: ours {e:?}, serde_json {t}"));
+                }
+            }
+        }
+        assert!(wording.is_empty(), "errors worded otherwise:\n{}", wording.join("\n"));
+    }
+
+    /// Every string serde_json reads, ours reads to the same text.
+    #[test]
+    fn strings_read_as_serde_json_reads_them() {
+        for s in [r#""plain""#, r#""a\"b\\c\/d\be\ff\ng\rh\ti""#, r#""\u0000\u001F\u00e9\u20AC""#, r#""\uD83D\uDE00 x""#, "\"é€😀\""] {
+            let ours = parse(s.as_bytes()).unwrap();
+            let theirs: String = serde_json::from_str(s).unwrap();
+            assert_eq!(ours, Value::Str(theirs), "{s}");
+        }
+    }
+
+    /// The writer escapes as serde_json does, so what the filter writes is
+    /// byte for byte what the authority and older filters wrote.
+    #[test]
+    fn writer_matches_serde_json_bytes() {
+        let all_controls: String = (0u8..0x20).map(char::from).collect();
+        for s in ["", "plain", "q\"b\\s/", "\u{7f}é€😀", "\u{2028}", all_controls.as_str()] {
+            let mut out = String::new();
+            write_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
+            assert_eq!(parse(out.as_bytes()), Ok(Value::Str(s.to_owned())), "{s:?} reads back");
+        }
+        for n in [0, 1, 9, 10, 1234567890, u64::MAX] {
+            let mut out = String::new();
+            write_u64(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+        let mut out = String::new();
+        let mut o = ObjectWriter::new(&mut out);
+        o.str("a", "x").u64("b", 2);
+        write_strs(o.member("c"), &["p".into(), "q".into()]);
+        o.end();
+        assert_eq!(out, r#"{"a":"x","b":2,"c":["p","q"]}"#);
+    }
+
+    /// With duplicates refused, the first repeated name in stream order
+    /// decides, at any depth, and before any later syntax error.
+    #[test]
+    fn duplicates_are_refused_at_any_depth_in_stream_order() {
+        let read = |doc: &str| {
+            let mut r = Reader::refusing_duplicates(doc.as_bytes());
+            r.skip().and_then(|()| r.end())
+        };
+        let rows: &[(&str, Result<(), Error>)] = &[
+            (r#"{"a":1,"b":2}"#, Ok(())),
+            (r#"{"a":1,"a":1}"#, Err(Error::Duplicate)),
+            (r#"{"a":1,"\u0061":1}"#, Err(Error::Duplicate)),
+            (r#"[{"x":{"a":1,"a":2}}]"#, Err(Error::Duplicate)),
+            (r#"{"a":{"a":1},"b":{"a":1}}"#, Ok(())),
+            (r#"{"a":1,"a":1} x"#, Err(Error::Duplicate)),
+            (r#"{"a":1,"b":[} "#, Err(Error::Syntax("expected value"))),
+        ];
+        for (doc, want) in rows {
+            assert_eq!(&read(doc), want, "{doc}");
+        }
+        // Without the option, a repeated name is the tree readers' concern.
+        assert!(parse(br#"{"a":1,"a":1}"#).is_ok());
     }
 }
