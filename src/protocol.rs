@@ -130,7 +130,7 @@ pub fn version_keys(sub: &str, sid: Option<&str>) -> Vec<String> {
 /// `expires_at` (seconds) is when no such token can still be unexpired;
 /// `None` (JSON null) for keys of never-expiring API tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct FeedEntry {
     pub key: String,
     pub min_ver: u64,
@@ -139,7 +139,7 @@ pub struct FeedEntry {
 
 /// A feed answer (docs/authority-api.md, "Revocation feed").
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct FeedPage {
     /// True for the whole live set (no or a foreign cursor), false for the
     /// changes after the cursor.
@@ -152,7 +152,7 @@ pub struct FeedPage {
     /// The minimum version of every key the store never bumped.
     pub floor: u64,
     /// The authority's clock (seconds), for edges to notice skew.
-    #[cfg_attr(not(target_arch = "wasm32"), serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), serde(skip_serializing_if = "Option::is_none"))]
     pub now: Option<u64>,
 }
 
@@ -226,7 +226,7 @@ pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
 /// A `GET /v1/versions` answer: `{"versions": {"sub:alice": 3}}`; a key the
 /// store never bumped answers the store's floor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct VersionsAnswer {
     pub versions: BTreeMap<String, u64>,
 }
@@ -246,16 +246,16 @@ impl VersionsAnswer {
 
 /// A successful token-endpoint answer (RFC 6749 §5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct TokenAnswer {
     pub access_token: String,
     /// `Bearer` when absent.
     pub token_type: String,
     /// Seconds the access token lives.
     pub expires_in: u64,
-    #[cfg_attr(not(target_arch = "wasm32"), serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), serde(skip_serializing_if = "Option::is_none"))]
     pub refresh_token: Option<String>,
-    #[cfg_attr(not(target_arch = "wasm32"), serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), serde(skip_serializing_if = "Option::is_none"))]
     pub scope: Option<String>,
 }
 
@@ -277,10 +277,10 @@ impl TokenAnswer {
 
 /// An error answer (RFC 6749 §5.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(serde::Serialize))]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct ErrorAnswer {
     pub error: String,
-    #[cfg_attr(not(target_arch = "wasm32"), serde(skip_serializing_if = "Option::is_none"))]
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), serde(skip_serializing_if = "Option::is_none"))]
     pub error_description: Option<String>,
 }
 
@@ -445,8 +445,8 @@ mod tests {
             floor: 7,
             now: Some(9),
         };
-        #[cfg(not(target_arch = "wasm32"))]
-        assert_eq!(FeedPage::parse(&serde_json::to_vec(&page).unwrap()), Ok(page));
+        let bytes = serde_json::to_vec(&page).unwrap();
+        assert_eq!(FeedPage::parse(&bytes), Ok(page));
         assert_eq!(merge_expiry(Some(3), Some(5)), Some(5));
         assert_eq!(merge_expiry(None, Some(5)), None);
         assert!(is_live(None, u64::MAX) && is_live(Some(6), 5) && !is_live(Some(5), 5));
