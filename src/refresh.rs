@@ -623,4 +623,37 @@ mod tests {
             assert!(!s.is_live_for_other(&h, now), "never 'other' for its own token");
         }
     }
+
+    /// The slot's shared-data encoding, pinned byte for byte (the layout
+    /// serde's derive wrote, so workers of a module built before and after
+    /// the change read each other's slots), and what decodes and what does not.
+    #[test]
+    fn slot_encoding_is_pinned() {
+        let claimed = Slot::Claimed { token: "h".into(), until_ms: 7, by: 3 };
+        let done = |outcome| Slot::Done { token: "h".into(), outcome, until_ms: 9 };
+        let rows: Vec<(Slot, &str)> = vec![
+            (claimed.clone(), r#"{"Claimed":{"token":"h","until_ms":7,"by":3}}"#),
+            (done(Shared::Rejected), r#"{"Done":{"token":"h","outcome":"Rejected","until_ms":9}}"#),
+            (done(Shared::Unavailable), r#"{"Done":{"token":"h","outcome":"Unavailable","until_ms":9}}"#),
+            (done(Shared::Refreshed("s\"x".into())), r#"{"Done":{"token":"h","outcome":{"Refreshed":"s\"x"},"until_ms":9}}"#),
+        ];
+        for (slot, bytes) in rows {
+            assert_eq!(String::from_utf8(slot.encode()).unwrap(), bytes);
+            assert_eq!(Slot::decode(bytes.as_bytes()), Some(slot), "{bytes}");
+        }
+        let read: &[(&str, Option<Slot>)] = &[
+            (r#"{"Claimed":{"token":"h","until_ms":7}}"#, Some(Slot::Claimed { token: "h".into(), until_ms: 7, by: 0 })),
+            (r#"{"Claimed":{"token":"h","until_ms":7,"by":3,"x":1}}"#, Some(claimed.clone())),
+            (r#"{"Claimed":{"token":"h","until_ms":7,"by":4294967296}}"#, None),
+            (r#"{"Claimed":{"token":"h","until_ms":7,"by":3,"by":3}}"#, None),
+            (r#"{"Claimed":{"token":"h","until_ms":7},"Done":{}}"#, None),
+            (r#"{"Done":{"token":"h","outcome":"Refreshed","until_ms":9}}"#, None),
+            (r#"{"Done":{"token":"h","outcome":{"Refreshed":1},"until_ms":9}}"#, None),
+            (r#"{"Other":{"token":"h","until_ms":9}}"#, None),
+            (r#"{"Claimed":{"token":"h","until_ms":-1}}"#, None),
+        ];
+        for (bytes, want) in read {
+            assert_eq!(&Slot::decode(bytes.as_bytes()), want, "{bytes}");
+        }
+    }
 }
