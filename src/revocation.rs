@@ -518,4 +518,19 @@ mod tests {
             assert_eq!(FeedPage::parse(body), Err(want), "{}", String::from_utf8_lossy(body));
         }
     }
+
+    /// The shared encoding is the bytes serde_json::json! wrote (members in
+    /// name order, absent ones null, entries sorted by key): equal sets
+    /// encode equally across module builds, so their fingerprints agree.
+    #[test]
+    fn shared_encoding_is_pinned() {
+        let rows: &[&str] = &[
+            r#"{"c":"s.1","e":[["sid:x\"y",4,99],["sub:a",3,null]],"f":7,"g":2,"s":"st","t":5}"#,
+            r#"{"c":null,"e":[],"f":0,"g":0,"s":null,"t":null}"#,
+        ];
+        for bytes in rows {
+            let set = RevocationSet::decode(bytes.as_bytes()).expect("decodes");
+            assert_eq!(String::from_utf8(set.encode()).unwrap(), *bytes);
+        }
+    }
 }
