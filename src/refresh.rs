@@ -360,7 +360,7 @@ impl Slot {
     /// repeated member too; unknown members are ignored).
     pub fn decode(bytes: &[u8]) -> Option<Slot> {
         let doc = json::parse(bytes).ok()?;
-        let [(variant, body)] = &Members::of(&doc)?.0[..] else { return None };
+        let [(variant, body)] = Members::of(&doc)?.0 else { return None };
         let m = Members::of(body)?;
         let token = m.string("token")?;
         let until_ms = m.u64("until_ms")?;
@@ -377,7 +377,7 @@ impl Slot {
                     Value::Str(s) if s == "Rejected" => Shared::Rejected,
                     Value::Str(s) if s == "Unavailable" => Shared::Unavailable,
                     v => {
-                        let [(name, Value::Str(sealed))] = &Members::of(v)?.0[..] else { return None };
+                        let [(name, Value::Str(sealed))] = Members::of(v)?.0 else { return None };
                         (name == "Refreshed").then(|| Shared::Refreshed(sealed.clone()))?
                     }
                 };
