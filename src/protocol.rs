@@ -14,7 +14,6 @@
 //! | the token size cap | [`MAX_TOKEN_BYTES`] |
 
 use crate::token::json::{self, Members, Value};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -130,7 +129,8 @@ pub fn version_keys(sub: &str, sid: Option<&str>) -> Vec<String> {
 /// One feed entry: tokens with this key and `ver < min_ver` are revoked.
 /// `expires_at` (seconds) is when no such token can still be unexpired;
 /// `None` (JSON null) for keys of never-expiring API tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct FeedEntry {
     pub key: String,
     pub min_ver: u64,
@@ -138,7 +138,8 @@ pub struct FeedEntry {
 }
 
 /// A feed answer (docs/authority-api.md, "Revocation feed").
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct FeedPage {
     /// True for the whole live set (no or a foreign cursor), false for the
     /// changes after the cursor.
@@ -151,7 +152,7 @@ pub struct FeedPage {
     /// The minimum version of every key the store never bumped.
     pub floor: u64,
     /// The authority's clock (seconds), for edges to notice skew.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), serde(skip_serializing_if = "Option::is_none"))]
     pub now: Option<u64>,
 }
 
@@ -224,7 +225,8 @@ pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
 
 /// A `GET /v1/versions` answer: `{"versions": {"sub:alice": 3}}`; a key the
 /// store never bumped answers the store's floor.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct VersionsAnswer {
     pub versions: BTreeMap<String, u64>,
 }
@@ -243,16 +245,17 @@ impl VersionsAnswer {
 }
 
 /// A successful token-endpoint answer (RFC 6749 §5.1).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct TokenAnswer {
     pub access_token: String,
     /// `Bearer` when absent.
     pub token_type: String,
     /// Seconds the access token lives.
     pub expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), serde(skip_serializing_if = "Option::is_none"))]
     pub refresh_token: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), serde(skip_serializing_if = "Option::is_none"))]
     pub scope: Option<String>,
 }
 
@@ -273,10 +276,11 @@ impl TokenAnswer {
 }
 
 /// An error answer (RFC 6749 §5.2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct ErrorAnswer {
     pub error: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), serde(skip_serializing_if = "Option::is_none"))]
     pub error_description: Option<String>,
 }
 

@@ -16,7 +16,7 @@
 //!   token can open it, and the slot's name and token hash reveal nothing.
 
 use crate::protocol::{ErrorAnswer, TokenAnswer, INVALID_GRANT};
-use serde::{Deserialize, Serialize};
+use crate::token::json::{self, Members, ObjectWriter, Value};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -35,7 +35,7 @@ pub fn hash(refresh_token: &str) -> TokenHash {
 
 /// What a refresh yields: the new pair (read from a
 /// [`TokenAnswer`](crate::protocol::TokenAnswer) that carries a refresh token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
     pub access_token: String,
     pub refresh_token: String,
@@ -43,8 +43,25 @@ pub struct Tokens {
     pub expires_in: u64,
 }
 
+impl Tokens {
+    /// The sealed plaintext: `{"access_token":…,"refresh_token":…,"expires_in":…}`.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = String::new();
+        let mut o = ObjectWriter::new(&mut out);
+        o.str("access_token", &self.access_token).str("refresh_token", &self.refresh_token).u64("expires_in", self.expires_in);
+        o.end();
+        out.into_bytes()
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Tokens> {
+        let doc = json::parse(bytes).ok()?;
+        let m = Members::of(&doc)?;
+        Some(Tokens { access_token: m.string("access_token")?, refresh_token: m.string("refresh_token")?, expires_in: m.u64("expires_in")? })
+    }
+}
+
 /// How a refresh ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Refreshed(Tokens),
     /// `invalid_grant`: the refresh token is dead (expired, reused, revoked).
@@ -213,7 +230,7 @@ impl Coordinator {
 
 /// An outcome as workers share it: a new token pair sealed under a key
 /// derived from the refresh token it answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Shared {
     /// base64url of nonce ‖ ciphertext of the [`Tokens`] as JSON.
     Refreshed(String),
@@ -243,7 +260,7 @@ impl Shared {
             Outcome::Unavailable => Shared::Unavailable,
             Outcome::Refreshed(tokens) => {
                 let key = seal_key(refresh_token);
-                let plain = serde_json::to_vec(tokens).unwrap_or_default();
+                let plain = tokens.encode();
                 let digest = Sha256::new().chain_update(b"nonce").chain_update(key).chain_update(&plain).finalize();
                 let nonce = XNonce::from_slice(&digest[..24]);
                 let cipher = XChaCha20Poly1305::new((&key).into());
@@ -272,14 +289,14 @@ impl Shared {
                 let (nonce, ciphertext) = bytes.split_at(24);
                 let cipher = XChaCha20Poly1305::new((&seal_key(refresh_token)).into());
                 let plain = cipher.decrypt(XNonce::from_slice(nonce), ciphertext).ok()?;
-                serde_json::from_slice::<Tokens>(&plain).ok().map(Outcome::Refreshed)
+                Tokens::decode(&plain).map(Outcome::Refreshed)
             }
         }
     }
 }
 
 /// A worker-shared slot for one refresh token (proxy-wasm shared data).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Slot {
     /// A worker is refreshing until `until_ms`.
     /// `by`: the claiming worker, which may claim again a claim whose
@@ -287,7 +304,7 @@ pub enum Slot {
     Claimed {
         token: TokenHash,
         until_ms: u64,
-        #[serde(default)]
+        /// 0 when absent.
         by: u32,
     },
     /// The answer, reusable until `until_ms` (the grace window).
@@ -306,12 +323,68 @@ pub enum SlotDecision {
 }
 
 impl Slot {
+    /// `{"Claimed":{"token":…,"until_ms":…,"by":…}}` or
+    /// `{"Done":{"token":…,"outcome":…,"until_ms":…}}`, the outcome being
+    /// `"Rejected"`, `"Unavailable"` or `{"Refreshed":"<sealed>"}`.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = String::new();
+        let mut outer = ObjectWriter::new(&mut out);
+        match self {
+            Slot::Claimed { token, until_ms, by } => {
+                let mut o = ObjectWriter::new(outer.member("Claimed"));
+                o.str("token", token).u64("until_ms", *until_ms).u64("by", u64::from(*by));
+                o.end();
+            }
+            Slot::Done { token, outcome, until_ms } => {
+                let mut o = ObjectWriter::new(outer.member("Done"));
+                o.str("token", token);
+                let v = o.member("outcome");
+                match outcome {
+                    Shared::Refreshed(sealed) => {
+                        let mut r = ObjectWriter::new(v);
+                        r.str("Refreshed", sealed);
+                        r.end();
+                    }
+                    Shared::Rejected => json::write_str(v, "Rejected"),
+                    Shared::Unavailable => json::write_str(v, "Unavailable"),
+                }
+                o.u64("until_ms", *until_ms);
+                o.end();
+            }
+        }
+        outer.end();
+        out.into_bytes()
     }
 
+    /// Reads what [`Slot::encode`] wrote; anything else is `None` (a
+    /// repeated member too; unknown members are ignored).
     pub fn decode(bytes: &[u8]) -> Option<Slot> {
-        serde_json::from_slice(bytes).ok()
+        let doc = json::parse(bytes).ok()?;
+        let [(variant, body)] = Members::of(&doc)?.0 else { return None };
+        let m = Members::of(body)?;
+        let token = m.string("token")?;
+        let until_ms = m.u64("until_ms")?;
+        match variant.as_str() {
+            "Claimed" => {
+                let by = match m.get("by") {
+                    None => 0,
+                    Some(v) => u32::try_from(v.as_u64()?).ok()?,
+                };
+                Some(Slot::Claimed { token, until_ms, by })
+            }
+            "Done" => {
+                let outcome = match m.get("outcome")? {
+                    Value::Str(s) if s == "Rejected" => Shared::Rejected,
+                    Value::Str(s) if s == "Unavailable" => Shared::Unavailable,
+                    v => {
+                        let [(name, Value::Str(sealed))] = Members::of(v)?.0 else { return None };
+                        (name == "Refreshed").then(|| Shared::Refreshed(sealed.clone()))?
+                    }
+                };
+                Some(Slot::Done { token, outcome, until_ms })
+            }
+            _ => None,
+        }
     }
 
     /// Decides from the current slot content (absent, expired or someone
@@ -548,6 +621,39 @@ mod tests {
             assert_eq!(s.is_live(now), live);
             assert_eq!(s.is_live_for_other(&hash("r2"), now), other);
             assert!(!s.is_live_for_other(&h, now), "never 'other' for its own token");
+        }
+    }
+
+    /// The slot's shared-data encoding, pinned byte for byte (the layout
+    /// serde's derive wrote, so workers of a module built before and after
+    /// the change read each other's slots), and what decodes and what does not.
+    #[test]
+    fn slot_encoding_is_pinned() {
+        let claimed = Slot::Claimed { token: "h".into(), until_ms: 7, by: 3 };
+        let done = |outcome| Slot::Done { token: "h".into(), outcome, until_ms: 9 };
+        let rows: Vec<(Slot, &str)> = vec![
+            (claimed.clone(), r#"{"Claimed":{"token":"h","until_ms":7,"by":3}}"#),
+            (done(Shared::Rejected), r#"{"Done":{"token":"h","outcome":"Rejected","until_ms":9}}"#),
+            (done(Shared::Unavailable), r#"{"Done":{"token":"h","outcome":"Unavailable","until_ms":9}}"#),
+            (done(Shared::Refreshed("s\"x".into())), r#"{"Done":{"token":"h","outcome":{"Refreshed":"s\"x"},"until_ms":9}}"#),
+        ];
+        for (slot, bytes) in rows {
+            assert_eq!(String::from_utf8(slot.encode()).unwrap(), bytes);
+            assert_eq!(Slot::decode(bytes.as_bytes()), Some(slot), "{bytes}");
+        }
+        let read: &[(&str, Option<Slot>)] = &[
+            (r#"{"Claimed":{"token":"h","until_ms":7}}"#, Some(Slot::Claimed { token: "h".into(), until_ms: 7, by: 0 })),
+            (r#"{"Claimed":{"token":"h","until_ms":7,"by":3,"x":1}}"#, Some(claimed.clone())),
+            (r#"{"Claimed":{"token":"h","until_ms":7,"by":4294967296}}"#, None),
+            (r#"{"Claimed":{"token":"h","until_ms":7,"by":3,"by":3}}"#, None),
+            (r#"{"Claimed":{"token":"h","until_ms":7},"Done":{}}"#, None),
+            (r#"{"Done":{"token":"h","outcome":"Refreshed","until_ms":9}}"#, None),
+            (r#"{"Done":{"token":"h","outcome":{"Refreshed":1},"until_ms":9}}"#, None),
+            (r#"{"Other":{"token":"h","until_ms":9}}"#, None),
+            (r#"{"Claimed":{"token":"h","until_ms":-1}}"#, None),
+        ];
+        for (bytes, want) in read {
+            assert_eq!(&Slot::decode(bytes.as_bytes()), want, "{bytes}");
         }
     }
 }

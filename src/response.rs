@@ -16,16 +16,18 @@ pub struct LocalResponse {
 pub fn render(realm: &str, reason: &DenyReason) -> LocalResponse {
     let description = reason.description();
     let mut challenge = format!("Bearer realm=\"{realm}\"");
-    let mut body = serde_json::Map::new();
+    let mut body = String::new();
+    let mut members = crate::token::json::ObjectWriter::new(&mut body);
     if let Some(code) = reason.error_code() {
         challenge.push_str(&format!(", error=\"{code}\", error_description=\"{description}\""));
-        body.insert("error".into(), code.into());
+        members.str("error", code);
     }
     if let DenyReason::MissingScope(scope) | DenyReason::AdminRequired(scope) = reason {
         // Scope tokens are validated in config: no quote or backslash inside.
         challenge.push_str(&format!(", scope=\"{scope}\""));
     }
-    body.insert("error_description".into(), description.into());
+    members.str("error_description", description);
+    members.end();
     let mut headers = vec![("content-type", "application/json".into()), ("cache-control", "no-store".into())];
     if reason.status() == 503 {
         // Not a credentials problem: no challenge; try again shortly.
@@ -33,7 +35,7 @@ pub fn render(realm: &str, reason: &DenyReason) -> LocalResponse {
     } else {
         headers.insert(0, ("www-authenticate", challenge));
     }
-    LocalResponse { status: reason.status(), headers, body: serde_json::Value::Object(body).to_string() }
+    LocalResponse { status: reason.status(), headers, body }
 }
 
 /// What a refreshed request's response carries: `Set-Cookie` for both

@@ -211,18 +211,40 @@ impl RevocationSet {
         // same fingerprint), whatever the hash seed.
         let mut sorted: Vec<(&String, &Min)> = self.entries.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let entries: Vec<serde_json::Value> =
-            sorted.into_iter().map(|(k, m)| serde_json::json!([k, m.min_ver, m.expires_at])).collect();
-        serde_json::json!({
-            "g": self.generation,
-            "c": self.cursor,
-            "t": self.synced_at_ms,
-            "f": self.floor,
-            "s": self.store,
-            "e": entries,
-        })
-        .to_string()
-        .into_bytes()
+        // Members in name order (c, e, f, g, s, t), absent ones as null.
+        use crate::token::json::{write_str, write_u64, ObjectWriter};
+        fn opt_u64(out: &mut String, v: Option<u64>) {
+            match v {
+                Some(v) => write_u64(out, v),
+                None => out.push_str("null"),
+            }
+        }
+        fn opt_str(out: &mut String, v: Option<&str>) {
+            match v {
+                Some(v) => write_str(out, v),
+                None => out.push_str("null"),
+            }
+        }
+        let mut out = String::new();
+        let mut o = ObjectWriter::new(&mut out);
+        opt_str(o.member("c"), self.cursor.as_deref());
+        let e = o.member("e");
+        e.push('[');
+        for (i, (k, m)) in sorted.into_iter().enumerate() {
+            e.push_str(if i == 0 { "[" } else { ",[" });
+            write_str(e, k);
+            e.push(',');
+            write_u64(e, m.min_ver);
+            e.push(',');
+            opt_u64(e, m.expires_at);
+            e.push(']');
+        }
+        e.push(']');
+        o.u64("f", self.floor).u64("g", self.generation);
+        opt_str(o.member("s"), self.store.as_deref());
+        opt_u64(o.member("t"), self.synced_at_ms);
+        o.end();
+        out.into_bytes()
     }
 
     pub fn decode(bytes: &[u8]) -> Option<RevocationSet> {
@@ -494,6 +516,21 @@ mod tests {
         ];
         for (body, want) in cases {
             assert_eq!(FeedPage::parse(body), Err(want), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    /// The shared encoding is the bytes serde_json::json! wrote (members in
+    /// name order, absent ones null, entries sorted by key): equal sets
+    /// encode equally across module builds, so their fingerprints agree.
+    #[test]
+    fn shared_encoding_is_pinned() {
+        let rows: &[&str] = &[
+            r#"{"c":"s.1","e":[["sid:x\"y",4,99],["sub:a",3,null]],"f":7,"g":2,"s":"st","t":5}"#,
+            r#"{"c":null,"e":[],"f":0,"g":0,"s":null,"t":null}"#,
+        ];
+        for bytes in rows {
+            let set = RevocationSet::decode(bytes.as_bytes()).expect("decodes");
+            assert_eq!(String::from_utf8(set.encode()).unwrap(), *bytes);
         }
     }
 }

@@ -310,10 +310,12 @@ async fn run(cli: Cli) -> Fallible<()> {
                     }
                     let mins = auth.versions(&keys).await?;
                     let revoked = mins.iter().any(|m| claims.ver < *m);
+                    // The claims as the token carries them (the filter's writer, Claims::to_json).
+                    let claims_json: serde_json::Value = serde_json::from_slice(&claims.to_json())?;
                     let out = serde_json::json!({
                         "valid": !revoked,
                         "error": if revoked { Some("token revoked") } else { None },
-                        "claims": claims,
+                        "claims": claims_json,
                         "min_versions": keys.iter().zip(&mins).map(|(k, m)| (k.to_string(), *m)).collect::<std::collections::BTreeMap<_, _>>(),
                     });
                     println!("{}", serde_json::to_string_pretty(&out)?);

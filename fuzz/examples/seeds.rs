@@ -74,7 +74,7 @@ fn token_verify() {
     write(t, "truncated-signature", &encode_token_raw(0, cut.as_bytes()));
 
     let h = br#"{"alg":"HS256","kid":"k1","typ":"at+jwt"}"#;
-    let p = serde_json::to_vec(&claims()).unwrap();
+    let p = claims().to_json();
     let headers: [(&str, &[u8]); 12] = [
         ("header-kid", h),
         ("header-no-kid", br#"{"alg":"HS256","typ":"at+jwt"}"#),

@@ -1,12 +1,9 @@
 //! JWT claims of a Tollgate access token (docs/architecture.md, "The token") and
 //! their validation against the configured issuer, audiences and clock.
 
-use super::json::{self, Field, Name, Seen};
-use super::jws::{parse_object, ObjectError};
+use super::json::{self, Field};
+use super::jws::parse_object;
 use super::{Claim, Segment, TokenError};
-use serde::de::{MapAccess, Visitor};
-use serde::Serialize;
-use std::fmt;
 
 /// Largest NumericDate accepted: 9999-12-31T23:59:59Z.
 pub const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
@@ -32,74 +29,81 @@ pub struct RawClaims {
 
 impl RawClaims {
     pub fn parse(payload: &[u8]) -> Result<RawClaims, TokenError> {
-        parse_object(payload, ClaimsVisitor).map_err(|e| match e {
-            ObjectError::Duplicate => TokenError::DuplicateMember(Segment::Payload),
-            ObjectError::Invalid => TokenError::NotJsonObject(Segment::Payload),
-        })
-    }
-}
-
-struct ClaimsVisitor;
-
-impl<'de> Visitor<'de> for ClaimsVisitor {
-    type Value = RawClaims;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JWT claims object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawClaims, A::Error> {
         let mut c = RawClaims::default();
-        let mut seen = Seen::default();
-        while let Some(Name(name)) = map.next_key()? {
-            match &*name {
-                "iss" => c.iss = Some(json::value(&mut map, json::Str)?),
-                "sub" => c.sub = Some(json::value(&mut map, json::Str)?),
-                "aud" => c.aud = Some(json::value(&mut map, json::Strings { one_allowed: true })?),
-                "exp" => c.exp = Some(json::value(&mut map, json::UInt)?),
-                "nbf" => c.nbf = Some(json::value(&mut map, json::UInt)?),
-                "iat" => c.iat = Some(json::value(&mut map, json::UInt)?),
-                "jti" => c.jti = Some(json::value(&mut map, json::Str)?),
-                "ver" => c.ver = Some(json::value(&mut map, json::UInt)?),
-                "sid" => c.sid = Some(json::value(&mut map, json::Str)?),
-                "scope" => c.scope = Some(json::value(&mut map, json::Str)?),
-                "hosts" => c.hosts = Some(json::value(&mut map, json::Strings { one_allowed: false })?),
-                _ => json::skip(&mut map)?,
+        parse_object(payload, |r, name| {
+            match name {
+                "iss" => c.iss = Some(r.str_field()?),
+                "sub" => c.sub = Some(r.str_field()?),
+                "aud" => c.aud = Some(r.strings_field(true)?),
+                "exp" => c.exp = Some(r.uint_field()?),
+                "nbf" => c.nbf = Some(r.uint_field()?),
+                "iat" => c.iat = Some(r.uint_field()?),
+                "jti" => c.jti = Some(r.str_field()?),
+                "ver" => c.ver = Some(r.uint_field()?),
+                "sid" => c.sid = Some(r.str_field()?),
+                "scope" => c.scope = Some(r.str_field()?),
+                "hosts" => c.hosts = Some(r.strings_field(false)?),
+                _ => r.skip()?,
             }
-            seen.insert::<A::Error>(name)?;
-        }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            json::Error::Duplicate => TokenError::DuplicateMember(Segment::Payload),
+            json::Error::Syntax(_) => TokenError::NotJsonObject(Segment::Payload),
+        })?;
         Ok(c)
     }
 }
 
 /// The claims of an access token that passed every check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     pub iss: String,
     pub sub: String,
-    /// Serialized as a plain string when it has exactly one member.
-    #[serde(serialize_with = "one_or_many")]
+    /// Written as a plain string when it has exactly one member.
     pub aud: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub jti: Option<String>,
     pub ver: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<String>>,
 }
 
 impl Claims {
-    /// The serialized payload to sign.
+    /// The payload to sign: members in declaration order, absent ones left out.
     pub fn to_json(&self) -> Vec<u8> {
-        // Strings, integers and vectors of them always serialize.
-        serde_json::to_vec(self).unwrap_or_default()
+        let mut out = String::new();
+        let mut o = json::ObjectWriter::new(&mut out);
+        o.str("iss", &self.iss).str("sub", &self.sub);
+        match &self.aud[..] {
+            [one] => json::write_str(o.member("aud"), one),
+            many => json::write_strs(o.member("aud"), many),
+        }
+        let opt_u64 = |o: &mut json::ObjectWriter, name, v: Option<u64>| {
+            if let Some(v) = v {
+                o.u64(name, v);
+            }
+        };
+        let opt_str = |o: &mut json::ObjectWriter, name, v: &Option<String>| {
+            if let Some(v) = v {
+                o.str(name, v);
+            }
+        };
+        opt_u64(&mut o, "exp", self.exp);
+        opt_u64(&mut o, "nbf", self.nbf);
+        opt_u64(&mut o, "iat", self.iat);
+        opt_str(&mut o, "jti", &self.jti);
+        o.u64("ver", self.ver);
+        opt_str(&mut o, "sid", &self.sid);
+        opt_str(&mut o, "scope", &self.scope);
+        if let Some(hosts) = &self.hosts {
+            json::write_strs(o.member("hosts"), hosts);
+        }
+        o.end();
+        out.into_bytes()
     }
 
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
@@ -221,12 +225,5 @@ fn string(f: Option<Field<String>>, name: Claim) -> Result<Option<String>, Token
         None => Ok(None),
         Some(Field::Valid(v)) => Ok(Some(v)),
         Some(Field::Invalid) => Err(TokenError::ClaimType(name)),
-    }
-}
-
-fn one_or_many<S: serde::Serializer>(aud: &[String], s: S) -> Result<S::Ok, S::Error> {
-    match aud {
-        [one] => s.serialize_str(one),
-        many => many.serialize(s),
     }
 }

@@ -4,10 +4,9 @@
 //! claims. [`KeySet::verify`] returns the payload bytes only after the MAC
 //! has been checked in constant time.
 
-use super::json::{self, Field, Name, Seen};
+use super::json::{self, Field, Reader};
 use super::{b64, Segment, TokenError};
 use hmac::{Hmac, Mac};
-use serde::de::{Deserializer, MapAccess, Visitor};
 use sha2::{Sha256, Sha384, Sha512};
 use std::fmt;
 
@@ -178,18 +177,20 @@ impl Key {
     }
 }
 
-/// The JOSE header Tollgate writes: `alg`, then `kid` and `typ` when given
-/// (serde_json's map keeps keys sorted, so the bytes are stable).
+/// The JOSE header Tollgate writes: `alg`, then `kid` and `typ` when given,
+/// in that (sorted) order, so the bytes are stable.
 fn header_json(alg: Algorithm, typ: Option<&str>, kid: Option<&str>) -> String {
-    let mut header = serde_json::Map::new();
-    header.insert("alg".into(), alg.name().into());
-    if let Some(typ) = typ {
-        header.insert("typ".into(), typ.into());
-    }
+    let mut out = String::new();
+    let mut header = json::ObjectWriter::new(&mut out);
+    header.str("alg", alg.name());
     if let Some(kid) = kid {
-        header.insert("kid".into(), kid.into());
+        header.str("kid", kid);
     }
-    serde_json::Value::Object(header).to_string()
+    if let Some(typ) = typ {
+        header.str("typ", typ);
+    }
+    header.end();
+    out
 }
 
 /// The keys a verifier accepts: usually one, two during a rotation.
@@ -314,60 +315,34 @@ pub struct Header {
 
 impl Header {
     pub fn parse(bytes: &[u8]) -> Result<Header, TokenError> {
-        parse_object(bytes, HeaderVisitor).map_err(|e| match e {
-            ObjectError::Duplicate => TokenError::DuplicateMember(Segment::Header),
-            ObjectError::Invalid => TokenError::NotJsonObject(Segment::Header),
-        })
-    }
-}
-
-pub(crate) enum ObjectError {
-    Duplicate,
-    Invalid,
-}
-
-/// Parses `bytes` as exactly one JSON object with `visitor`.
-pub(crate) fn parse_object<'de, V: Visitor<'de>>(
-    bytes: &'de [u8],
-    visitor: V,
-) -> Result<V::Value, ObjectError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = de.deserialize_map(visitor).map_err(|e| {
-        if json::is_duplicate_error(&e) {
-            ObjectError::Duplicate
-        } else {
-            ObjectError::Invalid
-        }
-    })?;
-    de.end().map_err(|_| ObjectError::Invalid)?;
-    Ok(value)
-}
-
-struct HeaderVisitor;
-
-impl<'de> Visitor<'de> for HeaderVisitor {
-    type Value = Header;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JOSE header object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
         let mut h = Header::default();
-        let mut seen = Seen::default();
-        while let Some(Name(name)) = map.next_key()? {
-            match &*name {
-                "alg" => h.alg = Some(json::value(&mut map, json::Str)?),
-                "kid" => h.kid = Some(json::value(&mut map, json::Str)?),
-                "typ" => h.typ = Some(json::value(&mut map, json::Str)?),
+        parse_object(bytes, |r, name| {
+            match name {
+                "alg" => h.alg = Some(r.str_field()?),
+                "kid" => h.kid = Some(r.str_field()?),
+                "typ" => h.typ = Some(r.str_field()?),
                 "crit" => {
                     h.crit = true;
-                    json::skip(&mut map)?;
+                    r.skip()?;
                 }
-                _ => json::skip(&mut map)?,
+                _ => r.skip()?,
             }
-            seen.insert::<A::Error>(name)?;
-        }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            json::Error::Duplicate => TokenError::DuplicateMember(Segment::Header),
+            json::Error::Syntax(_) => TokenError::NotJsonObject(Segment::Header),
+        })?;
         Ok(h)
     }
+}
+
+/// Reads `bytes` as exactly one JSON object, member by member, refusing a
+/// repeated name at any depth.
+pub(crate) fn parse_object(bytes: &[u8], member: impl FnMut(&mut Reader<'_>, &str) -> Result<(), json::Error>) -> Result<(), json::Error> {
+    let mut r = Reader::refusing_duplicates(bytes);
+    r.object(member)?;
+    r.end()
 }
 
 #[cfg(test)]
