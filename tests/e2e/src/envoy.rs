@@ -42,6 +42,9 @@ const POLL: Duration = Duration::from_millis(25);
 /// Longer than the filter's tick without callouts (250 ms), which adds the
 /// per-request counts to Envoy's counters.
 const STATS_SETTLE: Duration = Duration::from_millis(400);
+/// The counters the filter batches until its tick (`src/edge/engine.rs`:
+/// `count` for the per-request decisions, the token cache's on the tick).
+const BATCHED_COUNTERS: [&str; 4] = ["allowed", "anonymous", "denied.", "token_cache."];
 
 /// The repository root (`tests/e2e/../..`).
 pub fn repo_root() -> PathBuf {
@@ -395,15 +398,20 @@ impl Envoy {
     ///
     /// The filter adds its per-request counts to Envoy's counters on its
     /// tick (`tollgate::edge::STATS_TICK_MS` at most), so this polls: it
-    /// returns once two reads `STATS_SETTLE` apart agree on every
+    /// returns once two reads `STATS_SETTLE` apart agree on every batched
     /// counter (the counts of the requests sent so far have reached Envoy),
-    /// or, under traffic that never stops, after 10 s.
+    /// or, under requests that never stop, after 10 s. Only the batched
+    /// counters are compared: feed and live-check counters move on their
+    /// own while the authority is polled, and are counted at once.
     pub fn stats(&self) -> BTreeMap<String, u64> {
+        let batched = |all: BTreeMap<String, u64>| -> BTreeMap<String, u64> {
+            all.into_iter().filter(|(name, _)| BATCHED_COUNTERS.iter().any(|b| name.contains(b))).collect()
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        let mut last = self.read_stats("Counters");
+        let mut last = batched(self.read_stats("Counters"));
         loop {
             thread::sleep(STATS_SETTLE);
-            let now = self.read_stats("Counters");
+            let now = batched(self.read_stats("Counters"));
             if now == last || Instant::now() > deadline {
                 break;
             }
