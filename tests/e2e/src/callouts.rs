@@ -47,10 +47,12 @@ impl Timing {
         }
     }
 
-    /// A bump visible at the authority is enforced by every worker within:
-    /// the poll interval (polls start on a tick, so + one tick), one poll
-    /// (at most the callout timeout), and the other workers' reload tick.
-    pub fn revocation_bound(&self) -> Duration {
+    /// How long a test waits for a bump to be enforced everywhere when the
+    /// bound itself is not what it checks: the poll interval (polls start on
+    /// a tick, so + one tick), one poll at worst timing out, and the other
+    /// workers' reload tick. The documented bound, which tests of the bound
+    /// assert, leaves the timeout out: [`crate::workers::revocation_bound`].
+    pub fn revocation_deadline(&self) -> Duration {
         Duration::from_millis(self.sync_interval_ms + self.tick_ms + self.timeout_ms + self.tick_ms)
             + CLIENT_SLACK
     }

@@ -305,7 +305,7 @@ fn a_missing_authority_cluster_fails_fast_and_is_counted() {
     assert!(took < quick, "admin route answered after {took:?}");
 
     // Counted: the sync keeps failing (on every poll), and what was served stale.
-    let failed = poll(timing.revocation_bound() * 2, Duration::from_millis(20), || {
+    let failed = poll(timing.revocation_deadline() * 2, Duration::from_millis(20), || {
         (strict.stat("tollgate.revocation.sync_failed") >= 3).then_some(())
     });
     assert!(failed.is_some(), "sync failures are counted: {:?}", interesting(&strict));

@@ -171,7 +171,7 @@ impl Traffic {
                         record(&log, "revocation", Outcome::Failed(e));
                         continue;
                     }
-                    let bound = timing.revocation_bound();
+                    let bound = timing.revocation_deadline();
                     let enforced = poll(bound, Duration::from_millis(20), || revoked(&send(&envoy, &api(&p.access_token))).then_some(()));
                     record(
                         &log,
@@ -345,7 +345,7 @@ fn fail_over(target: Target) {
     // moves past everything the replica has.
     let lost = try_login(&authority).expect("a session on the old primary");
     revoke_through_edge(&envoy, &lost.refresh_token).expect("revoke on the old primary");
-    let enforced = poll(timing.revocation_bound(), Duration::from_millis(20), || revoked(&send(&envoy, &api(&lost.access_token))).then_some(()));
+    let enforced = poll(timing.revocation_deadline(), Duration::from_millis(20), || revoked(&send(&envoy, &api(&lost.access_token))).then_some(()));
     assert!(enforced.is_some(), "{name}: the bump on the old primary never reached the edge");
     let before = authority.metrics();
     let metric = |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0) as u64;
@@ -413,7 +413,7 @@ fn fail_over(target: Target) {
                 Err(e) => wrong.push(format!("revoke after the failover: {e}")),
                 Ok(()) => {
                     let at = Instant::now();
-                    let bound = timing.revocation_bound();
+                    let bound = timing.revocation_deadline();
                     let refused = poll(bound, Duration::from_millis(20), || revoked(&send(&envoy, &api(&late.access_token))).then_some(()));
                     match refused {
                         Some((_, took)) => eprintln!("REPORT failover [{name}]: revoked after the failover, refused {took:?} later"),

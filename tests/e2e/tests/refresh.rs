@@ -86,7 +86,7 @@ fn refresh_storm(store: Store) {
     doc["refresh"]["refresh_before_seconds"] = 1.into();
     let timing = Timing::of(&doc);
     let bob = authority.mint("bob", "read");
-    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_bound() * 4);
+    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_deadline() * 4);
 
     let login = authority.login_alice();
     let exp = claims_of(&login.access_token)["exp"].as_u64().expect("exp");
@@ -189,7 +189,7 @@ fn two_edges_refresh_one_token_together_and_a_late_replay_revokes_the_family_eve
     // An edge reuses a refresh answer no longer than the authority would.
     doc["refresh"]["share_ms"] = 500.into();
     let timing = Timing::of(&doc);
-    let bound = timing.revocation_bound();
+    let bound = timing.revocation_deadline();
     let bob = authority.mint("bob", "read");
     let (a, b) = thread::scope(|s| {
         let a = s.spawn(|| callouts::edge(&doc, authority.port(), &api(&bob), bound * 4));
@@ -270,7 +270,7 @@ fn an_api_client_in_header_mode_gets_the_new_pair_in_response_headers() {
     let doc = callouts::document(200, 5000, 500);
     let timing = Timing::of(&doc);
     let bob = authority.mint("bob", "read");
-    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_bound() * 4);
+    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_deadline() * 4);
     let login = authority.login_alice();
     let expired = expired_copy(&login.access_token);
     let req = Request::post("/api/items")
@@ -305,7 +305,7 @@ fn a_paused_request_with_a_body_goes_nowhere_before_its_decision() {
     let doc = callouts::document(200, 5000, 500);
     let timing = Timing::of(&doc);
     let bob = authority.mint("bob", "read write");
-    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_bound() * 4);
+    let envoy = callouts::edge(&doc, authority.port(), &api(&bob), timing.revocation_deadline() * 4);
     let login = authority.login_alice();
     let expired = expired_copy(&login.access_token);
     let small = b"{\"delete\":\"everything\"}".to_vec();

@@ -27,7 +27,7 @@ fn a_new_store_revokes_every_older_token(store: Store) {
     let minted = authority.mint("carol", "read");
     let (_, api_token) = authority.create_api_token("ci-bot", "read", -1);
     let old = [("session", session.access_token.clone()), ("minted", minted), ("API token (never expires)", api_token)];
-    let envoy = callouts::edge(&doc, authority.port(), &api(&session.access_token), timing.revocation_bound() * 4);
+    let envoy = callouts::edge(&doc, authority.port(), &api(&session.access_token), timing.revocation_deadline() * 4);
     for (what, token) in &old {
         let r = envoy.send(&api(token));
         assert_eq!(r.status, 200, "{what} before the store is lost: {r}");
@@ -48,7 +48,7 @@ fn a_new_store_revokes_every_older_token(store: Store) {
     // Bound: the authority answering again to a good sync (recovery), plus
     // the round the old cursor costs (410, then a snapshot) and the reload
     // on every worker (a revocation bound).
-    let resync = timing.recovery_bound() + timing.revocation_bound();
+    let resync = timing.recovery_bound() + timing.revocation_deadline();
     for (what, token) in &old {
         let found = poll(resync, Duration::from_millis(20), || revoked(&envoy.send(&api(token))).then_some(()));
         let (_, took) = found.unwrap_or_else(|| {
@@ -74,7 +74,7 @@ fn a_new_store_revokes_every_older_token(store: Store) {
     drop(envoy);
 
     // A fresh Envoy: its first snapshot comes from the new store.
-    let envoy = callouts::edge(&doc, authority.port(), &api(&fresh.access_token), timing.revocation_bound() * 4);
+    let envoy = callouts::edge(&doc, authority.port(), &api(&fresh.access_token), timing.revocation_deadline() * 4);
     for (what, token) in &old {
         let r = envoy.send(&api(token));
         assert!(revoked(&r), "{what} after an Envoy restart: {r}");
