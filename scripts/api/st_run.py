@@ -65,7 +65,7 @@ def start_redis(tmp):
     for _ in range(5):
         port = free_port()
         p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", tmp, "--loglevel", "warning"],
+                              "--appendonly", "yes", "--appendfsync", "always", "--dir", tmp, "--loglevel", "warning"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while time.time() < deadline and p.poll() is None:
