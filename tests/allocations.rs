@@ -24,15 +24,18 @@ thread_local! {
 // SAFETY: every call is forwarded to the system allocator unchanged; the
 // count is a const-initialized thread-local Cell (no allocation, no drop).
 unsafe impl GlobalAlloc for Counting {
+    // SAFETY (the trait's contract): forwarded to System unchanged.
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
         // SAFETY: the caller's layout, as given.
         unsafe { System.alloc(layout) }
     }
+    // SAFETY (the trait's contract): forwarded to System unchanged.
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: ptr came from System.alloc with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
+    // SAFETY (the trait's contract): forwarded to System unchanged.
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.with(|n| n.set(n.get() + 1));
         // SAFETY: as for alloc and dealloc.

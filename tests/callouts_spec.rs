@@ -17,6 +17,10 @@ const NOW_MS: u64 = NOW * 1000;
 const SECRET_B64: &str = "ZGVtby1vbmx5LXNlY3JldC1kby1ub3QtdXNlLWluLXByb2R1Y3Rpb24";
 
 fn config(on_stale: &str) -> Config {
+    config_with_rules(on_stale, r#"[{"name": "admin", "path": {"prefix": "/admin/"}, "fresh": true, "max_staleness_ms": 500}]"#)
+}
+
+fn config_with_rules(on_stale: &str, rules: &str) -> Config {
     let doc = format!(
         r#"{{
         "issuer": "https://auth.test", "audiences": ["api"],
@@ -26,7 +30,7 @@ fn config(on_stale: &str) -> Config {
         "authority": {{"cluster": "authority"}},
         "revocation": {{"sync_interval_ms": 1000, "max_staleness_ms": 3000, "on_stale": "{on_stale}"}},
         "refresh": {{"cookie": "tg_refresh", "header": {{"request": "x-refresh"}}, "refresh_before_seconds": 60}},
-        "rules": [{{"name": "admin", "path": {{"prefix": "/admin/"}}, "fresh": true, "max_staleness_ms": 500}}]
+        "rules": {rules}
     }}"#
     );
     Config::parse(doc.as_bytes(), &|_| None).expect("valid")
@@ -209,19 +213,7 @@ fn unavailable_answers_have_no_challenge() {
 /// an anonymous route an unavailable authority does not fail the page.
 #[test]
 fn refresh_without_an_access_token() {
-    let doc = format!(
-        r#"{{
-        "issuer": "https://auth.test", "audiences": ["api"],
-        "keys": [{{"kid": "k1", "alg": "HS256", "secret": "{SECRET_B64}"}}],
-        "clock_skew_seconds": 0,
-        "sources": {{"cookie": "tg_access"}},
-        "authority": {{"cluster": "authority"}},
-        "revocation": {{"sync_interval_ms": 1000, "max_staleness_ms": 3000, "on_stale": "deny"}},
-        "refresh": {{"cookie": "tg_refresh", "header": {{"request": "x-refresh"}}, "refresh_before_seconds": 60}},
-        "rules": [{{"name": "public", "path": {{"prefix": "/public"}}, "anonymous": true}}]
-    }}"#
-    );
-    let c = Config::parse(doc.as_bytes(), &|_| None).expect("valid");
+    let c = config_with_rules("deny", r#"[{"name": "public", "path": {"prefix": "/public"}, "anonymous": true}]"#);
     let set = synced(NOW_MS, &[]);
     let live = LiveVersions::default();
     let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live, cache: None };
