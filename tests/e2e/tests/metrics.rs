@@ -124,6 +124,9 @@ fn edge_denials_are_one_metric_with_a_reason_label_and_every_monitored_metric_is
     let refused = authority.post_form("/v1/token", &[("grant_type", "password"), ("username", "alice"), ("password", "wrong")]);
     assert_eq!(refused.status, 400, "{refused}");
 
+    // The filter adds its per-request counts on its tick: wait until they
+    // have reached Envoy before reading the exposition.
+    let _ = envoy.stats();
     let edge = http::send(envoy.admin, &Request::get("/stats/prometheus")).expect("admin /stats/prometheus");
     assert_eq!(edge.status, 200, "{edge}");
     let edge = edge.text();
