@@ -146,7 +146,7 @@ fn benches(c: &mut Criterion) {
     let bad_headers = headers(&f.bad_token);
     let revocations = RevocationSet::new();
     let live = LiveVersions::default();
-    let knowledge = Knowledge { now_ms: f.now * 1000, revocations: &revocations, live: &live, cache: None };
+    let knowledge = Knowledge { now_ms: f.now * 1000, revocations: &revocations, live: &live, live_waited_from: None, cache: None };
     let view = |h: &[(String, String)]| RequestView::from_parts(&f.config, "GET", "/api/items", h).expect("well-formed");
     let (ok_view, bad_view) = (view(&ok_headers), view(&bad_headers));
     let request = |v| Request { view: v, peer: Peer::Known(None) };

@@ -65,6 +65,10 @@ pub struct Knowledge<'k> {
     pub revocations: &'k RevocationSet,
     /// Live answers for `fresh` rules.
     pub live: &'k LiveVersions,
+    /// For a request that paused for a live check, [`LiveVersions::mark`]
+    /// when it did: the answers after it are its own, used whatever the
+    /// rule's `max_staleness_ms`. `None` for a new request.
+    pub live_waited_from: Option<u64>,
     /// The worker's cache of verified tokens, if any.
     pub cache: Option<&'k TokenCache>,
 }
@@ -405,7 +409,7 @@ fn check_versions(config: &Config, rule: &Rule, claims: &Claims, k: &Knowledge<'
         let keys = revocation::version_keys(&claims.sub, claims.sid.as_deref());
         let mut missing = Vec::new();
         for key in keys {
-            match k.live.get(&key, k.now_ms, rule.max_staleness_ms) {
+            match k.live.get(&key, k.now_ms, rule.max_staleness_ms, k.live_waited_from) {
                 Some(min) if claims.ver < min => {
                     return Err(Versions::Deny(DenyReason::InvalidToken(TokenError::Revoked)))
                 }

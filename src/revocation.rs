@@ -288,36 +288,57 @@ pub fn fingerprint(encoded: &[u8]) -> String {
 }
 
 /// Answers of live checks (`GET /v1/versions`), per worker, for rules with
-/// `fresh: true`. A live answer is only used while younger than the rule's
-/// `max_staleness_ms`; the feed's minimum still applies when larger.
+/// `fresh: true`. A live answer is used by the requests that waited for it,
+/// and by later requests while younger than the rule's `max_staleness_ms`
+/// (with `0`, by none: each request asks). The feed's minimum still applies
+/// when larger.
 #[derive(Debug, Default)]
 pub struct LiveVersions {
-    known: HashMap<String, (u64, u64)>,
+    /// Key → (minimum version, received at, answer number).
+    known: HashMap<String, (u64, u64, u64)>,
+    /// Answers recorded so far: numbers them, so that a request knows which
+    /// answers came after it asked (milliseconds cannot tell: an answer and
+    /// the next request often share one).
+    answers: u64,
 }
 
 impl LiveVersions {
     /// Records an answer received at `now_ms`; `false` when it does not
     /// parse or misses a key that was asked.
     pub fn record(&mut self, asked: &[String], body: &[u8], now_ms: u64) -> bool {
-        let Some(answer) = VersionsAnswer::parse(body) else { return false };
+        let Some(answer) = VersionsAnswer::parse(body) else {
+            return false;
+        };
         if !asked.iter().all(|k| answer.versions.contains_key(k)) {
             return false;
         }
+        self.answers += 1;
         for k in asked {
             let v = answer.versions[k];
-            let min = self.known.get(k).map_or(v, |(old, _)| v.max(*old));
-            self.known.insert(k.clone(), (min, now_ms));
+            let min = self.known.get(k).map_or(v, |(old, _, _)| v.max(*old));
+            self.known.insert(k.clone(), (min, now_ms, self.answers));
         }
         // Bounded: answers older than a minute are of no use to any rule.
         if self.known.len() > 10_000 {
-            self.known.retain(|_, (_, at)| now_ms.saturating_sub(*at) < 60_000);
+            self.known.retain(|_, (_, at, _)| now_ms.saturating_sub(*at) < 60_000);
         }
         true
     }
 
-    /// The live minimum of `key`, if asked within `max_age_ms`.
-    pub fn get(&self, key: &str, now_ms: u64, max_age_ms: u64) -> Option<u64> {
-        self.known.get(key).filter(|(_, at)| now_ms.saturating_sub(*at) <= max_age_ms).map(|(v, _)| *v)
+    /// Where the answers stand: a request that pauses for a live check keeps
+    /// this, and every answer recorded after it is one it waited for.
+    pub fn mark(&self) -> u64 {
+        self.answers
+    }
+
+    /// The live minimum of `key`: an answer recorded after `waited_from` (a
+    /// [`mark`](Self::mark)), or else one at most `max_age_ms` old, where `0`
+    /// reuses none.
+    pub fn get(&self, key: &str, now_ms: u64, max_age_ms: u64, waited_from: Option<u64>) -> Option<u64> {
+        let (min, at, answer) = self.known.get(key)?;
+        let waited_for = waited_from.is_some_and(|mark| *answer > mark);
+        let young = max_age_ms > 0 && now_ms.saturating_sub(*at) <= max_age_ms;
+        (waited_for || young).then_some(*min)
     }
 }
 
@@ -469,25 +490,31 @@ mod tests {
     fn live_versions_table() {
         let mut live = LiveVersions::default();
         let asked = vec!["sub:a".to_string(), "sid:s".to_string()];
+        let before = live.mark();
         assert!(live.record(&asked, br#"{"versions":{"sub:a":3,"sid:s":0}}"#, 1_000));
-        // (key, now, max age, answer)
+        let after = live.mark();
+        // (key, now, max age, waited from, answer)
         let cases = [
-            ("sub:a", 1_000, 0, Some(3)),
-            ("sub:a", 1_500, 500, Some(3)),
-            ("sub:a", 1_501, 500, None),
-            ("sid:s", 1_000, 0, Some(0)),
-            ("sub:b", 1_000, 500, None),
+            ("sub:a", 1_000, 0, None, None),
+            ("sub:a", 1_000, 0, Some(before), Some(3)),
+            ("sub:a", 9_000, 0, Some(before), Some(3)),
+            ("sub:a", 1_000, 0, Some(after), None),
+            ("sub:a", 1_000, 1, None, Some(3)),
+            ("sub:a", 1_500, 500, None, Some(3)),
+            ("sub:a", 1_501, 500, None, None),
+            ("sid:s", 1_000, 0, Some(before), Some(0)),
+            ("sub:b", 1_000, 500, Some(before), None),
         ];
-        for (key, now, age, want) in cases {
-            assert_eq!(live.get(key, now, age), want, "{key} at {now}");
+        for (key, now, age, from, want) in cases {
+            assert_eq!(live.get(key, now, age, from), want, "{key} at {now}, max age {age}, waited from {from:?}");
         }
         // A lower later answer does not lower the minimum.
         assert!(live.record(&asked, br#"{"versions":{"sub:a":1,"sid:s":0}}"#, 2_000));
-        assert_eq!(live.get("sub:a", 2_000, 0), Some(3));
+        assert_eq!(live.get("sub:a", 2_000, 0, Some(after)), Some(3));
         // Answers missing a key, or not JSON, are refused whole.
         assert!(!live.record(&asked, br#"{"versions":{"sub:a":9}}"#, 3_000));
         assert!(!live.record(&asked, b"<html>", 3_000));
-        assert_eq!(live.get("sub:a", 3_000, 5_000), Some(3));
+        assert_eq!(live.get("sub:a", 3_000, 5_000, None), Some(3));
     }
 
     #[test]

@@ -106,7 +106,7 @@ fn run(config: &Config, r: &Req) -> Decision {
     };
     let request = Request { view: &view, peer: Peer::Known(r.peer.map(|p| p.parse().unwrap())) };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
-    decide(config, &request, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, cache: None })
+    decide(config, &request, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, live_waited_from: None, cache: None })
 }
 
 /// `Ok(subject)` for an allowed request, `Err(reason)` for a denied one.
@@ -441,7 +441,7 @@ fn header_values_that_are_not_utf8() {
     let view = RequestView::build(&config, raw("x-tollgate-sub", b"r\xffoot")).unwrap();
     let req = Request { view: &view, peer: Peer::Known(None) };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
-    let Decision::Allow(allow) = decide(&config, &req, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, cache: None }) else {
+    let Decision::Allow(allow) = decide(&config, &req, &Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, live_waited_from: None, cache: None }) else {
         panic!("anonymous route")
     };
     assert_eq!(allow.header_ops, vec![HeaderOp::Remove("x-tollgate-sub".into())]);
@@ -457,7 +457,7 @@ fn the_peer_is_looked_up_only_for_a_hosts_check() {
         "127.0.0.1".parse().ok()
     };
     let (revocations, live) = (RevocationSet::new(), LiveVersions::default());
-    let k = Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, cache: None };
+    let k = Knowledge { now_ms: NOW * 1000, revocations: &revocations, live: &live, live_waited_from: None, cache: None };
     // (token, lookups expected)
     let cases = [(token(|_| {}), 0), (token(|c| c.hosts = Some(vec!["*".into()])), 0), (token(|c| c.hosts = Some(vec!["127.0.0.1".into()])), 1)];
     for (t, want) in cases {
@@ -519,7 +519,7 @@ fn the_token_cache_decides_exactly_as_without_it() {
     let decide_at = |r: &Req, now: u64, set: &RevocationSet, cache: Option<&TokenCache>| {
         let view = RequestView::from_parts(&config, r.method, &r.path, &r.headers).unwrap();
         let req = Request { view: &view, peer: Peer::Known(r.peer.map(|p| p.parse().unwrap())) };
-        outcome(&decide(&config, &req, &Knowledge { now_ms: now * 1000, revocations: set, live: &live, cache }))
+        outcome(&decide(&config, &req, &Knowledge { now_ms: now * 1000, revocations: set, live: &live, live_waited_from: None, cache }))
     };
     let cache = TokenCache::new(64);
     let rounds = [(NOW, &revocations), (NOW, &revocations), (NOW, &revoked), (NOW + 3600, &later)];

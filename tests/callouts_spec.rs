@@ -78,7 +78,7 @@ fn headers(list: &[(&str, &str)]) -> Vec<(String, String)> {
 fn run(config: &Config, path: &str, h: &[(String, String)], set: &RevocationSet, live: &LiveVersions, now_ms: u64) -> Decision {
     let view = RequestView::from_parts(config, "GET", path, h).expect("a well-formed request");
     let req = Request { view: &view, peer: Peer::Known(None) };
-    decide(config, &req, &Knowledge { now_ms, revocations: set, live, cache: None })
+    decide(config, &req, &Knowledge { now_ms, revocations: set, live, live_waited_from: None, cache: None })
 }
 
 fn reason(d: &Decision) -> Option<DenyReason> {
@@ -134,6 +134,41 @@ fn live_checks_for_fresh_rules() {
     assert_eq!(reason(&run(&c, "/admin/x", &bearer, &set, &live, NOW_MS + 600)), Some(DenyReason::InvalidToken(TokenError::Revoked)));
 }
 
+/// `max_staleness_ms: 0` reuses no answer, not even one received in the
+/// same millisecond; the requests that waited for an answer use it, whatever
+/// its age.
+#[test]
+fn a_fresh_rule_with_max_staleness_0_asks_for_every_request() {
+    let c = config_with_rules("deny", r#"[{"name": "admin", "path": {"prefix": "/admin/"}, "fresh": true}]"#);
+    let set = synced(NOW_MS, &[]);
+    let bearer = headers(&[("authorization", &format!("Bearer {}", token(|_| {})))]);
+    let keys = vec!["sub:alice".to_string(), "sid:s1".to_string()];
+    let view = RequestView::from_parts(&c, "GET", "/admin/x", &bearer).expect("a well-formed request");
+    let req = Request { view: &view, peer: Peer::Known(None) };
+    let mut live = LiveVersions::default();
+    let waited_from = live.mark();
+    assert!(live.record(&keys, br#"{"versions":{"sub:alice":5,"sid:s1":0}}"#, NOW_MS));
+    let decide_at = |now_ms, live_waited_from, live: &LiveVersions| {
+        decide(&c, &req, &Knowledge { now_ms, revocations: &set, live, live_waited_from, cache: None })
+    };
+    // (case, when, the mark the request paused at, asks again)
+    let cases: Vec<(&str, u64, Option<u64>, bool)> = vec![
+        ("a new request in the answer's millisecond", NOW_MS, None, true),
+        ("a new request 1 ms later", NOW_MS + 1, None, true),
+        ("a request that waited for the answer", NOW_MS, Some(waited_from), false),
+        ("one that waited, decided 2 s later", NOW_MS + 2_000, Some(waited_from), false),
+        ("one that paused after the answer came", NOW_MS, Some(live.mark()), true),
+    ];
+    for (case, now_ms, from, asks) in cases {
+        let got = decide_at(now_ms, from, &live);
+        if asks {
+            assert_eq!(got, Decision::CheckVersions(keys.clone()), "{case}");
+        } else {
+            assert!(matches!(got, Decision::Allow(_)), "{case}: {got:?}");
+        }
+    }
+}
+
 #[test]
 fn refresh_table() {
     let c = config("deny");
@@ -173,7 +208,7 @@ fn after_the_refresh() {
     let h = headers(&[("cookie", &format!("theme=dark; tg_access={expired}; tg_refresh=R1"))]);
     let view = RequestView::from_parts(&c, "POST", "/x", &h).unwrap();
     let req = Request { view: &view, peer: Peer::Known(None) };
-    let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live, cache: None };
+    let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live, live_waited_from: None, cache: None };
 
     // Success: the new access token replaces the old one upstream; the
     // refresh cookie does not travel.
@@ -182,7 +217,7 @@ fn after_the_refresh() {
 
     // A refreshed token that is itself revoked is still refused.
     let revoked = synced(NOW_MS, &[("sub:alice", 6)]);
-    let k2 = Knowledge { now_ms: NOW_MS, revocations: &revoked, live: &live, cache: None };
+    let k2 = Knowledge { now_ms: NOW_MS, revocations: &revoked, live: &live, live_waited_from: None, cache: None };
     assert!(matches!(decide_refreshed(&c, &req, &k2, &fresh_token), Decision::Deny(_)));
 
     // Failures: (case, optional, rejected, outcome)
@@ -216,7 +251,7 @@ fn refresh_without_an_access_token() {
     let c = config_with_rules("deny", r#"[{"name": "public", "path": {"prefix": "/public"}, "anonymous": true}]"#);
     let set = synced(NOW_MS, &[]);
     let live = LiveVersions::default();
-    let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live, cache: None };
+    let k = Knowledge { now_ms: NOW_MS, revocations: &set, live: &live, live_waited_from: None, cache: None };
     let fresh_token = token(|t| t.ver = 5);
     let need = |optional, header_mode| Decision::Refresh(RefreshNeed { refresh_token: "R1".into(), header_mode, optional });
 

@@ -46,6 +46,8 @@ struct Paused {
     refresh: Option<RefreshNeed>,
     /// The access token a refresh gave it: decided with from then on.
     replacement: Option<String>,
+    /// [`LiveVersions::mark`] when it last paused for a live check.
+    live_waited_from: Option<u64>,
     rounds: u8,
 }
 
@@ -246,12 +248,12 @@ impl Engine {
         };
         let decision = {
             let host: &dyn Host = host;
-            self.decide_with(&view, Peer::Lazy(&|| peer(host)), None, now)
+            self.decide_with(&view, Peer::Lazy(&|| peer(host)), None, None, now)
         };
         // A request that pauses keeps its peer for later decisions.
         let pauses = matches!(decision, Decision::CheckVersions(_) | Decision::Refresh(_));
         let peer = if pauses { peer(host) } else { None };
-        let p = Paused { view, peer, refresh: None, replacement: None, rounds: 0 };
+        let p = Paused { view, peer, refresh: None, replacement: None, live_waited_from: None, rounds: 0 };
         self.carry_out(host, id, p, decision, now, false, out);
     }
 
@@ -279,12 +281,16 @@ impl Engine {
     }
 
     fn decide(&self, p: &Paused, now: u64) -> Decision {
-        self.decide_with(&p.view, Peer::Known(p.peer), p.replacement.as_deref(), now)
+        self.decide_with(&p.view, Peer::Known(p.peer), p.replacement.as_deref(), p.live_waited_from, now)
     }
 
-    fn decide_with(&self, view: &RequestView, peer: Peer<'_>, replacement: Option<&str>, now: u64) -> Decision {
+    fn knowledge(&self, now: u64, live_waited_from: Option<u64>) -> Knowledge<'_> {
+        Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live, live_waited_from, cache: Some(&self.cache) }
+    }
+
+    fn decide_with(&self, view: &RequestView, peer: Peer<'_>, replacement: Option<&str>, live_waited_from: Option<u64>, now: u64) -> Decision {
         let req = Request { view, peer };
-        let k = Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live, cache: Some(&self.cache) };
+        let k = self.knowledge(now, live_waited_from);
         match replacement {
             Some(token) => authenticator::decide_refreshed(&self.config, &req, &k, token),
             None => authenticator::decide(&self.config, &req, &k),
@@ -528,7 +534,7 @@ impl Engine {
             }
             Outcome::Rejected | Outcome::Unavailable => {
                 let req = Request { view: &p.view, peer: Peer::Known(p.peer) };
-                let k = Knowledge { now_ms: now, revocations: &self.revocations, live: &self.live, cache: Some(&self.cache) };
+                let k = self.knowledge(now, p.live_waited_from);
                 authenticator::refresh_failed(&self.config, &req, &k, &need, *outcome == Outcome::Rejected)
             }
         };
@@ -540,6 +546,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn start_check(&mut self, host: &mut dyn Host, id: u32, mut p: Paused, keys: Vec<String>, now: u64, resume: bool, out: &mut Vec<Command>) {
         p.rounds += 1;
+        p.live_waited_from = Some(self.live.mark());
         let group: TokenHash = format!("v:{}", keys.join(","));
         if self.checks.has_group(&group) {
             return self.wait(Kind::Check, &group, id, p, now, false);

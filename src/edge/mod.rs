@@ -18,6 +18,8 @@
 //! - one revocation poller per Envoy (a lease in shared data, taken over when
 //!   its holder stops renewing it);
 //! - a cached minimum never goes backwards, and never-synced never allows;
+//! - on a `fresh` rule with `max_staleness_ms: 0`, no request is allowed on
+//!   a live answer it did not wait for (answers are numbered, not timed);
 //! - iteration order never depends on a hash seed (`BTreeMap`), so a run is
 //!   a function of its inputs and a failing seed replays.
 

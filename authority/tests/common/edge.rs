@@ -49,7 +49,7 @@ pub async fn edge_decision(auth: &Authority, token: &str) -> Result<(), String> 
     let request = Request { view: &view, peer: Peer::Known(Some(IpAddr::V4(Ipv4Addr::LOCALHOST))) };
     // At most one live check: the second decision has its answer.
     for _ in 0..2 {
-        let knowledge = Knowledge { now_ms, revocations: &revocations, live: &live, cache: None };
+        let knowledge = Knowledge { now_ms, revocations: &revocations, live: &live, live_waited_from: None, cache: None };
         match decide(&config, &request, &knowledge) {
             Decision::Allow(_) => return Ok(()),
             Decision::Deny(d) => return Err(d.reason.description().to_owned()),

@@ -181,7 +181,7 @@ pub fn check_steps(steps: &[Step]) -> Check {
                 }
             }
             Step::Live { asked, body, now_ms } => {
-                let before: Vec<Option<u64>> = asked.iter().map(|k| live.get(k, *now_ms, u64::MAX)).collect();
+                let before: Vec<Option<u64>> = asked.iter().map(|k| live.get(k, *now_ms, u64::MAX, None)).collect();
                 let taken = live.record(asked, body, *now_ms);
                 let answer = known_members(body, &["versions"]).map(Value::Object);
                 let versions = answer.as_ref().and_then(|a| a.get("versions")).and_then(Value::as_object);
@@ -194,11 +194,11 @@ pub fn check_steps(steps: &[Step]) -> Check {
                     }
                 } else {
                     for (k, b) in asked.iter().zip(&before) {
-                        ensure!(live.get(k, *now_ms, u64::MAX) == *b, "{}", at(format!("refused, yet {k:?} changed")));
+                        ensure!(live.get(k, *now_ms, u64::MAX, None) == *b, "{}", at(format!("refused, yet {k:?} changed")));
                     }
                 }
                 for (k, (min, _)) in &live_model {
-                    ensure!(live.get(k, *now_ms, u64::MAX) == Some(*min), "{}", at(format!("live {k:?}: {:?}, want {min}", live.get(k, *now_ms, u64::MAX))));
+                    ensure!(live.get(k, *now_ms, u64::MAX, None) == Some(*min), "{}", at(format!("live {k:?}: {:?}, want {min}", live.get(k, *now_ms, u64::MAX, None))));
                 }
             }
         }

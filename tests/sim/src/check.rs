@@ -56,10 +56,37 @@ pub fn check(world: &mut World) -> Stats {
     refresh_once(world, &mut stats);
     revoked(world, &mut stats);
     never_synced(world, &mut stats);
+    fresh_asks(world, &mut stats);
     lease(world, &mut stats);
     quiescent(world, &mut stats);
     stats.bump(Prop::Monotone, world.views_checked);
     stats
+}
+
+/// On a `fresh` rule with `max_staleness_ms: 0` no request is allowed on an
+/// answer it did not wait for: an allowed one was paused for its live check,
+/// never allowed in its own `on_request` (an answer received in the same
+/// millisecond is as reused as an older one).
+fn fresh_asks(world: &mut World, stats: &mut Stats) {
+    if world.doc().fresh_staleness_ms != 0 {
+        return;
+    }
+    let mut found = Vec::new();
+    for (r, q) in world.reqs.iter().enumerate() {
+        if !q.spec.fresh {
+            continue;
+        }
+        for a in q.answers.iter().filter(|a| a.identity.is_some()) {
+            stats.bump(Prop::FreshAsks, 1);
+            if a.in_own_call {
+                found
+                    .push((a.at, format!("request {r}: allowed on the fresh rule at {} without a live check of its own", world.rel(a.at))));
+            }
+        }
+    }
+    for (at, what) in found {
+        world.violate(Prop::FreshAsks, at, what);
+    }
 }
 
 /// Every paused request is answered exactly once, within its bound (twice,

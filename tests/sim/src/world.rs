@@ -239,11 +239,20 @@ pub enum Prop {
     NeverSynced,
     Lease,
     Protocol,
+    FreshAsks,
 }
 
 impl Prop {
-    pub const ALL: [Prop; 7] =
-        [Prop::Answered, Prop::RefreshOnce, Prop::Revoked, Prop::Monotone, Prop::NeverSynced, Prop::Lease, Prop::Protocol];
+    pub const ALL: [Prop; 8] = [
+        Prop::Answered,
+        Prop::RefreshOnce,
+        Prop::Revoked,
+        Prop::Monotone,
+        Prop::NeverSynced,
+        Prop::Lease,
+        Prop::Protocol,
+        Prop::FreshAsks,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -254,6 +263,7 @@ impl Prop {
             Prop::NeverSynced => "never-synced-never-allows",
             Prop::Lease => "one-poller-per-envoy",
             Prop::Protocol => "host-protocol",
+            Prop::FreshAsks => "fresh-with-staleness-0-always-asks",
         }
     }
 }

@@ -304,3 +304,30 @@ fn an_envoy_that_never_synced_allows_no_token() {
         assert_clean(&mut w);
     }
 }
+
+/// `max_staleness_ms: 0` on the fresh rule: each request arrives in the
+/// millisecond the previous one's live answer lands, just after it (rtt fixed
+/// at 10 ms, one request every 10 ms, each sent once the answer is due), and
+/// still asks: an answer the request did not wait for is never reused, however
+/// young (also judged by `fresh-with-staleness-0-always-asks`).
+#[test]
+fn a_request_in_the_millisecond_of_a_live_answer_asks_again_under_staleness_0() {
+    for seed in seeds(4) {
+        let mut w = world(seed, 1, 1, DocSpec::default(), Net::healthy(10, 10));
+        let b = w.add_bearer("user6", Some("api_6"));
+        w.start(3);
+        let mut reqs = Vec::new();
+        for i in 0..20 {
+            let at = 2_000 + i * 10;
+            // Run to just before `at`: the previous request's answer, due at
+            // `at`, is queued first, so it lands before this arrival.
+            w.run_until(at - 1);
+            reqs.push(w.send_fresh(at, Who::Bearer(b), 0, 0));
+        }
+        w.run_until(5_000);
+        answered_with(&w, &reqs, 200);
+        let checks = w.callouts.iter().filter(|c| c.endpoint == Endpoint::Versions).count();
+        assert_eq!(checks, 20, "seed {seed}: 20 requests one after the other, each asks:\n{}", w.trace_tail(60));
+        assert_clean(&mut w);
+    }
+}
