@@ -47,9 +47,11 @@ pub async fn edge_decision(auth: &Authority, token: &str) -> Result<(), String> 
     let headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
     let view = RequestView::from_parts(&config, "GET", "/api/resource", &headers).map_err(|e| format!("request refused: {e:?}"))?;
     let request = Request { view: &view, peer: Peer::Known(Some(IpAddr::V4(Ipv4Addr::LOCALHOST))) };
-    // At most one live check: the second decision has its answer.
+    // At most one live check: the second decision has its answer (as the
+    // engine does, it uses the answer it waited for).
+    let mut live_waited_from = None;
     for _ in 0..2 {
-        let knowledge = Knowledge { now_ms, revocations: &revocations, live: &live, live_waited_from: None, cache: None };
+        let knowledge = Knowledge { now_ms, revocations: &revocations, live: &live, live_waited_from, cache: None };
         match decide(&config, &request, &knowledge) {
             Decision::Allow(_) => return Ok(()),
             Decision::Deny(d) => return Err(d.reason.description().to_owned()),
@@ -58,6 +60,7 @@ pub async fn edge_decision(auth: &Authority, token: &str) -> Result<(), String> 
                 let mins = auth.versions(&parsed).await.map_err(|e| format!("versions: {e}"))?;
                 let answer = VersionsAnswer { versions: keys.iter().cloned().zip(mins).collect() };
                 let body = serde_json::to_vec(&answer).expect("a versions answer serializes");
+                live_waited_from = Some(live.mark());
                 assert!(live.record(&keys, &body, now_ms), "the edge refuses the versions answer");
             }
             other => return Err(format!("the edge wants something else: {other:?}")),
