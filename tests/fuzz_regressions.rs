@@ -41,6 +41,29 @@ fn expect<T: PartialEq + std::fmt::Debug>(got: T, want: T) -> Check {
 fn rows() -> Vec<Row> {
     vec![
         Row {
+            target: "token_verify",
+            found: "a token signed under k1 (HS256) with a long `sub`, just under max_token_bytes, verified; the property then \
+                    re-minted its claims under k3 (HS512, a signature 43 characters longer) and wanted them back, \
+                    but that token was over max_token_bytes and refused as TooLarge, as it should be. The \
+                    property now wants TooLarge for a re-mint over the limit",
+            fix: "fuzz/src/properties/token.rs check_claims (the property was too strict)",
+            check: || {
+                use properties::token::{check_signed, KeySetup, AUDIENCES, ISS, MAX_TOKEN_BYTES, NOW};
+                use tollgate::token::TimeCheck;
+                let header = br#"{"alg":"HS256","kid":"k1","typ":"at+jwt"}"#;
+                // A `sub` that puts the HS256 token 20 bytes under the limit:
+                // the HS512 re-mint is 43 over it.
+                let payload = |sub: &str| {
+                    format!(r#"{{"iss":"{ISS}","sub":"{sub}","aud":"{}","exp":{},"ver":1}}"#, AUDIENCES[0], NOW + 600).into_bytes()
+                };
+                let base = tollgate::token::b64::encode(header).len() + 1 + tollgate::token::b64::encode(&payload("")).len() + 1 + 43;
+                let sub = "a".repeat((MAX_TOKEN_BYTES - 20 - base) * 3 / 4);
+                let fits = tollgate::token::b64::encode(header).len() + 1 + tollgate::token::b64::encode(&payload(&sub)).len() + 1 + 43;
+                expect(fits <= MAX_TOKEN_BYTES && fits + 43 > MAX_TOKEN_BYTES, true)?;
+                check_signed(KeySetup::Rotation, 0, header, &payload(&sub), TimeCheck::At(NOW))
+            },
+        },
+        Row {
             target: "refresh",
             found: "a 200 token answer with invalid UTF-8 inside `token_type` was Refreshed while the edge \
                     ignored that member (serde_json skips UTF-8 validation of members it ignores). The edge now \
