@@ -43,7 +43,7 @@ fn fixture() -> Fixture {
     // callouts (revocation sync, refresh) and live-checked rules.
     let mut doc: serde_json::Value = serde_json::from_slice(&json).expect("envoy/tollgate.json is JSON");
     let obj = doc.as_object_mut().expect("an object");
-    for k in ["authority", "revocation", "refresh"] {
+    for k in ["authority", "revocation", "refresh", "filter_state"] {
         obj.remove(k);
     }
     for r in obj.get_mut("rules").and_then(|r| r.as_array_mut()).into_iter().flatten() {

@@ -184,6 +184,7 @@ pub static DOCUMENT: Table = Table {
         f("client_address", Kind::Object(&CLIENT_ADDRESS), DefaultValue::Object, doc!("Where the client address checked against `hosts` comes from.")),
         f("identity_headers", Kind::Object(&IDENTITY_HEADERS), DefaultValue::Object, doc!("Headers set upstream from a verified token (client-sent copies are removed).")),
         f("forward_token", BOOL, DefaultValue::Bool(true), doc!("Keep the token in the request sent upstream.")),
+        f("filter_state", BOOL, DefaultValue::Bool(false), doc!("Publish each decision as filter state `wasm.tollgate_*` for access logs (Wasm filter).")),
         f("strict_paths", BOOL, DefaultValue::Bool(true), doc!("Refuse path spellings and method overrides upstreams read differently.")),
         f("token_cache", Kind::Object(&TOKEN_CACHE), DefaultValue::Object, doc!("Each worker's cache of verified tokens.")),
         f("rules", Kind::Array { item: &Kind::Object(&RULE), at_least_one: None }, DefaultValue::Strs(&[]), doc!("Path rules, first match wins; no match requires a valid token.")),
@@ -815,6 +816,9 @@ pub struct Config {
     pub trusted_hops: u32,
     pub identity_headers: IdentityHeaders,
     pub forward_token: bool,
+    /// Publish each decision as filter state for access logs (the Wasm
+    /// script's `set_property` calls: up to three per request).
+    pub filter_state: bool,
     /// Refuse path spellings and method overrides upstreams read differently.
     pub strict_paths: bool,
     /// Entries of each worker's cache of verified tokens (0: none).
@@ -888,6 +892,7 @@ fn validate(doc: Section, env: &dyn Fn(&str) -> Option<String>) -> Result<Config
         trusted_hops: client_address.u64("trusted_hops") as u32,
         identity_headers,
         forward_token: doc.bool("forward_token"),
+        filter_state: doc.bool("filter_state"),
         strict_paths: doc.bool("strict_paths"),
         // Checked ≤ MAX_TOKEN_CACHE_ENTRIES above.
         token_cache_entries: doc.section("token_cache", &TOKEN_CACHE).u64("entries") as usize,

@@ -65,12 +65,15 @@ pub fn b64url(bytes: &[u8]) -> String {
 /// The demo document (envoy/tollgate.json) reduced to the cached-path
 /// decision this bench measures: no `authority`, `revocation` or `refresh`
 /// (they need the authority running and act off the request path), and no
-/// live-checked (`fresh`) rules. Everything else, rules included, as shipped.
+/// live-checked (`fresh`) rules; `filter_state` at its default, off (the
+/// demo turns it on for its access log; jwt_authn here publishes nothing
+/// either, no `payload_in_metadata`; docs/bench/changes.md measures what it
+/// costs). Everything else, rules included, as shipped.
 pub fn bench_document(path: &Path) -> Result<serde_json::Value, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let obj = doc.as_object_mut().ok_or("the document is not an object")?;
-    for k in ["authority", "revocation", "refresh"] {
+    for k in ["authority", "revocation", "refresh", "filter_state"] {
         obj.remove(k);
     }
     if let Some(rules) = obj.get_mut("rules").and_then(|r| r.as_array_mut()) {

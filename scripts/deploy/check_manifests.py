@@ -842,6 +842,11 @@ def door_observability(door):
 
 def check_observability(door):
     want_tags = envoy_stats_tags()
+    # Every door's document is envoy/tollgate.json (+ an override that must
+    # not turn it off): without filter_state the filter's fields log "-".
+    if json.loads(DOC_PATH.read_text()).get("filter_state") is not True:
+        fail(f"{door}: envoy/tollgate.json: filter_state is not true, so the access log's "
+             "decision, reason, subject and session fields stay empty")
     for where, logs, tags in door_observability(door):
         formats = [dotted_get(a, "typed_config.log_format.json_format") for a in logs]
         good = [f for f in formats if isinstance(f, dict)
