@@ -35,6 +35,7 @@ deps:
 
 build: deps
 	cargo build --release --target wasm32-wasip1 -p tollgate
+	scripts/wasm-opt.sh $(WASM)
 	@ls -l $(WASM) | awk '{print "tollgate.wasm: " $$5 " bytes"}'
 	cargo build --profile native -p tollgate-native
 	@ls -l $(NATIVE) | awk '{print "libtollgate_native.so: " $$5 " bytes"}'

@@ -18,6 +18,8 @@ fi
 
 apt_missing=()
 command -v redis-server >/dev/null || apt_missing+=(redis-server)
+# wasm-opt (Binaryen): `make build` optimizes the filter module with it.
+command -v wasm-opt >/dev/null || apt_missing+=(binaryen)
 # node and npm: Express, one of the real upstreams of the differential suite.
 command -v node >/dev/null || apt_missing+=(nodejs)
 command -v npm >/dev/null || apt_missing+=(npm)

@@ -102,6 +102,7 @@ command -v taskset >/dev/null || die "taskset (util-linux) is required"
 [ "$(nproc)" -ge 2 ] || die "needs 2 cores: Envoy on core 0, the load generator on core 1"
 log "building the filter and the bench helpers (release)"
 cargo build --release --target wasm32-wasip1 -p tollgate
+scripts/wasm-opt.sh "$WASM"
 # One cargo invocation for both: built separately, their shared dependencies
 # resolve different features and each build would undo the other's.
 cargo build --release -p tollgate-bench -p tollgate-authority
