@@ -5,6 +5,7 @@
 
 use crate::edge::{EdgeCredentials, Matched, Refused, EDGE_REALM};
 use crate::feed::{CursorError, VersionKey};
+use crate::input::{basic_credentials, parse_form, BasicError};
 use crate::service::{
     host_allowed, AdminError, ApiTokenError, ApiTokenRequest, Authority, FeedError, OAuthError, MAX_VERSION_KEYS,
 };
@@ -17,7 +18,6 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
-use base64::Engine;
 use serde_json::json;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -294,33 +294,12 @@ fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
 }
 
-/// Parses `application/x-www-form-urlencoded`: every parameter at most once
-/// (RFC 6749 §3.2), valid UTF-8.
-fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, Response> {
-    if std::str::from_utf8(body).is_err() {
-        return Err(invalid_request("body is not UTF-8"));
-    }
-    let mut out = HashMap::new();
-    for (k, v) in form_urlencoded::parse(body) {
-        if k.contains('\u{FFFD}') || v.contains('\u{FFFD}') {
-            return Err(invalid_request("parameter is not valid percent-encoded UTF-8"));
-        }
-        if k.is_empty() {
-            return Err(invalid_request("malformed form body"));
-        }
-        if out.insert(k.to_string(), v.to_string()).is_some() {
-            return Err(invalid_request(&format!("parameter {k} repeated")));
-        }
-    }
-    Ok(out)
-}
-
 async fn form_request(state: &AppState, headers: &HeaderMap, body: Body) -> Result<HashMap<String, String>, Response> {
     let body = read_body(headers, body, state.max_body).await?;
     if !content_type_is(headers, "application/x-www-form-urlencoded") {
         return Err(invalid_request("content type must be application/x-www-form-urlencoded"));
     }
-    parse_form(&body)
+    parse_form(&body).map_err(|e| invalid_request(&e.to_string()))
 }
 
 /// Client credentials from HTTP Basic (RFC 6749 §2.3.1) or the form.
@@ -328,25 +307,8 @@ fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> Result<Op
     let basic = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(v) => {
-            let v = v.to_str().map_err(|_| OAuthError::InvalidClient("malformed authorization header".into()))?;
-            let Some((scheme, creds)) = v.split_once(' ') else {
-                return Err(OAuthError::InvalidClient("malformed authorization header".into()));
-            };
-            if !scheme.eq_ignore_ascii_case("basic") {
-                return Err(OAuthError::InvalidClient("only Basic client authentication is supported".into()));
-            }
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(creds.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
-            let (id, secret) =
-                raw.split_once(':').ok_or_else(|| OAuthError::InvalidClient("malformed Basic credentials".into()))?;
-            let dec = |s: &str| form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.to_string());
-            match (dec(id), dec(secret)) {
-                (Some(i), Some(s)) => Some((i, s)),
-                _ => return Err(OAuthError::InvalidClient("malformed Basic credentials".into())),
-            }
+            let v = v.to_str().map_err(|_| OAuthError::InvalidClient(BasicError::Malformed.to_string()))?;
+            Some(basic_credentials(v).map_err(|e| OAuthError::InvalidClient(e.to_string()))?)
         }
     };
     let form_creds = match (form.get("client_id"), form.get("client_secret")) {
@@ -605,9 +567,9 @@ async fn create_api_token(
     if !content_type_is(&headers, "application/json") {
         return invalid_request("content type must be application/json");
     }
-    let parsed: ApiTokenRequest = match serde_json::from_slice(&body) {
+    let parsed = match ApiTokenRequest::parse(&body) {
         Ok(p) => p,
-        Err(e) => return invalid_request(&format!("body: {e}")),
+        Err(e) => return invalid_request(&e),
     };
     match state.auth.create_api_token(&parsed).await {
         Ok(created) => no_store((StatusCode::CREATED, Json(created)).into_response()),

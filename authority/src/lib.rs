@@ -17,6 +17,7 @@ pub mod directory;
 pub mod edge;
 pub mod feed;
 pub mod http;
+pub mod input;
 pub mod keys;
 pub mod longpoll;
 pub mod metrics;

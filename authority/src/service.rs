@@ -188,19 +188,8 @@ pub enum FeedError {
 /// authority always fills `store` and `now`).
 pub use tollgate::protocol::{FeedEntry, FeedPage as FeedAnswer};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApiTokenRequest {
-    pub sub: String,
-    #[serde(default)]
-    pub scope: String,
-    /// CIDRs or addresses the token may be used from; `["*"]` for any.
-    pub hosts: Vec<String>,
-    /// Lifetime in days, or `-1` for never.
-    pub days: i64,
-    #[serde(default)]
-    pub name: Option<String>,
-}
+/// The body of `POST /v1/admin/api-tokens` (read in [`crate::input`]).
+pub use crate::input::ApiTokenRequest;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ApiTokenCreated {

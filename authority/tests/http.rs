@@ -105,6 +105,14 @@ async fn grants_succeed_and_tokens_verify_under_two_implementations() {
     assert_eq!((c["sub"].as_str(), c["scope"].as_str()), (Some("demo-client"), Some("read")));
     let (s, _, b) = e.form("/v1/token", &[("grant_type", "client_credentials"), ("client_id", "demo-client"), ("client_secret", "demo-client-secret")]).await;
     assert_eq!(s, StatusCode::OK, "{b}");
+    // A raw `&` in Basic credentials is data (it once ended the value, so
+    // `demo-client&x:demo-client-secret&y` authenticated demo-client).
+    let alias = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode("demo-client&x:demo-client-secret&y")
+    };
+    let r = e.http.post(e.server.url("/v1/token")).header("authorization", format!("Basic {alias}")).form(&[("grant_type", "client_credentials")]).send().await.expect("req");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "an id spelled with a raw & is another client");
 
     // health and metrics
     let h: Value = e.http.get(e.server.url("/healthz")).send().await.expect("healthz").json().await.expect("json");
@@ -292,6 +300,8 @@ async fn api_tokens_feed_versions_and_revoke() {
         ("no hosts", serde_json::json!({"sub":"alice","scope":"read","hosts":[],"days":1}), 400, "invalid_request"),
         ("unknown field", serde_json::json!({"sub":"alice","hosts":["*"],"days":1,"admin":true}), 400, "invalid_request"),
         ("empty sub", serde_json::json!({"sub":"","hosts":["*"],"days":1}), 400, "invalid_request"),
+        // serde's derive reads an array positionally; the API reads only objects.
+        ("array body", serde_json::json!(["alice", "read", ["*"], -1, null]), 400, "invalid_request"),
     ];
     for (name, body, status, error) in bad {
         let r = create(body).await.expect(name);
