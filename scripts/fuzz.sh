@@ -36,7 +36,7 @@ root=$(pwd)
 CARGO_FUZZ_VERSION=0.13.2
 # The CI default, measured on 2 cores shared with other builds (load 4.5):
 # a cold build takes 91 s (nightly or stable alike; 110 s with
-# AddressSanitizer), 9 targets × 20 s two at a time 105 s: the whole run
+# AddressSanitizer), 10 targets × 20 s two at a time ~115 s: the whole run
 # 3 min 16 s, under 4 minutes. (Installing cargo-fuzz, once per machine,
 # adds about 2.5 minutes.)
 DEFAULT_SECONDS=20
@@ -66,8 +66,9 @@ declare -A dict=(
     [config]=json
     [revocation]=json
     [refresh]=json
+    [authority_input]=authority
 )
-all=(token_verify token_mint token_cache extract request_view canonical_path config revocation refresh)
+all=(token_verify token_mint token_cache extract request_view canonical_path config revocation refresh authority_input)
 if (($#)); then
     targets=("$@")
 elif [ -n "${FUZZ_TARGETS:-}" ]; then

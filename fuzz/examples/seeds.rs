@@ -349,7 +349,49 @@ fn refresh() {
     write(t, "seal", b"\x00\x00\x05\x00\x00\x00access-token-one\x0d\x00\x00\x00refresh-token\x84\x03\x00\x00\x00\x00\x00\x00r1\x02\x00\x00\x00r2");
 }
 
+/// `authority_input`: the bodies and headers of the authority's HTTP
+/// tests and of `authority/src/input.rs`'s tables.
+fn authority_input() {
+    let t = "authority_input";
+    let forms: &[(&str, &[u8])] = &[
+        ("form-password", b"grant_type=password&username=alice&password=alice-demo&client_id=demo-client&scope=read+write"),
+        ("form-client", b"grant_type=client_credentials&client_id=demo-client&client_secret=s%2Fecret"),
+        ("form-refresh", b"grant_type=refresh_token&refresh_token=a%2Bb%2Fc%3Dd%26e&client_id=tollgate-edge"),
+        ("form-revoke", b"token=eyJhbGciOiJIUzI1NiJ9.e30.sig"),
+        ("form-empty-pieces", b"a=1&&b=&c"),
+        ("form-repeated", b"a=1&%61=2"),
+        ("form-bad-escape", b"a=%FF&b=%zz&c=100%"),
+        ("form-empty-name", b"=1"),
+        ("form-not-utf8", b"a=\xff"),
+    ];
+    for (name, body) in forms {
+        write(t, name, &[b"f", *body].concat());
+    }
+    let basics = [
+        ("basic-demo", tollgate_fuzz::authority::encode_basic("demo-client", "s3cret")),
+        ("basic-encoded", tollgate_fuzz::authority::encode_basic("a:b&c", "d e+f")),
+        ("basic-lower", "basic  ZGVtbzpzMw==".to_owned()),
+        ("basic-bearer", "Bearer abc".to_owned()),
+        ("basic-no-colon", "Basic bm8tY29sb24=".to_owned()),
+    ];
+    for (name, value) in basics {
+        write(t, name, &[b"b", value.as_bytes()].concat());
+    }
+    let json: &[(&str, &[u8])] = &[
+        ("json-ok", br#"{"sub":"bob","scope":"read","hosts":["*"],"days":-1,"name":"ci"}"#),
+        ("json-minimal", br#"{"sub":"bob","hosts":["10.0.0.0/8"],"days":30}"#),
+        ("json-unknown", br#"{"sub":"bob","hosts":["*"],"days":1,"scopes":"admin"}"#),
+        ("json-repeated", br#"{"sub":"bob","sub":"eve","hosts":[],"days":1}"#),
+        ("json-null-name", br#"{"sub":"bob","hosts":[],"days":1,"name":null}"#),
+    ];
+    for (name, body) in json {
+        write(t, name, &[b"j", *body].concat());
+    }
+    write(t, "round-trip", b"ra+b/c=d&e\xfftollgate-edge\xffs:e c");
+}
+
 fn main() {
+    authority_input();
     token_verify();
     extract();
     request();

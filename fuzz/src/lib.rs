@@ -11,6 +11,12 @@
 
 pub mod properties;
 
+/// The authority's input readers, compiled as is (no server dependencies),
+/// and their properties (shared with `authority/tests/input_regressions.rs`).
+#[path = "../../authority/src/input.rs"]
+pub mod input;
+pub mod authority;
+
 pub mod cases {
     use crate::properties::revocation::Step;
     use crate::properties::token::KeySetup;
