@@ -61,12 +61,7 @@ pub trait Proxy: Host {
 pub fn request_headers<P: Proxy>(engine: &RefCell<Engine>, host: &mut P, id: u32) -> Flow {
     let now = host.now_ms();
     let headers = host.request_headers();
-    let mut out = Vec::new();
-    let publish = {
-        let mut engine = engine.borrow_mut();
-        engine.on_request(host, now, id, headers, &mut out);
-        engine.config().filter_state
-    };
+    let (out, publish) = drive(engine, |e, out| e.on_request(host, now, id, headers, out));
     execute(host, id, out, publish)
 }
 
@@ -75,25 +70,24 @@ pub fn request_headers<P: Proxy>(engine: &RefCell<Engine>, host: &mut P, id: u32
 /// read of `body_size` bytes.
 pub fn callout<P: Proxy>(engine: &RefCell<Engine>, host: &mut P, own: u32, token: u32, status: Option<u16>, body: &[u8], body_size: usize) {
     let now = host.now_ms();
-    let mut out = Vec::new();
-    let publish = {
-        let mut engine = engine.borrow_mut();
-        engine.on_callout(host, now, token, status, body, body_size, &mut out);
-        engine.config().filter_state
-    };
+    let (out, publish) = drive(engine, |e, out| e.on_callout(host, now, token, status, body, body_size, out));
     execute(host, own, out, publish);
 }
 
 /// `on_tick` of the root context `own`.
 pub fn tick<P: Proxy>(engine: &RefCell<Engine>, host: &mut P, own: u32) {
     let now = host.now_ms();
-    let mut out = Vec::new();
-    let publish = {
-        let mut engine = engine.borrow_mut();
-        engine.on_tick(host, now, &mut out);
-        engine.config().filter_state
-    };
+    let (out, publish) = drive(engine, |e, out| e.on_tick(host, now, out));
     execute(host, own, out, publish);
+}
+
+/// One engine call, the engine borrowed only for it: its commands, and
+/// whether decisions are published as filter state (`filter_state`).
+fn drive(engine: &RefCell<Engine>, call: impl FnOnce(&mut Engine, &mut Vec<Command>)) -> (Vec<Command>, bool) {
+    let mut engine = engine.borrow_mut();
+    let mut out = Vec::new();
+    call(&mut engine, &mut out);
+    (out, engine.config().filter_state)
 }
 
 /// `on_http_response_headers` of request `id`: the headers a refresh owes
