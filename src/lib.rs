@@ -21,6 +21,7 @@ pub mod refresh;
 pub mod request;
 pub mod response;
 pub mod revocation;
+pub mod sorted_map;
 pub mod token;
 
 #[cfg(all(target_arch = "wasm32", target_os = "wasi"))]

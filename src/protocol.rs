@@ -14,7 +14,7 @@
 //! | the token size cap | [`MAX_TOKEN_BYTES`] |
 
 use crate::token::json::{self, Members, Value};
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -228,7 +228,7 @@ pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(not(all(target_arch = "wasm32", target_os = "wasi")), derive(serde::Serialize))]
 pub struct VersionsAnswer {
-    pub versions: BTreeMap<String, u64>,
+    pub versions: SortedMap<String, u64>,
 }
 
 impl VersionsAnswer {
@@ -237,7 +237,7 @@ impl VersionsAnswer {
     pub fn parse(body: &[u8]) -> Option<VersionsAnswer> {
         let v = json::parse(body).ok()?;
         let Value::Object(members) = Members::of(&v)?.get("versions")? else { return None };
-        let versions: BTreeMap<String, u64> =
+        let versions: SortedMap<String, u64> =
             members.iter().map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect::<Option<_>>()?;
         // A key listed twice is not an answer.
         (versions.len() == members.len()).then_some(VersionsAnswer { versions })

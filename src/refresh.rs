@@ -18,7 +18,7 @@
 use crate::protocol::{ErrorAnswer, TokenAnswer, INVALID_GRANT};
 use crate::token::json::{self, Members, ObjectWriter, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use crate::sorted_map::SortedMap;
 
 /// SHA-256 of a refresh token, hex.
 pub type TokenHash = String;
@@ -140,7 +140,7 @@ struct Group {
 /// Per-worker grouping of requests waiting on one refresh token.
 #[derive(Debug, Default)]
 pub struct Coordinator {
-    groups: BTreeMap<TokenHash, Group>,
+    groups: SortedMap<TokenHash, Group>,
 }
 
 impl Coordinator {
@@ -171,8 +171,7 @@ impl Coordinator {
     /// callout is made elsewhere (another worker's, per the shared slot).
     pub fn wait_elsewhere(&mut self, token: &TokenHash, ctx: u32, now_ms: u64, wait_ms: u64) {
         self.groups
-            .entry(token.clone())
-            .or_insert(Group { leader: None, followers: Vec::new(), deadline_ms: now_ms + wait_ms })
+            .get_or_insert_with(token.clone(), || Group { leader: None, followers: Vec::new(), deadline_ms: now_ms + wait_ms })
             .followers
             .push(ctx);
     }

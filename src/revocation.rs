@@ -314,7 +314,7 @@ impl LiveVersions {
         }
         self.answers += 1;
         for k in asked {
-            let v = answer.versions[k];
+            let Some(&v) = answer.versions.get(k) else { continue };
             let min = self.known.get(k).map_or(v, |(old, _, _)| v.max(*old));
             self.known.insert(k.clone(), (min, now_ms, self.answers));
         }

@@ -19,7 +19,7 @@ use crate::request::RequestView;
 use crate::response;
 use crate::revocation::{self, FeedPage, Freshness, LiveVersions, RevocationSet, MAX_FEED_BYTES};
 use std::cell::Cell;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::sorted_map::{SortedMap, SortedSet};
 use std::net::IpAddr;
 
 /// Shared slots for refresh results: bounded memory, whatever the traffic.
@@ -99,15 +99,15 @@ pub struct Engine {
     refreshes: Coordinator,
     checks: Coordinator,
     /// The keys of each live-check group, for a callout made again on a tick.
-    check_keys: BTreeMap<TokenHash, Vec<String>>,
-    paused: BTreeMap<u32, Paused>,
-    callouts: BTreeMap<u32, InFlight>,
+    check_keys: SortedMap<TokenHash, Vec<String>>,
+    paused: SortedMap<u32, Box<Paused>>,
+    callouts: SortedMap<u32, InFlight>,
     /// Response headers owed to a request (Set-Cookie after a refresh).
-    owed: BTreeMap<u32, Vec<(String, String)>>,
+    owed: SortedMap<u32, Vec<(String, String)>>,
     /// Groups whose wait ran out once: the worker made its own callout.
-    fell_back: BTreeSet<TokenHash>,
+    fell_back: SortedSet<TokenHash>,
     /// Refresh slots this worker wrote, and when to clear them.
-    written_slots: BTreeMap<String, u64>,
+    written_slots: SortedMap<String, u64>,
     feed_in_flight: bool,
     next_poll_ms: u64,
     /// Verified tokens (exact bytes → claims); emptied with the configuration.
@@ -143,12 +143,12 @@ impl Engine {
             live: LiveVersions::default(),
             refreshes: Coordinator::new(),
             checks: Coordinator::new(),
-            check_keys: BTreeMap::new(),
-            paused: BTreeMap::new(),
-            callouts: BTreeMap::new(),
-            owed: BTreeMap::new(),
-            fell_back: BTreeSet::new(),
-            written_slots: BTreeMap::new(),
+            check_keys: SortedMap::new(),
+            paused: SortedMap::new(),
+            callouts: SortedMap::new(),
+            owed: SortedMap::new(),
+            fell_back: SortedSet::new(),
+            written_slots: SortedMap::new(),
             feed_in_flight: false,
             next_poll_ms: 0,
             cache: TokenCache::new(config.token_cache_entries),
@@ -388,7 +388,7 @@ impl Engine {
     /// callout made elsewhere (another request's, or another worker's).
     fn wait(&mut self, kind: Kind, group: &TokenHash, id: u32, p: Paused, now: u64, elsewhere: bool) {
         let wait = self.wait_ms(kind);
-        self.paused.insert(id, p);
+        self.paused.insert(id, Box::new(p));
         let g = self.group(kind);
         if elsewhere {
             g.wait_elsewhere(group, id, now, wait);
@@ -435,7 +435,7 @@ impl Engine {
                     return self.resolve_refresh(host, id, p, &Outcome::Unavailable, now, resume, out);
                 }
                 let wait = self.wait_ms(Kind::Refresh);
-                self.paused.insert(id, p);
+                self.paused.insert(id, Box::new(p));
                 self.refreshes.join(&group, id, now, wait);
             }
         }
@@ -507,7 +507,7 @@ impl Engine {
     fn finish_group(&mut self, kind: Kind, group: &TokenHash) -> Vec<(u32, Paused)> {
         self.fell_back.remove(group);
         let ids = self.group(kind).finish(group);
-        ids.into_iter().filter_map(|id| self.paused.remove(&id).map(|p| (id, p))).collect()
+        ids.into_iter().filter_map(|id| self.paused.remove(&id).map(|p| (id, *p))).collect()
     }
 
     /// Ends the refresh of `group` for every request of this worker waiting
@@ -557,7 +557,7 @@ impl Engine {
         }
         self.check_keys.insert(group.clone(), keys);
         let wait = self.wait_ms(Kind::Check);
-        self.paused.insert(id, p);
+        self.paused.insert(id, Box::new(p));
         let joined = self.checks.join(&group, id, now, wait);
         debug_assert_eq!(joined, Join::Lead);
     }
@@ -731,7 +731,7 @@ impl Engine {
             // requests are answered from `ids` (a second wait that ran out
             // must not strand them).
             self.fell_back.remove(&group);
-            let waiting: Vec<(u32, Paused)> = ids.into_iter().filter_map(|id| self.paused.remove(&id).map(|p| (id, p))).collect();
+            let waiting: Vec<(u32, Paused)> = ids.into_iter().filter_map(|id| self.paused.remove(&id).map(|p| (id, *p))).collect();
             match kind {
                 Kind::Refresh => {
                     for (id, p) in waiting {

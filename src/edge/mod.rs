@@ -20,7 +20,7 @@
 //! - a cached minimum never goes backwards, and never-synced never allows;
 //! - on a `fresh` rule with `max_staleness_ms: 0`, no request is allowed on
 //!   a live answer it did not wait for (answers are numbered, not timed);
-//! - iteration order never depends on a hash seed (`BTreeMap`), so a run is
+//! - iteration order never depends on a hash seed (`SortedMap`), so a run is
 //!   a function of its inputs and a failing seed replays.
 
 mod engine;
