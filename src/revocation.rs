@@ -17,7 +17,27 @@ use crate::config::MAX_CLOCK_SKEW;
 use crate::protocol::merge_expiry;
 pub use crate::protocol::{version_keys, FeedEntry as Entry, FeedError, FeedPage, VersionsAnswer, MAX_FEED_BYTES};
 use crate::token::json::Value;
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
+
+/// An entry of the set ordered by its key alone (keys are unique).
+struct ByName<'a>(&'a String, &'a Min);
+
+impl PartialEq for ByName<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for ByName<'_> {}
+impl PartialOrd for ByName<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for ByName<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(other.0)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Min {
@@ -209,8 +229,11 @@ impl RevocationSet {
     pub fn encode(&self) -> Vec<u8> {
         // Sorted: the same set always encodes to the same bytes (and so the
         // same fingerprint), whatever the hash seed.
-        let mut sorted: Vec<(&String, &Min)> = self.entries.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        // A heap sort (`BinaryHeap::into_sorted_vec`): O(n log n) like
+        // `sort_unstable_by`, in about a tenth of its Wasm (the pattern-
+        // defeating quicksort instantiated for one element type was 9.5 KB of
+        // the filter module).
+        let sorted = self.entries.iter().map(|(k, m)| ByName(k, m)).collect::<BinaryHeap<_>>().into_sorted_vec();
         // Members in name order (c, e, f, g, s, t), absent ones as null.
         use crate::token::json::{write_str, write_u64, ObjectWriter};
         fn opt_u64(out: &mut String, v: Option<u64>) {
@@ -230,7 +253,7 @@ impl RevocationSet {
         opt_str(o.member("c"), self.cursor.as_deref());
         let e = o.member("e");
         e.push('[');
-        for (i, (k, m)) in sorted.into_iter().enumerate() {
+        for (i, ByName(k, m)) in sorted.into_iter().enumerate() {
             e.push_str(if i == 0 { "[" } else { ",[" });
             write_str(e, k);
             e.push(',');
