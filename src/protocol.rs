@@ -337,27 +337,70 @@ pub fn is_b64token(s: &str) -> bool {
     !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
+/// A `hosts` entry (and an authority's `trusted_proxies` entry), read once:
+/// `*`, an IP address, or a network in CIDR notation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEntry {
+    Any,
+    Addr(IpAddr),
+    /// An address and a prefix length (≤ 32 for IPv4, ≤ 128 for IPv6); the
+    /// address's bits past the prefix are ignored, as `ipnet` ignores them.
+    Net(IpAddr, u8),
+}
+
+impl HostEntry {
+    /// `None` for anything else. Addresses are read by `std` (so an IPv4
+    /// octet with a leading zero, octal to `inet_aton`, is refused); a
+    /// prefix length is one to three ASCII digits. Written here rather than
+    /// with `ipnet`, whose own copy of the address parser was 7 KB of the
+    /// filter module; the table below compares the two.
+    pub fn parse(entry: &str) -> Option<HostEntry> {
+        if entry == "*" {
+            return Some(HostEntry::Any);
+        }
+        let Some((addr, len)) = entry.split_once('/') else {
+            return entry.parse().ok().map(HostEntry::Addr);
+        };
+        let addr: IpAddr = addr.parse().ok()?;
+        if !(1..=3).contains(&len.len()) || !len.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let len: u8 = len.parse().ok()?;
+        (len <= if addr.is_ipv4() { 32 } else { 128 }).then_some(HostEntry::Net(addr, len))
+    }
+
+    /// Whether `client` is in it; an IPv4-mapped IPv6 address
+    /// (`::ffff:10.0.0.1`) compares as IPv4 on both sides.
+    pub fn admits(self, client: IpAddr) -> bool {
+        let client = canonical(client);
+        match self {
+            HostEntry::Any => true,
+            HostEntry::Addr(ip) => canonical(ip) == client,
+            HostEntry::Net(IpAddr::V4(net), len) => matches!(client, IpAddr::V4(c) if same_prefix_v4(net, c, len)),
+            HostEntry::Net(IpAddr::V6(net), len) => match (net.to_ipv4_mapped(), client) {
+                // `::ffff:10.0.0.0/104` is the IPv4 network 10.0.0.0/8.
+                (Some(v4), IpAddr::V4(c)) if len >= 96 => same_prefix_v4(v4, c, len - 96),
+                (Some(_), _) if len >= 96 => false,
+                (_, IpAddr::V6(c)) => {
+                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    u128::from(net) & mask == u128::from(c) & mask
+                }
+                _ => false,
+            },
+        }
+    }
+}
+
+fn same_prefix_v4(net: std::net::Ipv4Addr, client: std::net::Ipv4Addr, len: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    u32::from(net) & mask == u32::from(client) & mask
+}
+
 /// One `hosts` entry against a client address: `*`, an address or a CIDR;
 /// unparseable entries match nothing; an IPv4-mapped IPv6 address
 /// (`::ffff:10.0.0.1`) compares as IPv4 on both sides.
 pub fn host_matches(entry: &str, client: IpAddr) -> bool {
-    let client = canonical(client);
-    if entry == "*" {
-        return true;
-    }
-    if let Ok(ip) = entry.parse::<IpAddr>() {
-        return canonical(ip) == client;
-    }
-    match entry.parse::<ipnet::IpNet>() {
-        Ok(ipnet::IpNet::V6(net)) => match net.network().to_ipv4_mapped() {
-            // `::ffff:10.0.0.0/104` is the IPv4 network 10.0.0.0/8.
-            Some(v4) if net.prefix_len() >= 96 => ipnet::Ipv4Net::new(v4, net.prefix_len() - 96)
-                .is_ok_and(|n| matches!(client, IpAddr::V4(c) if n.contains(&c))),
-            _ => matches!(client, IpAddr::V6(c) if net.contains(&c)),
-        },
-        Ok(net) => net.contains(&client),
-        Err(_) => false,
-    }
+    HostEntry::parse(entry).is_some_and(|e| e.admits(client))
 }
 
 /// Whether any of `hosts` admits `client`.

@@ -8,6 +8,7 @@ use crate::keys::KeyConfig;
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
+use tollgate::protocol::HostEntry;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./.run/authority";
@@ -371,7 +372,7 @@ impl Config {
             return bad("trusted_proxy_hops must be within 0..=16");
         }
         for entry in self.trusted_proxies.iter().flatten() {
-            if entry.parse::<std::net::IpAddr>().is_err() && entry.parse::<ipnet::IpNet>().is_err() {
+            if !matches!(HostEntry::parse(entry), Some(HostEntry::Addr(_) | HostEntry::Net(..))) {
                 return bad(&format!("trusted_proxies: {entry:?} is not an IP address or CIDR"));
             }
         }

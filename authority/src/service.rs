@@ -3,6 +3,7 @@
 //! the refresh decision itself is [`crate::refresh::decide`].
 
 use crate::config::Config;
+use tollgate::protocol::HostEntry;
 use crate::directory::{split_scopes, Directory};
 use crate::feed::{check_id, Cursor, CursorError, VersionKey};
 use crate::keys::Keys;
@@ -260,8 +261,9 @@ pub fn narrow_scope(requested: Option<&str>, allowed: &[String]) -> Result<Strin
     Ok(out.join(" "))
 }
 
+/// An address or a CIDR, as the edge reads it (`*` is not minted).
 fn valid_host(h: &str) -> bool {
-    h.parse::<ipnet::IpNet>().is_ok() || h.parse::<IpAddr>().is_ok()
+    matches!(HostEntry::parse(h), Some(HostEntry::Addr(_) | HostEntry::Net(..)))
 }
 
 /// Whether `peer` is allowed by a `hosts` claim.
