@@ -223,6 +223,9 @@ pub fn is_live(expires_at: Option<u64>, now: u64) -> bool {
     expires_at.is_none_or(|e| e > now)
 }
 
+/// Most keys in one `GET /v1/versions` question, and so in its answer.
+pub const MAX_VERSION_KEYS: usize = 64;
+
 /// A `GET /v1/versions` answer: `{"versions": {"sub:alice": 3}}`; a key the
 /// store never bumped answers the store's floor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,6 +240,11 @@ impl VersionsAnswer {
     pub fn parse(body: &[u8]) -> Option<VersionsAnswer> {
         let v = json::parse(body).ok()?;
         let Value::Object(members) = Members::of(&v)?.get("versions")? else { return None };
+        // No question has more keys: a longer answer is not one, and
+        // refusing it first keeps the sorted insertions below short.
+        if members.len() > MAX_VERSION_KEYS {
+            return None;
+        }
         let versions: SortedMap<String, u64> =
             members.iter().map(|(k, v)| Some((k.clone(), v.as_u64()?))).collect::<Option<_>>()?;
         // A key listed twice is not an answer.
@@ -362,15 +370,19 @@ impl HostEntry {
             return entry.parse().ok().map(HostEntry::Addr);
         };
         let addr: IpAddr = addr.parse().ok()?;
-        if !(1..=3).contains(&len.len()) || !len.bytes().all(|b| b.is_ascii_digit()) {
+        // As `ipnet` reads a prefix: at most two digits for IPv4 and three
+        // for IPv6, leading zeros allowed (`/08`, `/008` on IPv6 only).
+        let (digits, max) = if addr.is_ipv4() { (2, 32) } else { (3, 128) };
+        if !(1..=digits).contains(&len.len()) || !len.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let len: u8 = len.parse().ok()?;
-        (len <= if addr.is_ipv4() { 32 } else { 128 }).then_some(HostEntry::Net(addr, len))
+        (len <= max).then_some(HostEntry::Net(addr, len))
     }
 
     /// Whether `client` is in it; an IPv4-mapped IPv6 address
-    /// (`::ffff:10.0.0.1`) compares as IPv4 on both sides.
+    /// (`::ffff:10.0.0.1`) compares as IPv4 on both sides. A network built
+    /// by hand with a prefix longer than its family's admits nothing.
     pub fn admits(self, client: IpAddr) -> bool {
         let client = canonical(client);
         match self {
@@ -382,7 +394,8 @@ impl HostEntry {
                 (Some(v4), IpAddr::V4(c)) if len >= 96 => same_prefix_v4(v4, c, len - 96),
                 (Some(_), _) if len >= 96 => false,
                 (_, IpAddr::V6(c)) => {
-                    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                    let Some(host_bits) = 128u32.checked_sub(u32::from(len)) else { return false };
+                    let mask = u128::MAX.checked_shl(host_bits).unwrap_or(0);
                     u128::from(net) & mask == u128::from(c) & mask
                 }
                 _ => false,
@@ -392,7 +405,8 @@ impl HostEntry {
 }
 
 fn same_prefix_v4(net: std::net::Ipv4Addr, client: std::net::Ipv4Addr, len: u8) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    let Some(host_bits) = 32u32.checked_sub(u32::from(len)) else { return false };
+    let mask = u32::MAX.checked_shl(host_bits).unwrap_or(0);
     u32::from(net) & mask == u32::from(client) & mask
 }
 

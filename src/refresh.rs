@@ -140,7 +140,7 @@ struct Group {
 /// Per-worker grouping of requests waiting on one refresh token.
 #[derive(Debug, Default)]
 pub struct Coordinator {
-    groups: SortedMap<TokenHash, Group>,
+    groups: SortedMap<TokenHash, Box<Group>>,
 }
 
 impl Coordinator {
@@ -156,7 +156,7 @@ impl Coordinator {
                 Join::Follow
             }
             None => {
-                let g = Group { leader: Some(ctx), followers: Vec::new(), deadline_ms: now_ms + wait_ms };
+                let g = Box::new(Group { leader: Some(ctx), followers: Vec::new(), deadline_ms: now_ms + wait_ms });
                 self.groups.insert(token.clone(), g);
                 Join::Lead
             }
@@ -171,7 +171,7 @@ impl Coordinator {
     /// callout is made elsewhere (another worker's, per the shared slot).
     pub fn wait_elsewhere(&mut self, token: &TokenHash, ctx: u32, now_ms: u64, wait_ms: u64) {
         self.groups
-            .get_or_insert_with(token.clone(), || Group { leader: None, followers: Vec::new(), deadline_ms: now_ms + wait_ms })
+            .get_or_insert_with(token.clone(), || Box::new(Group { leader: None, followers: Vec::new(), deadline_ms: now_ms + wait_ms }))
             .followers
             .push(ctx);
     }

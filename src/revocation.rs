@@ -537,7 +537,19 @@ mod tests {
         // Answers missing a key, or not JSON, are refused whole.
         assert!(!live.record(&asked, br#"{"versions":{"sub:a":9}}"#, 3_000));
         assert!(!live.record(&asked, b"<html>", 3_000));
+        // More keys than any question has (MAX_VERSION_KEYS): refused whole
+        // before any is read, however many (an 8 MB answer is not read key
+        // by key).
+        let mut long = String::from(r#"{"versions":{"sub:a":9,"sid:s":9"#);
+        for i in (0..crate::protocol::MAX_VERSION_KEYS - 1).rev() {
+            long.push_str(&format!(r#","sub:x{i:05}":9"#));
+        }
+        long.push_str("}}");
+        assert!(!live.record(&asked, long.as_bytes(), 3_000));
         assert_eq!(live.get("sub:a", 3_000, 5_000, None), Some(3));
+        let at_most = long.replacen(r#","sub:x00000":9"#, "", 1);
+        assert!(live.record(&asked, at_most.as_bytes(), 3_000), "MAX_VERSION_KEYS keys are an answer");
+        assert_eq!(live.get("sub:a", 3_000, 5_000, None), Some(9));
     }
 
     #[test]

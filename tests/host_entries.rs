@@ -1,10 +1,12 @@
 //! `hosts` entries (and the authority's `trusted_proxies`): the filter reads
 //! CIDR notation itself (`protocol::HostEntry`, 7 KB less Wasm than `ipnet`).
 //! This is its differential test against `ipnet`, the reading it replaced:
-//! every entry admits exactly the clients `ipnet` admits, except the one
-//! deliberate difference, an IPv4 octet with a leading zero (`010.0.0.0/8`),
-//! which `ipnet`'s own address parser reads as decimal, `inet_aton` as octal,
-//! and `std` (so Tollgate) refuses.
+//! every entry admits exactly the clients `ipnet` admits, except where
+//! `ipnet`'s own copy of an old `std` address parser is laxer than today's
+//! `std`, which Tollgate uses: an IPv4 octet with a leading zero
+//! (`010.0.0.0/8`, decimal to `ipnet`, octal to `inet_aton`) and an IPv6
+//! `::` that stands for no group at all (`1:2:3:4:5:6:7::8`). Both are
+//! refused (match nothing). Prefix lengths are read as `ipnet` reads them.
 
 use ipnet::{IpNet, Ipv4Net};
 use proptest::prelude::*;
@@ -32,10 +34,13 @@ fn reference(entry: &str, client: IpAddr) -> bool {
     }
 }
 
-/// An IPv4 octet written with a leading zero somewhere in the address part.
-fn leading_zero_octet(entry: &str) -> bool {
+/// An address part `std` refuses and `ipnet` reads: an IPv4 octet with a
+/// leading zero, or a `::` standing for no group.
+fn stricter_address(entry: &str) -> bool {
     let addr = entry.split('/').next().unwrap_or_default();
-    !addr.contains(':') && addr.split('.').any(|o| o.len() > 1 && o.starts_with('0'))
+    let octal = !addr.contains(':') && addr.split('.').any(|o| o.len() > 1 && o.starts_with('0'));
+    let empty_elision = addr.contains("::") && addr.split(':').filter(|g| !g.is_empty()).count() >= 8;
+    octal || empty_elision
 }
 
 #[test]
@@ -61,6 +66,14 @@ fn entries_table() {
         ("10.0.0.0/8 ", "10.0.0.1", false),
         ("10.0.0.0/8/8", "10.0.0.1", false),
         ("010.0.0.0/8", "10.0.0.1", false),
+        ("10.0.0.0/000", "200.1.1.1", false),
+        ("10.0.0.0/008", "10.0.0.1", false),
+        ("10.0.0.1/032", "10.0.0.1", false),
+        ("10.0.0.0/00", "200.1.1.1", true),
+        ("2001:db8::/032", "2001:db8::1", true),
+        ("2001:db8::/0032", "2001:db8::1", false),
+        ("1:2:3:4:5:6:7::8/128", "1:2:3:4:5:6:7:8", false),
+        ("fe80::1%eth0", "fe80::1", false),
         ("::ffff:10.0.0.0/104", "10.9.9.9", true),
         ("::ffff:10.0.0.0/104", "11.0.0.1", false),
         ("::ffff:10.0.0.0/104", "::ffff:10.9.9.9", true),
@@ -79,14 +92,20 @@ fn entries_table() {
     for (entry, client, want) in cases {
         let client: IpAddr = client.parse().unwrap();
         assert_eq!(host_matches(entry, client), want, "{entry} vs {client}");
-        if !leading_zero_octet(entry) {
+        if !stricter_address(entry) {
             assert_eq!(reference(entry, client), want, "the reference agrees on {entry} vs {client}");
         }
     }
 }
 
 fn octet() -> impl Strategy<Value = String> {
-    prop_oneof![(0u16..=255).prop_map(|o| o.to_string()), Just("256".to_string()), Just("010".to_string()), Just("00".to_string())]
+    // Mostly valid octets: an address is valid only when all four are.
+    prop_oneof![
+        40 => (0u16..=255).prop_map(|o| o.to_string()),
+        1 => Just("256".to_string()),
+        1 => Just("010".to_string()),
+        1 => Just("00".to_string()),
+    ]
 }
 
 fn entry() -> impl Strategy<Value = String> {
@@ -97,7 +116,12 @@ fn entry() -> impl Strategy<Value = String> {
         Just("::".to_string()),
         Just("2001:db8::".to_string()),
     ];
-    let len = prop_oneof![(0u8..=130).prop_map(|n| n.to_string()), (0u8..=40).prop_map(|n| format!("0{n}")), Just(String::new())];
+    let len = prop_oneof![
+        (0u8..=130).prop_map(|n| n.to_string()),
+        (0u8..=40).prop_map(|n| format!("0{n}")),
+        (0u8..=40).prop_map(|n| format!("00{n}")),
+        Just(String::new()),
+    ];
     let addr = prop_oneof![v4, v6];
     prop_oneof![
         addr.clone(),
@@ -123,12 +147,12 @@ fn client() -> impl Strategy<Value = IpAddr> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(20_000))]
 
-    /// Same answer as `ipnet` for every entry and client, but for a leading
-    /// zero in an IPv4 octet, which Tollgate refuses (matches nothing).
+    /// Same answer as `ipnet` for every entry and client, but for the
+    /// addresses `std` refuses (they match nothing).
     #[test]
     fn admits_what_ipnet_admits(entry in entry(), client in client()) {
         let ours = host_matches(&entry, client);
-        if leading_zero_octet(&entry) {
+        if stricter_address(&entry) {
             prop_assert!(!ours || entry == "*" , "{entry} admitted {client}");
         } else {
             prop_assert_eq!(ours, reference(&entry, client), "{} vs {}", entry, client);
@@ -145,5 +169,31 @@ proptest! {
             prop_assert!(HostEntry::Net(client, shorter).admits(client));
         }
         prop_assert_eq!(HostEntry::parse(&format!("{addr}/{len}")), Some(HostEntry::Net(client, len)));
+    }
+
+    /// Every entry `ipnet` refuses as a network, Tollgate refuses too, and
+    /// with a prefix of a zero-padded form it is the same network.
+    #[test]
+    fn a_prefix_is_read_as_ipnet_reads_it(entry in entry()) {
+        let is_net = matches!(HostEntry::parse(&entry), Some(HostEntry::Net(..)));
+        if is_net {
+            prop_assert!(entry.parse::<IpNet>().is_ok(), "{} is a network to Tollgate only", entry);
+        } else if entry.contains('/') && !stricter_address(&entry) {
+            prop_assert!(entry.parse::<IpNet>().is_err(), "{} is a network to ipnet only", entry);
+        }
+    }
+}
+
+/// A network built by hand with a prefix longer than its family's (the
+/// parser never makes one) admits nothing rather than everything.
+#[test]
+fn an_out_of_range_prefix_admits_nothing() {
+    for (net, client) in [("10.0.0.0", "10.0.0.1"), ("2001:db8::", "2001:db8::1"), ("::ffff:10.0.0.0", "10.0.0.1")] {
+        let net: IpAddr = net.parse().unwrap();
+        for len in [33, 129, 200, 255] {
+            if net.is_ipv4() && len > 32 || net.is_ipv6() && len > 128 {
+                assert!(!HostEntry::Net(net, len).admits(client.parse().unwrap()), "{net}/{len}");
+            }
+        }
     }
 }

@@ -25,8 +25,8 @@ use tollgate::token::{mint, Claims, ClaimRules, TimeCheck, TokenError, Verifier,
 /// failed round means another request changed the family meanwhile, after
 /// which the token is no longer the head and the next round replays.
 const MAX_REFRESH_ROUNDS: usize = 16;
-/// Most keys in one `GET /v1/versions`.
-pub const MAX_VERSION_KEYS: usize = 64;
+/// Most keys in one `GET /v1/versions` (one definition, the edge's).
+pub use tollgate::protocol::MAX_VERSION_KEYS;
 /// Largest API token hosts list.
 const MAX_HOSTS: usize = 64;
 /// Longest `mint --ttl-secs` (a day). Every bump's feed entry lives at least

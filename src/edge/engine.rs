@@ -101,7 +101,7 @@ pub struct Engine {
     /// The keys of each live-check group, for a callout made again on a tick.
     check_keys: SortedMap<TokenHash, Vec<String>>,
     paused: SortedMap<u32, Box<Paused>>,
-    callouts: SortedMap<u32, InFlight>,
+    callouts: SortedMap<u32, Box<InFlight>>,
     /// Response headers owed to a request (Set-Cookie after a refresh).
     owed: SortedMap<u32, Vec<(String, String)>>,
     /// Groups whose wait ran out once: the worker made its own callout.
@@ -364,7 +364,7 @@ impl Engine {
         let call = Callout { cluster: a.cluster.clone(), headers, body, timeout_ms };
         match host.dispatch(&call) {
             Ok(token) => {
-                self.callouts.insert(token, InFlight { what, started_ms: now, timeout_ms });
+                self.callouts.insert(token, Box::new(InFlight { what, started_ms: now, timeout_ms }));
                 true
             }
             Err(_) => false,
