@@ -8,6 +8,8 @@
 //! callback `src/glue/` implements must be exported, and no other callback
 //! of the ABI but the ones every module needs.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::collections::BTreeSet;
 
 /// Each proxy-wasm SDK trait method and the ABI export that calls it.
