@@ -359,9 +359,9 @@ pub enum HostEntry {
 impl HostEntry {
     /// `None` for anything else. Addresses are read by `std` (so an IPv4
     /// octet with a leading zero, octal to `inet_aton`, is refused); a
-    /// prefix length is one to three ASCII digits. Written here rather than
-    /// with `ipnet`, whose own copy of the address parser was 7 KB of the
-    /// filter module; the table below compares the two.
+    /// prefix length as `ipnet` reads it. Written here rather than with
+    /// `ipnet`, whose own copy of the address parser was 7 KB of the filter
+    /// module; `tests/host_entries.rs` compares the two.
     pub fn parse(entry: &str) -> Option<HostEntry> {
         if entry == "*" {
             return Some(HostEntry::Any);
